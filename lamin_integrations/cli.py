@@ -1,0 +1,128 @@
+"""The `lamin-integrations` command: parses arguments, calls the library, prints."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+import click
+
+
+def _fail(e: Exception) -> None:
+    click.echo(f"Error: {e}", err=True)
+    sys.exit(1)
+
+
+class _Group(click.Group):
+    """Turns the project's own errors into one readable line and exit code 1."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        from .errors import LaminIntegrationsError
+
+        try:
+            return super().invoke(ctx)
+        except LaminIntegrationsError as e:
+            _fail(e)
+
+
+@click.group(cls=_Group)
+@click.version_option(package_name="lamin-integrations")
+@click.option("--db", envvar="LAMIN_INTEGRATIONS_DB", help="Registry URL (SQLAlchemy), e.g. postgresql+psycopg://user@host/db.")
+@click.option("--storage", envvar="LAMIN_INTEGRATIONS_STORAGE", help="Storage root (folder or fsspec URL).")
+@click.pass_context
+def cli(ctx: click.Context, db: str | None, storage: str | None) -> None:
+    """Lineage registry for Snakemake, Prefect, Nextflow and Python runs."""
+    if db or storage:
+        from .core.instance import connect
+
+        ctx.call_on_close(lambda: None)
+        ctx.obj = {"db": db, "storage": storage}
+        connect(db, storage)
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def info(as_json: bool) -> None:
+    """Where the registry is, its schema revision and how many records it holds."""
+    from .core.summary import instance_info
+
+    data = instance_info()
+    if as_json:
+        click.echo(json.dumps(data, indent=2))
+        return
+    click.echo(f"database:  {data['db']}")
+    click.echo(f"storage:   {data['storage']}")
+    click.echo(f"schema:    {data['schema_revision']}")
+    for name, n in data["counts"].items():
+        click.echo(f"{name + ':':<11}{n}")
+
+
+@cli.group(invoke_without_command=True)
+@click.option("--status", help="Only runs with this status (started, completed, errored, ...).")
+@click.option("--transform", help="Only runs of the transform with this key.")
+@click.option("--reference-type", help="Only runs with this reference type (e.g. snakemake_job).")
+@click.option("--limit", type=click.IntRange(min=1), default=20, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_context
+def runs(ctx: click.Context, status: str | None, transform: str | None, reference_type: str | None, limit: int, as_json: bool) -> None:
+    """List runs, newest first."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from .core.summary import list_runs
+
+    rows = list_runs(status=status, transform=transform, reference_type=reference_type, limit=limit)
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(box=None)
+    for col in ("uid", "status", "transform", "name", "started_at", "duration_s", "initiated_by_run"):
+        table.add_column(col)
+    for row in rows:
+        table.add_row(*(str(row[c]) if row[c] is not None else "" for c in ("uid", "status", "transform", "name", "started_at", "duration_s", "initiated_by_run")))
+    Console(width=160).print(table)
+
+
+@cli.command()
+@click.argument("uid")
+def show(uid: str) -> None:
+    """Describe a run, transform, artifact or other record by uid or uid prefix."""
+    from .core.summary import find_record
+
+    click.echo(find_record(uid).describe(return_str=True), nl=False)
+
+
+@cli.command()
+def plugins() -> None:
+    """Loaded plugins and the hooks each implements."""
+    from .core.plugins import manager
+
+    pm = manager()
+    names = [name for name, plugin in pm.list_name_plugin()]
+    if not names:
+        click.echo("no plugins loaded")
+    for name, plugin in pm.list_name_plugin():
+        hooks = sorted(h.name for h in pm.get_hookcallers(plugin) or [])
+        dist = next((d.project_name for p, d in pm.list_plugin_distinfo() if p is plugin), "built-in")
+        click.echo(f"{name} ({dist}): {', '.join(hooks) or 'no hooks'}")
+
+
+def _register_plugin_commands() -> None:
+    try:
+        from .core.plugins import fire
+
+        fire("register_commands", cli=cli)
+    except Exception as e:  # never let a plugin break the command line
+        click.echo(f"warning: plugin commands not loaded: {e}", err=True)
+
+
+def main() -> None:
+    _register_plugin_commands()
+    cli(prog_name="lamin-integrations")
+
+
+if __name__ == "__main__":
+    main()

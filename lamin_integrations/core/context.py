@@ -1,0 +1,275 @@
+"""The run context: `ln.track()` / `ln.finish()` and the current run.
+
+The current run lives in a ContextVar (so threads and asyncio tasks each see their own),
+with the global `ln.context.run` as the fallback. Child processes find their parent through
+an environment variable holding its uid.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import os
+import socket
+import subprocess
+import sys
+from contextvars import ContextVar
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..errors import ObjectDoesNotExist, ValidationError
+from .jsonutil import check_json
+
+if TYPE_CHECKING:
+    from .models import Project, Run, Transform
+
+logger = logging.getLogger("lamin_integrations")
+
+ENV_RUN_UID = "LAMIN_INTEGRATIONS_RUN_UID"
+ENV_LAMINDB_RUN_UID = "LAMIN_INITIATED_BY_RUN_UID"  # lamindb's name, honoured too
+
+_current_run: ContextVar[Run | None] = ContextVar("lamin_integrations_current_run", default=None)
+
+
+def get_current_run() -> Run | None:
+    """The run that new records belong to: this thread/task's, else the global one."""
+    return _current_run.get() or context.run
+
+
+def set_current_run(run: Run | None) -> Any:
+    """Make `run` current in this thread/task; returns a token for `reset_current_run`."""
+    return _current_run.set(run)
+
+
+def reset_current_run(token: Any) -> None:
+    _current_run.reset(token)
+
+
+def parent_run_from_env() -> Run | None:
+    """The run that launched this process, if it told us through the environment."""
+    from .models import Run
+
+    uid = os.environ.get(ENV_RUN_UID) or os.environ.get(ENV_LAMINDB_RUN_UID)
+    if not uid:
+        return None
+    try:
+        return Run.get(uid)
+    except ObjectDoesNotExist:
+        logger.warning("parent run %s (from the environment) is not in this registry; starting a top-level run", uid)
+        return None
+
+
+def _caller_script() -> Path | None:
+    main = sys.modules.get("__main__")
+    main_file = getattr(main, "__file__", None)
+    if main_file and Path(main_file).suffix == ".py":
+        return Path(main_file).resolve()
+    package_dir = Path(__file__).resolve().parents[1]
+    for frame in inspect.stack()[2:]:
+        path = Path(frame.filename)
+        if path.suffix == ".py" and path.exists() and package_dir not in path.resolve().parents:
+            return path.resolve()
+    return None
+
+
+def git_root(path: Path) -> Path | None:
+    for parent in [path.parent, *path.parent.parents]:
+        if (parent / ".git").exists():
+            return parent
+    return None
+
+
+def script_key(path: Path) -> str:
+    """Path relative to the git root, else the file name: stable across clones and machines."""
+    root = git_root(path)
+    return path.relative_to(root).as_posix() if root else path.name
+
+
+def _git_reference(path: Path) -> tuple[str | None, str | None]:
+    root = git_root(path)
+    if root is None:
+        return None, None
+    try:
+        def git(*args: str) -> str:
+            return subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True, timeout=5).stdout.strip()
+
+        commit = git("rev-parse", "HEAD")
+        remote = git("config", "--get", "remote.origin.url")
+    except (OSError, subprocess.SubprocessError):
+        return None, None
+    if not commit:
+        return None, None
+    rel = path.relative_to(root).as_posix()
+    if remote:
+        base = remote.removesuffix(".git")
+        if base.startswith("git@"):
+            base = "https://" + base[4:].replace(":", "/", 1)
+        return f"{base}/blob/{commit}/{rel}", "url"
+    return f"{commit}:{rel}", "git"
+
+
+class Context:
+    """`ln.context`: the transform and run managed by `ln.track()`."""
+
+    def __init__(self) -> None:
+        self._transform: Transform | None = None
+        self._run: Run | None = None
+        self._project: Project | None = None
+        self.uid: str | None = None
+        self.version: str | None = None
+        self.description: str | None = None
+
+    @property
+    def transform(self) -> Transform | None:
+        return self._transform
+
+    @property
+    def run(self) -> Run | None:
+        return self._run
+
+    @property
+    def project(self) -> Project | None:
+        return self._project
+
+    def track(
+        self,
+        transform: str | Transform | None = None,
+        *,
+        project: str | None = None,
+        params: dict | None = None,
+        new_run: bool | None = None,
+        path: str | None = None,
+        initiated_by_run: Run | None = None,
+    ) -> Run:
+        """Start (or resume) a run of this script; returns the Run."""
+        from .models import Project, Run, Transform
+
+        if params is not None:
+            if not isinstance(params, dict):
+                raise ValidationError(f"params must be a dict, got {type(params).__name__}")
+            check_json(params, "params")
+        if project is not None:
+            try:
+                self._project = project if isinstance(project, Project) else Project.get(name=project) if not _looks_like_uid(project) else Project.get(project)
+            except ObjectDoesNotExist:
+                try:
+                    self._project = Project.get(name=project)
+                except ObjectDoesNotExist:
+                    raise ValidationError(f"no project named {project!r}; create it with ln.Project(name={project!r}).save()") from None
+        if initiated_by_run is not None and not isinstance(initiated_by_run, Run):
+            raise ValidationError(f"initiated_by_run expects a Run, got {initiated_by_run!r}")
+
+        transform_record = self._resolve_transform(transform, path)
+        parent = initiated_by_run or _current_run.get() or parent_run_from_env()
+        run = None
+        if new_run is False:
+            run = transform_record.latest_run
+            if run is not None:
+                from .schema import now
+
+                run.status = "restarted"
+                run.started_at = now()
+                run.finished_at = None
+                if params is not None:
+                    run.params = params
+                run.save()
+        if run is None:
+            run = Run(transform_record, params=params, initiated_by_run=parent, status="started")
+            run.cli_args = " ".join(sys.argv[1:])[:4096] or None
+            run.host = socket.gethostname()[:255]
+            run.pid = os.getpid()
+            run.save()
+        self._transform, self._run = transform_record, run
+        self.uid, self.version, self.description = transform_record.uid, transform_record.version, transform_record.description
+        _current_run.set(run)
+        os.environ[ENV_RUN_UID] = run.uid
+        logger.info("started Run('%s') of Transform('%s', key=%r)", run.uid, transform_record.uid, transform_record.key)
+        return run
+
+    def _resolve_transform(self, transform: str | Transform | None, path: str | None) -> Transform:
+        from .models import Transform
+
+        if isinstance(transform, Transform):
+            return transform if transform.id is not None else transform.save()
+        if transform is not None and not isinstance(transform, str):
+            raise ValidationError(f"track() takes a transform uid or a Transform record, got {transform!r}")
+        script = Path(path).expanduser().resolve() if path else _caller_script()
+        if script is None or not script.exists():
+            if transform is not None:
+                return self._transform_by_uid(transform, None, None)
+            raise ValidationError("cannot detect the script being run; pass path='my_script.py' or a transform")
+        try:
+            source = script.read_text(errors="replace")
+        except OSError as e:
+            raise ValidationError(f"cannot read the script {script}: {e}") from None
+        key = script_key(script)
+        if transform is not None:
+            return self._transform_by_uid(transform, key, source)
+        reference, reference_type = _git_reference(script)
+        kwargs: dict[str, Any] = {}
+        if reference:
+            kwargs = {"reference": reference[:255], "reference_type": reference_type}
+        return Transform(key=key, kind="script", source_code=source, **kwargs).save()
+
+    def _transform_by_uid(self, uid: str, key: str | None, source: str | None) -> Transform:
+        from .hashing import hash_string
+        from .models import Transform
+
+        if len(uid) not in (12, 16):
+            raise ValidationError(f"a transform uid has 12 (family) or 16 (pinned version) characters, got {uid!r}")
+        if len(uid) == 16:
+            existing = Transform.filter(uid=uid).one_or_none()
+            if existing is not None:
+                if source is not None and existing.hash is not None and existing.hash != hash_string(source):
+                    raise ValidationError(
+                        f"the source of {existing.key!r} changed since version {uid}; pass the 12-character "
+                        f"family uid ln.track({uid[:12]!r}) to record a new version"
+                    )
+                return existing
+            return Transform(key=key or uid, kind="script", source_code=source, uid=uid).save()
+        family = Transform.filter(uid__startswith=uid).order_by("-id").first()
+        if family is not None and source is not None:
+            h = hash_string(source)
+            same = Transform.filter(uid__startswith=uid, hash=h).first()
+            if same is not None:
+                return same
+        elif family is not None:
+            return family
+        # Keep the family across renames: the new version takes the new key.
+        return Transform(key=key or uid, kind="script", source_code=source, uid=uid).save()
+
+    def finish(self, ignore_non_consecutive: bool | None = None) -> None:
+        """Mark the tracked run completed and record when it finished."""
+        run = self._run
+        if run is None:
+            raise ValidationError("finish() needs a run: call ln.track() first")
+        run.status = "completed"
+        run.save()
+        logger.info("finished Run('%s')", run.uid)
+
+
+def _looks_like_uid(value: str) -> bool:
+    from .uids import is_base62
+
+    return len(value) == 12 and is_base62(value)
+
+
+context = Context()
+
+
+def track(
+    transform: str | Transform | None = None,
+    *,
+    project: str | None = None,
+    params: dict | None = None,
+    new_run: bool | None = None,
+    path: str | None = None,
+    initiated_by_run: Run | None = None,
+) -> Run:
+    """Track a run of the calling script (see `Context.track`)."""
+    return context.track(transform, project=project, params=params, new_run=new_run, path=path, initiated_by_run=initiated_by_run)
+
+
+def finish(ignore_non_consecutive: bool | None = None) -> None:
+    """Finish the tracked run (see `Context.finish`)."""
+    context.finish(ignore_non_consecutive=ignore_non_consecutive)

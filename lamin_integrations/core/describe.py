@@ -1,0 +1,117 @@
+"""`record.describe()`: a readable tree of what a record is and how it connects.
+
+Rendered with rich; the same text is what `lamin-integrations show` prints.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+_CREDENTIALS = re.compile(r"(://[^/@:\s]*:)[^@/\s]*@")
+
+
+def safe(text: Any) -> str:
+    """Never show a password embedded in a URL."""
+    return _CREDENTIALS.sub(r"\1***@", str(text))
+
+
+def _fmt_time(value: Any) -> str:
+    return value.isoformat(sep=" ", timespec="seconds") if value is not None else "-"
+
+
+def _artifact_line(a: Any) -> str:
+    size = f"{a.size:,} B" if a.size is not None else "size ?"
+    return f"{a.key or a.description or a.uid}  [dim]{a.uid} · {size} · {a.hash_type or 'hash'} {a.hash or '-'}[/dim]"
+
+
+def describe(record: Any, include: Any = None) -> str:
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.tree import Tree
+
+    from .models import Artifact, Run, Transform
+
+    name = type(record).__name__
+    if isinstance(record, Run):
+        t = record.transform
+        tree = Tree(f"[bold]Run[/bold] {record.uid} · [bold]{record.status}[/bold]")
+        info = tree.add("identity")
+        for label, value in [("name", record.name), ("description", record.description),
+                             ("entrypoint", record.entrypoint),
+                             ("reference", f"{record.reference} ({record.reference_type})" if record.reference else None),
+                             ("started_at", _fmt_time(record.started_at)), ("finished_at", _fmt_time(record.finished_at)),
+                             ("cli_args", record.cli_args), ("host", f"{record.host} pid {record.pid}" if record.host else None),
+                             ("created_by", record.created_by.handle if record.created_by else None)]:
+            if value is not None:
+                info.add(f"{label}: {escape(safe(value))}")
+        if record.started_at and record.finished_at:
+            info.add(f"duration: {(record.finished_at - record.started_at).total_seconds():.3f} s")
+        if t is not None:
+            tree.add(f"transform: [bold]{escape(t.key)}[/bold] {t.version or ''} [dim]{t.uid} · {t.kind}[/dim]")
+        parent = record.initiated_by_run
+        if parent is not None:
+            tree.add(f"initiated_by_run: {parent.uid} [dim]{escape(parent.transform.key)} · {parent.status}[/dim]")
+        children = record.initiated_runs.count()
+        if children:
+            tree.add(f"initiated_runs: {children}")
+        if record.params:
+            params = tree.add("params")
+            for k, v in record.params.items():
+                params.add(escape(safe(f"{k}: {json.dumps(v, default=str)[:200]}")))
+        feats = record.features.get_values()
+        if feats:
+            fnode = tree.add("features")
+            for k, v in feats.items():
+                fnode.add(escape(f"{k}: {v}"))
+        for label, qs in [("inputs", record.input_artifacts), ("outputs", record.output_artifacts),
+                          ("recreated outputs", record.recreated_artifacts)]:
+            items = qs[:50].to_list()
+            if items:
+                node = tree.add(f"{label} ({qs.count()})")
+                for a in items:
+                    node.add(_artifact_line(a))
+        for label in ("report", "environment"):
+            a = getattr(record, label)
+            if a is not None:
+                tree.add(f"{label}: {_artifact_line(a)}")
+    elif isinstance(record, Transform):
+        tree = Tree(f"[bold]Transform[/bold] {escape(record.key)} {record.version or ''} [dim]{record.uid}[/dim]")
+        for label, value in [("kind", record.kind), ("description", record.description), ("hash", record.hash),
+                             ("reference", f"{record.reference} ({record.reference_type})" if record.reference else None),
+                             ("is_latest", record.is_latest), ("created_at", _fmt_time(record.created_at))]:
+            if value is not None:
+                tree.add(f"{label}: {escape(safe(value))}")
+        tree.add(f"runs: {record.runs.count()}")
+        latest = record.latest_run
+        if latest is not None:
+            tree.add(f"latest run: {latest.uid} · {latest.status} · {_fmt_time(latest.started_at)}")
+        if record.versions.count() > 1:
+            tree.add(f"versions: {', '.join(v.uid[-4:] + (' (latest)' if v.is_latest else '') for v in record.versions)}")
+    elif isinstance(record, Artifact):
+        tree = Tree(f"[bold]Artifact[/bold] {escape(record.key or '')} [dim]{record.uid}[/dim]")
+        for label, value in [("description", record.description), ("kind", record.kind), ("suffix", record.suffix),
+                             ("size", f"{record.size:,} bytes" if record.size is not None else None),
+                             ("hash", f"{record.hash} ({record.hash_type})" if record.hash else None),
+                             ("n_files", record.n_files), ("storage", record.storage.root if record.storage else None),
+                             ("created_at", _fmt_time(record.created_at))]:
+            if value is not None:
+                tree.add(f"{label}: {escape(safe(value))}")
+        run = record.run
+        if run is not None:
+            tree.add(f"created by run: {run.uid} [dim]{escape(run.transform.key)} · {run.status}[/dim]")
+        n_in = record.input_of_runs.count()
+        if n_in:
+            tree.add(f"input of {n_in} run(s)")
+    else:
+        tree = Tree(f"[bold]{name}[/bold] {getattr(record, 'uid', '')}")
+        for col in record._meta.columns:
+            value = record.__dict__.get(col)
+            if value is not None and not col.startswith("_") and col not in ("id", "uid"):
+                tree.add(f"{col}: {escape(safe(value))}")
+    import io
+
+    console = Console(file=io.StringIO(), record=True, width=120, color_system=None)
+    console.print(tree)
+    return console.export_text().rstrip() + "\n"

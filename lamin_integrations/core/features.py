@@ -1,0 +1,196 @@
+"""Feature-indexed values on runs: `run.features.set_values({...})`, `Run.filter(experiment=...)`.
+
+Unlike free-form `params`, a feature is declared once with a dtype in the Feature registry;
+values are validated against it and stored once (JsonValue, unique per feature and value)
+and linked to every run that has them.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+
+from ..errors import ValidationError
+from . import schema
+from .hashing import hash_string
+from .jsonutil import check_json
+
+if TYPE_CHECKING:
+    from .models import Feature, Run
+
+DTYPES = ("str", "int", "float", "num", "bool", "date", "datetime", "dict", "list[str]",
+          "list[int]", "list[float]", "list", "cat", "url", "path")
+_PY_TYPES = {str: "str", int: "int", float: "float", bool: "bool", dict: "dict", list: "list",
+             dt.date: "date", dt.datetime: "datetime"}
+
+
+def normalize_dtype(dtype: Any, name: str) -> str:
+    if dtype in _PY_TYPES:
+        return _PY_TYPES[dtype]
+    if isinstance(dtype, str) and (dtype in DTYPES or dtype.startswith("cat[")):
+        return dtype
+    raise ValidationError(
+        f"Feature {name!r} needs a dtype: one of {', '.join(DTYPES)} (or str, int, float, bool, dict, list); got {dtype!r}"
+    )
+
+
+def check_value(feature: Feature, value: Any) -> Any:
+    """The value as stored (dates as ISO strings), or a ValidationError naming the feature."""
+    dtype = feature.dtype
+    where = f"feature {feature.name!r} (dtype {dtype})"
+
+    def fail() -> ValidationError:
+        return ValidationError(f"{where} cannot take {type(value).__name__} {value!r}")
+
+    if dtype in ("str", "cat", "url", "path") or dtype.startswith("cat["):
+        if not isinstance(value, str):
+            raise fail()
+    elif dtype == "int":
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise fail()
+    elif dtype in ("float", "num"):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise fail()
+    elif dtype == "bool":
+        if not isinstance(value, bool):
+            raise fail()
+    elif dtype in ("date", "datetime"):
+        if isinstance(value, (dt.date, dt.datetime)):
+            return value.isoformat()
+        if not isinstance(value, str):
+            raise fail()
+        try:
+            (dt.date if dtype == "date" else dt.datetime).fromisoformat(value)
+        except ValueError:
+            raise fail() from None
+    elif dtype == "dict":
+        if not isinstance(value, dict):
+            raise fail()
+    elif dtype.startswith("list"):
+        if not isinstance(value, (list, tuple)):
+            raise fail()
+        inner = dtype[5:-1] if dtype != "list" else None
+        kinds = {"str": (str,), "int": (int,), "float": (int, float)}.get(inner or "", None)
+        if kinds and any(isinstance(v, bool) or not isinstance(v, kinds) for v in value):
+            raise fail()
+        value = list(value)
+    check_json(value, where)
+    return value
+
+
+def value_hash(value: Any) -> str:
+    return hash_string(json.dumps(value, sort_keys=True, separators=(",", ":")))
+
+
+class FeatureManager:
+    """`run.features`: add, set, get and remove feature values of one run."""
+
+    def __init__(self, run: Run):
+        self._run = run
+
+    def _resolve(self, values: dict[str, Any]) -> list[tuple[Feature, Any]]:
+        from .models import Feature
+
+        if not isinstance(values, dict):
+            raise ValidationError(f"feature values are a dict of name -> value, got {values!r}")
+        if self._run.id is None:
+            raise ValidationError("save the run before annotating it with features")
+        features = {f.name: f for f in Feature.connect(self._run._db).filter(name__in=list(values))}
+        unknown = [name for name in values if name not in features]
+        if unknown:
+            raise ValidationError(
+                f"unknown feature(s) {', '.join(map(repr, unknown))}: create them first, e.g. "
+                f"ln.Feature(name={unknown[0]!r}, dtype='str').save()"
+            )
+        pairs = []
+        for name, value in values.items():
+            items = value if isinstance(value, (list, tuple, set)) and not features[name].dtype.startswith(("list", "dict")) else [value]
+            pairs.extend((features[name], check_value(features[name], v)) for v in items)
+        return pairs
+
+    def add_values(self, values: dict[str, Any]) -> None:
+        pairs = self._resolve(values)
+        self._run._db.write(lambda conn: self._link(conn, pairs))
+
+    def set_values(self, values: dict[str, Any]) -> None:
+        """Replace the run's feature values with these."""
+        pairs = self._resolve(values)
+
+        def replace(conn: sa.Connection) -> None:
+            link = schema.run_json_value
+            conn.execute(sa.delete(link).where(link.c.run_id == self._run.id))
+            self._link(conn, pairs)
+
+        self._run._db.write(replace)
+
+    def remove_values(self, *names: str) -> None:
+        jv, link, feature = schema.json_value, schema.run_json_value, schema.feature
+        ids = sa.select(jv.c.id).join(feature, feature.c.id == jv.c.feature_id).where(feature.c.name.in_(names))
+        stmt = sa.delete(link).where(link.c.run_id == self._run.id, link.c.json_value_id.in_(ids))
+        self._run._db.write(lambda conn: conn.execute(stmt))
+
+    def _link(self, conn: sa.Connection, pairs: list[tuple[Feature, Any]]) -> None:
+        from .models import _insert_ignore
+        from .record import link
+
+        jv = schema.json_value
+        ids = []
+        for feature, value in pairs:
+            h = value_hash(value)
+            new_id = _insert_ignore(conn, jv, {"feature_id": feature.id, "value": value, "hash": h, "created_at": schema.now()})
+            if new_id is None:
+                new_id = conn.execute(sa.select(jv.c.id).where(jv.c.feature_id == feature.id, jv.c.hash == h)).scalar_one()
+            ids.append(new_id)
+        link(conn, schema.run_json_value, [{"run_id": self._run.id, "json_value_id": i} for i in ids])
+
+    def get_values(self) -> dict[str, Any]:
+        jv, link, feature = schema.json_value, schema.run_json_value, schema.feature
+        stmt = (
+            sa.select(feature.c.name, jv.c.value)
+            .select_from(link.join(jv, jv.c.id == link.c.json_value_id).join(feature, feature.c.id == jv.c.feature_id))
+            .where(link.c.run_id == self._run.id)
+            .order_by(feature.c.name, jv.c.id)
+        )
+        out: dict[str, list[Any]] = {}
+        with self._run._db.read() as conn:
+            for name, value in conn.execute(stmt):
+                out.setdefault(name, []).append(value)
+        return {k: v[0] if len(v) == 1 else v for k, v in out.items()}
+
+    def __getitem__(self, name: str) -> Any:
+        return self.get_values()[name]
+
+    def __repr__(self) -> str:
+        return f"FeatureManager({self.get_values()!r})"
+
+
+def feature_lookup(model: Any, name: str, rest: list[str], value: Any, dialect: str) -> sa.ColumnElement[bool] | None:
+    """`Run.filter(experiment="x")`: match runs by a feature value; None if no such feature."""
+    from .models import Feature
+    from .query import OPERATORS, _json_compare
+
+    if not Feature.filter(name=name).exists():
+        return None
+    op = rest[0] if rest else "exact"
+    if len(rest) > 1 or op not in OPERATORS or op in ("isnull", "range"):
+        from ..errors import FieldError
+
+        raise FieldError(f"feature {name!r} supports comparisons like {name}__gt=..., got {name}__{'__'.join(rest)}")
+    jv, link, feature = schema.json_value, schema.run_json_value, schema.feature
+    if isinstance(value, (dt.date, dt.datetime)):
+        value = value.isoformat()
+    if op == "in":
+        if isinstance(value, (str, bytes)):
+            raise ValidationError(f"{name}__in expects a list")
+        cond = sa.or_(*[_json_compare(jv.c.value, [], "exact", v, dialect, name) for v in value]) if value else sa.false()
+    else:
+        cond = _json_compare(jv.c.value, [], op, value, dialect, name)
+    matching = (
+        sa.select(link.c.run_id)
+        .select_from(link.join(jv, jv.c.id == link.c.json_value_id).join(feature, feature.c.id == jv.c.feature_id))
+        .where(feature.c.name == name, cond)
+    )
+    return model.__table__.c.id.in_(matching)

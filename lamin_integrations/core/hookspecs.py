@@ -1,0 +1,43 @@
+"""What the registry announces and what it asks of plugins (pluggy project `lamin_integrations`).
+
+Hooks are called after the transaction that caused them has committed.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pluggy
+
+hookspec = pluggy.HookspecMarker("lamin_integrations")
+hookimpl = pluggy.HookimplMarker("lamin_integrations")
+
+
+@hookspec
+def run_started(run: Any) -> None:
+    """A run was saved with status started (or restarted)."""
+
+
+@hookspec
+def run_finished(run: Any, status: str) -> None:
+    """A run reached completed, errored or aborted; `status` is the name."""
+
+
+@hookspec
+def artifact_saved(artifact: Any, run: Any) -> None:
+    """A new artifact was saved; `run` is the run that created it, or None."""
+
+
+@hookspec
+def artifact_recreated(artifact: Any, run: Any) -> None:
+    """Content that already existed was saved again by `run` (recorded in recreated_artifacts)."""
+
+
+@hookspec
+def run_inputs_linked(run: Any, artifacts: list[Any]) -> None:
+    """Artifacts were linked as inputs of `run`."""
+
+
+@hookspec
+def register_commands(cli: Any) -> None:
+    """Add commands to the `lamin-integrations` click group `cli`."""

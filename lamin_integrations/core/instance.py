@@ -1,0 +1,309 @@
+"""Where records live: resolving the registry URL and storage root, and owning the engine.
+
+Resolution order: `ln.connect(...)` -> `LAMIN_INTEGRATIONS_DB` / `LAMIN_INTEGRATIONS_STORAGE`
+-> the config file -> an embedded SQLite file and storage folder under the user's data
+directory, created on first use without any command or network.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import sqlalchemy as sa
+from sqlalchemy import event
+
+from ..errors import InstanceError
+
+if TYPE_CHECKING:
+    from .models import Storage, User
+
+logger = logging.getLogger("lamin_integrations")
+T = TypeVar("T")
+
+ENV_DB = "LAMIN_INTEGRATIONS_DB"
+ENV_STORAGE = "LAMIN_INTEGRATIONS_STORAGE"
+ENV_HOME = "LAMIN_INTEGRATIONS_HOME"
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+
+
+def data_dir() -> Path:
+    """The per-user folder for the embedded registry (XDG on Linux, the OS convention elsewhere)."""
+    if os.environ.get(ENV_HOME):
+        return Path(os.environ[ENV_HOME]).expanduser()
+    if sys.platform == "darwin":
+        base = Path.home() / "Library" / "Application Support"
+    elif os.name == "nt":
+        base = Path(os.environ.get("LOCALAPPDATA", Path.home() / "AppData" / "Local"))
+    else:
+        base = Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share")
+    return base / "lamin-integrations"
+
+
+def config_file() -> Path:
+    return data_dir() / "config.json"
+
+
+def mask_url(url: str | sa.URL) -> str:
+    """The URL with any password replaced by ***, safe for logs, reprs and errors."""
+    try:
+        return sa.make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return "<unparseable database URL>"
+
+
+def _read_config() -> dict[str, str]:
+    path = config_file()
+    if not path.exists():
+        return {}
+    import json
+
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise InstanceError(f"cannot read {path}: {e}; fix or delete the file") from None
+
+
+def resolve(db: str | None = None, storage: str | None = None) -> tuple[str, str]:
+    """The (database URL, storage root) to use, by the documented order of precedence."""
+    config = _read_config() if not (db and storage) else {}
+    db = db or os.environ.get(ENV_DB) or config.get("db")
+    storage = storage or os.environ.get(ENV_STORAGE) or config.get("storage")
+    if not db:
+        db = f"sqlite:///{data_dir() / 'lineage.db'}"
+    if not storage:
+        url = sa.make_url(db)
+        if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
+            storage = str(Path(url.database).expanduser().resolve().parent / "storage")
+        else:
+            storage = str(data_dir() / "storage")
+    if "://" not in storage:
+        storage = str(Path(storage).expanduser().resolve())
+    return db, storage
+
+
+class Instance:
+    """One registry: a database URL plus a storage root. Engines are created lazily."""
+
+    def __init__(self, db: str, storage: str):
+        try:
+            self._url = sa.make_url(db)
+        except Exception:
+            raise InstanceError(
+                f"{ENV_DB} / connect() expects a SQLAlchemy URL such as "
+                "sqlite:////path/lineage.db or postgresql+psycopg://user@host/db; "
+                f"got {db!r}"
+            ) from None
+        self.storage_root = storage
+        self._engine: sa.Engine | None = None
+        self._lock = threading.Lock()
+        self._user: User | None = None
+        self._storage: Storage | None = None
+
+    @property
+    def url(self) -> str:
+        """The database URL with the password masked."""
+        return mask_url(self._url)
+
+    @property
+    def dialect(self) -> str:
+        return self._url.get_backend_name()
+
+    def __repr__(self) -> str:
+        return f"Instance(db={self.url!r}, storage={self.storage_root!r})"
+
+    # -- engine ------------------------------------------------------------------------
+
+    @property
+    def engine(self) -> sa.Engine:
+        if self._engine is None:
+            with self._lock:
+                if self._engine is None:
+                    engine = self._create_engine()
+                    from .migrate import ensure_schema
+
+                    ensure_schema(engine)
+                    self._engine = engine
+        return self._engine
+
+    def _create_engine(self) -> sa.Engine:
+        url = self._url
+        kwargs: dict[str, Any] = {}
+        if self.dialect == "sqlite":
+            if url.database and url.database != ":memory:":
+                Path(url.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+            kwargs["connect_args"] = {"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}
+        elif self.dialect == "postgresql":
+            kwargs["pool_pre_ping"] = True
+            kwargs["connect_args"] = {"connect_timeout": 10}
+        try:
+            engine = sa.create_engine(url, **kwargs)
+        except Exception as e:
+            raise InstanceError(f"cannot use database {self.url}: {e}") from None
+        if self.dialect == "sqlite":
+            _configure_sqlite(engine, network_fs=_on_network_fs(url.database))
+        return engine
+
+    def dispose(self) -> None:
+        if self._engine is not None:
+            self._engine.dispose()
+            self._engine = None
+
+    # -- transactions --------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def read(self) -> Iterator[sa.Connection]:
+        with _translate_errors(self), self.engine.connect() as conn:
+            yield conn
+
+    def write(self, fn: Callable[[sa.Connection], T]) -> T:
+        """Run `fn(conn)` in one write transaction, retrying when the database is busy.
+
+        SQLite writers take the lock up front (BEGIN IMMEDIATE) so two writers never
+        deadlock on a lock upgrade; PostgreSQL serialisation failures and deadlocks are
+        retried the same way. `fn` must therefore be safe to run again from the start.
+        """
+        delay = 0.05
+        for attempt in range(8):
+            try:
+                with _translate_errors(self), self.engine.connect() as conn:
+                    conn = conn.execution_options(lamin_write=True)
+                    with conn.begin():
+                        return fn(conn)
+            except sa.exc.DBAPIError as e:
+                if attempt == 7 or not _is_transient(e):
+                    raise
+            time.sleep(delay)
+            delay = min(delay * 2, 2.0)
+        raise AssertionError("unreachable")
+
+    # -- default records -------------------------------------------------------------------
+
+    @property
+    def user(self) -> User:
+        if self._user is None:
+            from .models import User
+
+            self._user = User._current(self)
+        return self._user
+
+    @property
+    def storage(self) -> Storage:
+        if self._storage is None:
+            from .models import Storage
+
+            self._storage = Storage._default(self)
+        return self._storage
+
+
+def _is_transient(e: sa.exc.DBAPIError) -> bool:
+    text = str(e.orig).lower() if e.orig is not None else str(e).lower()
+    return any(
+        s in text
+        for s in ("database is locked", "database table is locked", "deadlock detected",
+                  "could not serialize", "busy")
+    )
+
+
+@contextlib.contextmanager
+def _translate_errors(instance: Instance) -> Iterator[None]:
+    """Turn "cannot connect" into one readable InstanceError without the password."""
+    try:
+        yield
+    except sa.exc.OperationalError as e:
+        if _is_transient(e):
+            raise
+        text = str(e.orig) if e.orig is not None else str(e)
+        if any(s in text.lower() for s in ("connect", "unable to open", "no such host",
+                                           "does not exist", "refused", "timeout")):
+            raise InstanceError(
+                f"cannot reach the registry at {instance.url}: {text.strip().splitlines()[0]}"
+            ) from None
+        raise
+
+
+def _on_network_fs(database: str | None) -> bool:
+    """WAL needs shared memory, which network file systems do not provide."""
+    if not database or database == ":memory:" or not sys.platform.startswith("linux"):
+        return False
+    try:
+        path = str(Path(database).expanduser().resolve().parent)
+        best, fstype = "", ""
+        with open("/proc/mounts") as f:
+            for line in f:
+                parts = line.split()
+                if len(parts) > 2 and path.startswith(parts[1]) and len(parts[1]) > len(best):
+                    best, fstype = parts[1], parts[2]
+        return fstype in {"nfs", "nfs4", "cifs", "smb3", "lustre", "gpfs", "fuse.sshfs", "beegfs"}
+    except OSError:
+        return False
+
+
+def _configure_sqlite(engine: sa.Engine, network_fs: bool) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        # Let us issue BEGIN ourselves (below) instead of pysqlite's implicit transactions.
+        dbapi_conn.isolation_level = None
+        cur = dbapi_conn.cursor()
+        cur.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
+        cur.execute("PRAGMA journal_mode = " + ("DELETE" if network_fs else "WAL"))
+        cur.execute("PRAGMA synchronous = NORMAL")
+        cur.execute("PRAGMA foreign_keys = ON")
+        # Django/PostgreSQL semantics: `contains` is case-sensitive, `icontains` is not.
+        cur.execute("PRAGMA case_sensitive_like = ON")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: sa.Connection) -> None:
+        mode = "IMMEDIATE" if conn.get_execution_options().get("lamin_write") else "DEFERRED"
+        conn.exec_driver_sql(f"BEGIN {mode}")
+
+
+# -- the current instance ---------------------------------------------------------------------
+
+_current: Instance | None = None
+_current_lock = threading.Lock()
+
+
+def current() -> Instance:
+    global _current
+    if _current is None:
+        with _current_lock:
+            if _current is None:
+                _current = Instance(*resolve())
+    return _current
+
+
+def connect(db: str | None = None, storage: str | None = None) -> Instance:
+    """Switch this process to another registry (and storage root); returns the instance.
+
+    Connecting checks the database right away, so a wrong URL fails here with a clear
+    message rather than at the first save.
+    """
+    global _current
+    instance = Instance(*resolve(db, storage))
+    instance.engine  # noqa: B018  (fail fast: reach the database and apply migrations)
+    with _current_lock:
+        old, _current = _current, instance
+    if old is not None and old is not instance:
+        old.dispose()
+    return instance
+
+
+def _reset_after_fork() -> None:
+    # A forked child must not reuse the parent's pooled connections (SQLite and libpq
+    # connections are not fork-safe); it opens its own on first use.
+    inst = _current
+    if inst is not None and inst._engine is not None:
+        inst._engine.dispose(close=False)
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reset_after_fork)

@@ -1,0 +1,570 @@
+"""The registries, with lamindb's names and fields so the seed examples run unchanged."""
+
+from __future__ import annotations
+
+import getpass
+import socket
+from typing import Any, ClassVar, Literal
+
+import sqlalchemy as sa
+
+from ..errors import FieldError, ValidationError
+from . import schema
+from .query import _compile
+from .queryset import QuerySet
+from .record import ForeignKey, ManyToMany, Relation, Reverse, SQLRecord, link
+from .uids import base62, is_base62, next_version_uid
+
+STATUS_CODES: dict[str, int] = {
+    "scheduled": -3, "restarted": -2, "started": -1, "completed": 0, "errored": 1, "aborted": 2,
+}
+STATUS_NAMES = {code: name for name, code in STATUS_CODES.items()}
+FINAL_STATUSES = ("completed", "errored", "aborted")
+Status = Literal["scheduled", "restarted", "started", "completed", "errored", "aborted"]
+
+
+def _insert_ignore(conn: sa.Connection, table: sa.Table, values: dict[str, Any]) -> int | None:
+    """INSERT ... ON CONFLICT DO NOTHING RETURNING id: the new id, or None if a row won."""
+    if conn.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert  # type: ignore[assignment]
+    stmt = insert(table).values(values).on_conflict_do_nothing().returning(table.c.id)
+    return conn.execute(stmt).scalar_one_or_none()
+
+
+def _load_into(record: SQLRecord, row: Any) -> None:
+    record.__dict__.update(dict(row))
+
+
+def _link_current_project(conn: sa.Connection, kind: str, record_id: int) -> None:
+    """`ln.track(project=...)` labels every record created during the run with the project."""
+    from .context import context
+
+    project = context.project
+    if project is not None and project.id is not None:
+        link(conn, getattr(schema, f"project_{kind}"), [{"project_id": project.id, f"{kind}_id": record_id}])
+
+
+class User(SQLRecord):
+    """A person (or service account) that creates records; the OS user by default."""
+
+    __table__ = schema.user
+    _uid_len = 8
+    _relations: ClassVar[dict[str, Relation]] = {
+        "created_runs": Reverse("Run", fk_column="created_by_id"),
+        "created_transforms": Reverse("Transform", fk_column="created_by_id"),
+        "created_artifacts": Reverse("Artifact", fk_column="created_by_id"),
+    }
+
+    @classmethod
+    def _current(cls, instance: Any) -> User:
+        try:
+            handle = getpass.getuser()
+        except Exception:
+            handle = "unknown"
+        name = handle
+        try:
+            import pwd
+
+            gecos = pwd.getpwnam(handle).pw_gecos.split(",")[0].strip()
+            name = gecos or handle
+        except Exception:
+            pass
+        table = cls.__table__
+
+        def get_or_create(conn: sa.Connection) -> Any:
+            now = schema.now()
+            _insert_ignore(conn, table, {"uid": base62(8), "handle": handle[:64], "name": name[:150],
+                                         "created_at": now, "updated_at": now})
+            return conn.execute(sa.select(table).where(table.c.handle == handle[:64])).mappings().one()
+
+        return cls._from_row(instance.write(get_or_create), instance)
+
+    def _insert_values(self, conn: sa.Connection) -> dict[str, Any]:
+        if not self.__dict__.get("handle"):
+            raise ValidationError("User needs a handle")
+        return super()._insert_values(conn)
+
+
+class Storage(SQLRecord):
+    """A storage root (local folder or object-store prefix) whose files the registry knows."""
+
+    __table__ = schema.storage
+    _uid_len = 12
+    _relations: ClassVar[dict[str, Relation]] = {
+        "created_by": ForeignKey("User", column="created_by_id"),
+        "artifacts": Reverse("Artifact", fk_column="storage_id"),
+    }
+
+    @classmethod
+    def _default(cls, instance: Any) -> Storage:
+        root = instance.storage_root
+        kind = root.split("://", 1)[0] if "://" in root else "local"
+        table = cls.__table__
+        user_id = instance.user.id
+
+        def get_or_create(conn: sa.Connection) -> Any:
+            now = schema.now()
+            _insert_ignore(conn, table, {
+                "uid": base62(12), "root": root, "type": kind,
+                "region": socket.gethostname() if kind == "local" else None,
+                "created_at": now, "updated_at": now, "created_by_id": user_id,
+                "branch_id": 1, "is_locked": False,
+            })
+            return conn.execute(sa.select(table).where(table.c.root == root)).mappings().one()
+
+        return cls._from_row(instance.write(get_or_create), instance)
+
+
+class IsVersioned:
+    """Version families: records sharing a uid stem, one of them `is_latest`."""
+
+    _stem_len: ClassVar[int]
+    uid: str
+
+    @property
+    def stem_uid(self) -> str:
+        return self.uid[: self._stem_len]
+
+    @property
+    def versions(self) -> QuerySet:
+        """Every version in this record's family, oldest first."""
+        return type(self).filter(uid__startswith=self.stem_uid).order_by("id")  # type: ignore[attr-defined]
+
+
+def _demote_family(conn: sa.Connection, table: sa.Table, stem: str, keep_id: int) -> None:
+    conn.execute(
+        sa.update(table)
+        .where(table.c.uid.startswith(stem, autoescape=True), table.c.id != keep_id, table.c.is_latest.is_(True))
+        .values(is_latest=False)
+    )
+
+
+def _family_uids(conn: sa.Connection, table: sa.Table, stem: str) -> list[str]:
+    return list(conn.execute(sa.select(table.c.uid).where(table.c.uid.startswith(stem, autoescape=True))).scalars())
+
+
+class Transform(IsVersioned, SQLRecord):
+    """A piece of code or a pipeline step; each execution of it is a Run."""
+
+    __table__ = schema.transform
+    _uid_len = 16
+    _stem_len = 12
+    _aliases: ClassVar[dict[str, str]] = {"name": "key", "type": "kind", "version_tag": "version"}
+    _relations: ClassVar[dict[str, Relation]] = {
+        "created_by": ForeignKey("User", column="created_by_id"),
+        "runs": Reverse("Run", fk_column="transform_id"),
+        "projects": ManyToMany("Project", table=schema.project_transform, self_column="transform_id", other_column="project_id"),
+    }
+
+    def __init__(
+        self,
+        key: str | None = None,
+        version: str | None = None,
+        kind: str | None = None,
+        description: str | None = None,
+        reference: str | None = None,
+        reference_type: str | None = None,
+        source_code: str | None = None,
+        revises: Transform | None = None,
+        **kwargs: Any,
+    ):
+        super().__init__()
+        fields = {"key": key, "version": version, "kind": kind or kwargs.pop("type", None) or "pipeline",
+                  "description": description, "reference": reference,
+                  "reference_type": reference_type, "source_code": source_code}
+        if "name" in kwargs:  # the older spelling of key (lamindb < 1.0)
+            name = kwargs.pop("name")
+            if key is not None and name != key:
+                raise ValidationError("Transform() got both key and name; pass key only")
+            fields["key"] = name
+        if "version_tag" in kwargs:
+            fields["version"] = kwargs.pop("version_tag")
+        fields.update(kwargs)
+        if not fields.get("key"):
+            raise ValidationError("Transform() needs a key, e.g. Transform(key='my-pipeline', kind='pipeline')")
+        if isinstance(fields.get("version"), (int, float)) and not isinstance(fields["version"], bool):
+            fields["version"] = str(fields["version"])
+        self._set_fields({k: v for k, v in fields.items() if v is not None or k == "version"})
+        if self.source_code is not None and self.hash is None:
+            from .hashing import hash_string
+
+            self.hash = hash_string(self.source_code)
+        uid = self.__dict__.get("uid")
+        if uid is not None and (not is_base62(uid) or len(uid) not in (12, 16)):
+            raise ValidationError(f"a Transform uid is 12 (family stem) or 16 base62 characters, got {uid!r}")
+        if revises is not None:
+            if not isinstance(revises, Transform) or revises.uid is None:
+                raise ValidationError("revises expects a saved Transform")
+            self.__dict__["uid"] = revises.uid[:12]
+
+    def _identity(self) -> sa.ColumnElement[bool] | None:
+        t = self.__table__
+        key_match = t.c.key == self.key
+        if self.version is not None:
+            return sa.and_(key_match, t.c.version == self.version)
+        if self.hash is not None:
+            return sa.and_(key_match, t.c.hash == self.hash)
+        return sa.and_(key_match, t.c.version.is_(None), t.c.hash.is_(None), t.c.is_latest.is_(True), t.c.branch_id != -1)
+
+    def _insert(self, conn: sa.Connection, events: list) -> None:
+        """Get-or-create on (key, version) / (key, source hash), race-free, joining the key's family."""
+        t = self.__table__
+        existing = conn.execute(sa.select(t).where(self._identity()).order_by(t.c.id.desc()).limit(1)).mappings().first()
+        if existing is not None:
+            _load_into(self, existing)
+            return
+        given = self.__dict__.get("uid")
+        values = self._insert_values(conn)
+        for _ in range(20):
+            if given and len(given) == 16:
+                uid = given
+            else:
+                stem = given
+                if stem is None:
+                    latest = conn.execute(
+                        sa.select(t.c.uid).where(t.c.key == self.key, t.c.is_latest.is_(True), t.c.branch_id != -1)
+                        .order_by(t.c.id.desc()).limit(1)
+                    ).scalar()
+                    stem = latest[:12] if latest else base62(12)
+                uid = next_version_uid(stem, _family_uids(conn, t, stem))
+            values["uid"] = uid
+            new_id = _insert_ignore(conn, t, values)
+            if new_id is not None:
+                self.__dict__.update(values, id=new_id)
+                _demote_family(conn, t, uid[:12], new_id)
+                _link_current_project(conn, "transform", new_id)
+                return
+            won = conn.execute(sa.select(t).where(sa.or_(self._identity(), t.c.uid == uid) if given else self._identity())).mappings().first()
+            if won is not None:  # another process created the same transform first
+                _load_into(self, won)
+                return
+        raise ValidationError(f"could not allocate a version uid for Transform key {self.key!r}")
+
+    @property
+    def latest_run(self) -> Run | None:
+        return self.runs.order_by("-started_at", "-id").first()
+
+
+def _status_lookup(rest: list[str], value: Any, dialect: str) -> sa.ColumnElement[bool]:
+    op = rest[0] if rest else "exact"
+    column = schema.run.c._status_code
+    if op not in ("exact", "in") or len(rest) > 1:
+        raise FieldError(f"status supports exact and __in lookups, got status__{'__'.join(rest)}")
+    values = value if op == "in" else [value]
+    if isinstance(values, str):
+        raise ValidationError("status__in expects a list of status names")
+    codes = []
+    for v in values:
+        if v not in STATUS_CODES:
+            raise ValidationError(f"unknown run status {v!r}; valid: {', '.join(STATUS_CODES)}")
+        codes.append(STATUS_CODES[v])
+    return column.in_(codes)
+
+
+class Run(SQLRecord):
+    """One execution of a Transform, chained to the run that started it."""
+
+    __table__ = schema.run
+    _uid_len = 16
+    _aliases: ClassVar[dict[str, str]] = {
+        "json": "params",
+        "is_consecutive": "_is_consecutive",
+        "replicated_output_artifacts": "recreated_artifacts",
+        "inputs": "input_artifacts",
+        "outputs": "output_artifacts",
+    }
+    _relations: ClassVar[dict[str, Relation]] = {
+        "transform": ForeignKey("Transform", column="transform_id"),
+        "initiated_by_run": ForeignKey("Run", column="initiated_by_run_id"),
+        "root_run": ForeignKey("Run", column="root_run_id"),
+        "report": ForeignKey("Artifact", column="report_id"),
+        "environment": ForeignKey("Artifact", column="environment_id"),
+        "plan": ForeignKey("Artifact", column="plan_id"),
+        "created_by": ForeignKey("User", column="created_by_id"),
+        "initiated_runs": Reverse("Run", fk_column="initiated_by_run_id"),
+        "output_artifacts": Reverse("Artifact", fk_column="run_id"),
+        "input_artifacts": ManyToMany("Artifact", table=schema.run_input_artifact, self_column="run_id", other_column="artifact_id"),
+        "recreated_artifacts": ManyToMany("Artifact", table=schema.run_recreated_artifact, self_column="run_id", other_column="artifact_id"),
+        "projects": ManyToMany("Project", table=schema.project_run, self_column="run_id", other_column="project_id"),
+        "json_values": ManyToMany("JsonValue", table=schema.run_json_value, self_column="run_id", other_column="json_value_id"),
+    }
+
+    def __init__(
+        self,
+        transform: Transform | None = None,
+        name: str | None = None,
+        description: str | None = None,
+        entrypoint: str | None = None,
+        params: dict | None = None,
+        reference: str | None = None,
+        reference_type: str | None = None,
+        initiated_by_run: Run | None = None,
+        plan: Any = None,
+        status: Status | None = None,
+        **kwargs: Any,
+    ):
+        super().__init__()
+        if transform is None:
+            raise ValidationError("Run() needs a transform: Run(transform, ...)")
+        if not isinstance(transform, Transform):
+            raise ValidationError(f"Run() expects a Transform record as its first argument, got {transform!r}")
+        fields = {"transform": transform, "name": name, "description": description, "entrypoint": entrypoint,
+                  "params": params, "reference": reference, "reference_type": reference_type,
+                  "initiated_by_run": initiated_by_run, "plan": plan, **kwargs}
+        self._set_fields({k: v for k, v in fields.items() if v is not None})
+        if status is not None:
+            self.status = status
+
+    # -- status ----------------------------------------------------------------------------
+
+    @property
+    def status(self) -> Status:
+        return STATUS_NAMES.get(self.__dict__.get("_status_code"), "scheduled")  # type: ignore[return-value]
+
+    @status.setter
+    def status(self, value: Status) -> None:
+        if value not in STATUS_CODES:
+            raise ValidationError(f"unknown run status {value!r}; valid: {', '.join(STATUS_CODES)}")
+        self.__dict__["_status_code"] = STATUS_CODES[value]
+        if value in FINAL_STATUSES and self.__dict__.get("finished_at") is None:
+            self.__dict__["finished_at"] = schema.now()
+
+    # -- saving ----------------------------------------------------------------------------
+
+    def _insert_values(self, conn: sa.Connection) -> dict[str, Any]:
+        d = self.__dict__
+        if d.get("transform_id") is None:
+            transform = d.get("_related", {}).get("transform")
+            if transform is not None and transform.id is None:
+                raise ValidationError("save the Run's transform first: transform.save()")
+            raise ValidationError("Run needs a saved transform")
+        parent = d.get("initiated_by_run_id")
+        if parent is None and d.get("_related", {}).get("initiated_by_run") is not None:
+            raise ValidationError("save the parent run (initiated_by_run) first")
+        if parent is not None:
+            parent_obj = d.get("_related", {}).get("initiated_by_run")
+            root = parent_obj.__dict__.get("root_run_id") if parent_obj is not None and parent_obj.id == parent else None
+            if root is None:
+                root = conn.execute(sa.select(schema.run.c.root_run_id).where(schema.run.c.id == parent)).scalar()
+            d["root_run_id"] = root or parent
+        if d.get("started_at") is None:
+            d["started_at"] = schema.now()
+        return super()._insert_values(conn)
+
+    def _insert(self, conn: sa.Connection, events: list) -> None:
+        super()._insert(conn, events)
+        if self.__dict__.get("root_run_id") is None:
+            self.__dict__["root_run_id"] = self.id
+            t = self.__table__
+            conn.execute(sa.update(t).where(t.c.id == self.id).values(root_run_id=self.id))
+        self._status_events(None, events)
+        _link_current_project(conn, "run", self.id)
+
+    def _update(self, conn: sa.Connection, events: list) -> None:
+        before = self.__dict__.get("_orig", {}).get("_status_code")
+        if self.__dict__.get("initiated_by_run_id") != self.__dict__.get("_orig", {}).get("initiated_by_run_id"):
+            parent = self.__dict__.get("initiated_by_run_id")
+            if parent == self.id:
+                raise ValidationError("a run cannot initiate itself")
+            root = conn.execute(sa.select(schema.run.c.root_run_id).where(schema.run.c.id == parent)).scalar() if parent else None
+            self.__dict__["root_run_id"] = (root or parent) if parent else self.id
+        super()._update(conn, events)
+        self._status_events(before, events)
+
+    def _status_events(self, before: int | None, events: list) -> None:
+        code = self.__dict__.get("_status_code")
+        if code == before:
+            return
+        name = STATUS_NAMES.get(code)
+        if name in ("started", "restarted"):
+            events.append(("run_started", {"run": self}))
+        elif name in FINAL_STATUSES:
+            events.append(("run_finished", {"run": self, "status": name}))
+
+    def _after_link(self, relation: str, ids: list[int]) -> None:
+        if relation == "input_artifacts" and ids:
+            from . import plugins
+
+            if plugins.has_impls("run_inputs_linked"):
+                plugins.fire("run_inputs_linked", run=self, artifacts=list(Artifact.filter(id__in=ids)))
+
+    # -- queries ---------------------------------------------------------------------------
+
+    def query_output_artifacts(self, include_recreated: bool = True) -> QuerySet:
+        """Artifacts this run created, plus (by default) those it recreated."""
+        from .query import Q
+
+        if not include_recreated:
+            return Artifact.filter(run=self)
+        return Artifact.filter(Q(run=self) | Q(recreating_runs=self))
+
+    @property
+    def features(self) -> Any:
+        from .features import FeatureManager
+
+        return FeatureManager(self)
+
+    @property
+    def descendants(self) -> QuerySet:
+        """Every run under this one in its chain (one indexed query on the root)."""
+        if self.root_run_id == self.id:
+            return Run.filter(root_run=self).exclude(id=self.id)
+        t = self.__table__
+        tree = sa.select(t.c.id).where(t.c.initiated_by_run_id == self.id).cte("tree", recursive=True)
+        # UNION (not UNION ALL) drops repeats, so even a corrupt cyclic chain terminates.
+        tree = tree.union(sa.select(t.c.id).where(t.c.initiated_by_run_id == tree.c.id))
+        return Run._qs(self._db)._where(t.c.id.in_(sa.select(tree.c.id)))
+
+
+
+def _transform_alias(rest: list[str], value: Any, dialect: str) -> sa.ColumnElement[bool]:
+    return _compile(Artifact, ["run", "transform", *rest], value, dialect, "transform__" + "__".join(rest))
+
+
+class Artifact(IsVersioned, SQLRecord):
+    """A file, folder or object, with the run that made it and the runs that read it."""
+
+    __table__ = schema.artifact
+    _uid_len = 20
+    _stem_len = 16
+    _aliases: ClassVar[dict[str, str]] = {"hash_type": "_hash_type", "version_tag": "version"}
+    _relations: ClassVar[dict[str, Relation]] = {
+        "run": ForeignKey("Run", column="run_id"),
+        "storage": ForeignKey("Storage", column="storage_id"),
+        "created_by": ForeignKey("User", column="created_by_id"),
+        "input_of_runs": ManyToMany("Run", table=schema.run_input_artifact, self_column="artifact_id", other_column="run_id"),
+        "recreating_runs": ManyToMany("Run", table=schema.run_recreated_artifact, self_column="artifact_id", other_column="run_id"),
+        "projects": ManyToMany("Project", table=schema.project_artifact, self_column="artifact_id", other_column="project_id"),
+    }
+
+    def _insert_values(self, conn: sa.Connection) -> dict[str, Any]:
+        d = self.__dict__
+        if d.get("run_id") is None and "run" not in d.get("_related", {}):
+            from .context import get_current_run
+
+            run = get_current_run()
+            if run is not None and run.id is not None:
+                d["run_id"] = run.id
+        return super()._insert_values(conn)
+
+    def _prepare(self, instance: Any) -> None:
+        super()._prepare(instance)
+        if self.__dict__.get("storage_id") is None:
+            self.__dict__["storage_id"] = instance.storage.id
+
+    def _insert(self, conn: sa.Connection, events: list) -> None:
+        super()._insert(conn, events)
+        _link_current_project(conn, "artifact", self.id)
+        events.append(("artifact_saved", {"artifact": self, "run": self.run}))
+
+    @property
+    def hash_type(self) -> str | None:
+        return self.__dict__.get("_hash_type")
+
+    @property
+    def transform(self) -> Transform | None:
+        run = self.run
+        return run.transform if run is not None else None
+
+
+Artifact._meta.special_lookups["transform"] = _transform_alias
+Run._meta.special_lookups["status"] = _status_lookup
+
+
+class Project(SQLRecord):
+    """A label that groups transforms, runs and artifacts."""
+
+    __table__ = schema.project
+    _uid_len = 12
+    _relations: ClassVar[dict[str, Relation]] = {
+        "created_by": ForeignKey("User", column="created_by_id"),
+        "runs": ManyToMany("Run", table=schema.project_run, self_column="project_id", other_column="run_id"),
+        "transforms": ManyToMany("Transform", table=schema.project_transform, self_column="project_id", other_column="transform_id"),
+        "artifacts": ManyToMany("Artifact", table=schema.project_artifact, self_column="project_id", other_column="artifact_id"),
+        "records": ManyToMany("Record", table=schema.project_record, self_column="project_id", other_column="record_id"),
+    }
+
+    def __init__(self, name: str | None = None, **kwargs: Any):
+        super().__init__()
+        if not name or not isinstance(name, str):
+            raise ValidationError("Project() needs a name, e.g. Project(name='my project')")
+        self._set_fields({"name": name, **kwargs})
+
+
+class Record(SQLRecord):
+    """lamindb's generic record registry (labels, samples, anything with a name)."""
+
+    __table__ = schema.record
+    _uid_len = 16
+    _relations: ClassVar[dict[str, Relation]] = {
+        "created_by": ForeignKey("User", column="created_by_id"),
+        "type": ForeignKey("Record", column="type_id"),
+        "run": ForeignKey("Run", column="run_id"),
+        "records": Reverse("Record", fk_column="type_id"),
+        "projects": ManyToMany("Project", table=schema.project_record, self_column="record_id", other_column="project_id"),
+    }
+
+    @classmethod
+    def from_values(cls, values: Any, field: str = "name", **kwargs: Any) -> Any:
+        """One record per value, reusing the ones that already exist (call `.save()` on the list)."""
+        from .record import RecordList
+
+        if field not in cls._meta.columns:
+            raise FieldError(f"Record has no field {field!r}")
+        values = list(dict.fromkeys(values))
+        existing = {getattr(r, field): r for r in cls.filter(**{f"{field}__in": values})} if values else {}
+        return RecordList(existing.get(v) or cls(**{field: v}, **kwargs) for v in values)
+
+
+class Feature(SQLRecord):
+    """A named, typed dimension for annotating runs (`run.features.set_values`)."""
+
+    __table__ = schema.feature
+    _uid_len = 12
+    _relations: ClassVar[dict[str, Relation]] = {
+        "created_by": ForeignKey("User", column="created_by_id"),
+        "values": Reverse("JsonValue", fk_column="feature_id"),
+    }
+
+    def __init__(self, name: str | None = None, dtype: Any = None, **kwargs: Any):
+        super().__init__()
+        from .features import normalize_dtype
+
+        if not name or not isinstance(name, str):
+            raise ValidationError("Feature() needs a name")
+        self._set_fields({"name": name, "dtype": normalize_dtype(dtype, name), **kwargs})
+
+    def _insert(self, conn: sa.Connection, events: list) -> None:
+        t = self.__table__
+        values = self._insert_values(conn)
+        new_id = _insert_ignore(conn, t, values)
+        if new_id is not None:
+            self.__dict__["id"] = new_id
+            return
+        row = conn.execute(sa.select(t).where(t.c.name == self.name)).mappings().one()
+        if row["dtype"] != self.dtype:
+            raise ValidationError(
+                f"feature {self.name!r} already exists with dtype {row['dtype']!r}, not {self.dtype!r}"
+            )
+        _load_into(self, row)
+
+
+class JsonValue(SQLRecord):
+    """One feature value, shared by every run that has it."""
+
+    __table__ = schema.json_value
+    _relations: ClassVar[dict[str, Relation]] = {
+        "feature": ForeignKey("Feature", column="feature_id"),
+        "runs": ManyToMany("Run", table=schema.run_json_value, self_column="json_value_id", other_column="run_id"),
+    }
+
+
+def _wire_features() -> None:
+    from .features import feature_lookup
+
+    Run._meta.feature_lookup = feature_lookup
+
+
+_wire_features()

@@ -1,0 +1,70 @@
+"""The one plugin manager: built-ins and third-party plugins travel the same road.
+
+Third parties register through the `lamin_integrations` entry-point group. A plugin that
+raises is logged and skipped: a plugin can never break a registry write. Set
+`LAMIN_INTEGRATIONS_TRACE_HOOKS=1` to print every hook call and its result.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from typing import Any
+
+import pluggy
+
+from . import hookspecs
+
+logger = logging.getLogger("lamin_integrations")
+ENTRY_POINT_GROUP = "lamin_integrations"
+BUILTIN_PLUGINS: tuple[str, ...] = ()
+
+_pm: pluggy.PluginManager | None = None
+
+
+def manager() -> pluggy.PluginManager:
+    global _pm
+    if _pm is None:
+        pm = pluggy.PluginManager("lamin_integrations")
+        pm.add_hookspecs(hookspecs)
+        for name in BUILTIN_PLUGINS:
+            import importlib
+
+            pm.register(importlib.import_module(name), name=name)
+        try:
+            pm.load_setuptools_entrypoints(ENTRY_POINT_GROUP)
+        except Exception as e:  # a broken third-party package must not break us
+            logger.warning("could not load lamin_integrations plugins: %s", e)
+        _pm = pm
+    return _pm
+
+
+def has_impls(hook_name: str) -> bool:
+    return bool(getattr(manager().hook, hook_name).get_hookimpls())
+
+
+def fire(hook_name: str, **kwargs: Any) -> list[Any]:
+    """Call every implementation of a hook, isolating failures one plugin at a time."""
+    hook = getattr(manager().hook, hook_name)
+    results = []
+    for impl in reversed(hook.get_hookimpls()):
+        try:
+            args = [kwargs[a] for a in impl.argnames]
+            result = impl.function(*args)
+        except Exception as e:
+            logger.warning("plugin %s failed in %s: %s: %s", impl.plugin_name, hook_name, type(e).__name__, e)
+            continue
+        if os.environ.get("LAMIN_INTEGRATIONS_TRACE_HOOKS"):
+            sys.stderr.write(f"hook {hook_name} -> {impl.plugin_name}: {result!r}\n")
+        if result is not None:
+            results.append(result)
+    return results
+
+
+def fire_all(events: list[tuple[str, dict[str, Any]]]) -> None:
+    if not events:
+        return
+    for hook_name, kwargs in events:
+        if has_impls(hook_name):
+            fire(hook_name, **kwargs)

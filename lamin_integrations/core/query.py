@@ -1,0 +1,298 @@
+"""Django-style lookups (`run__transform__key__startswith="x"`) compiled to SQLAlchemy.
+
+Every relation hop becomes `column IN (SELECT ...)` rather than a join, so results never
+contain duplicates, `Q(a) | Q(b)` composes without surprises and each value is a bound
+parameter. Names and value types are checked before any SQL is sent.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+
+from ..errors import FieldError, ValidationError
+
+if TYPE_CHECKING:
+    from .record import SQLRecord
+
+OPERATORS = {
+    "exact", "iexact", "in", "contains", "icontains", "startswith", "istartswith",
+    "endswith", "iendswith", "gt", "gte", "lt", "lte", "isnull", "range",
+}
+
+
+class Q:
+    """A combinable filter condition: `Q(a=1) | Q(b=2)`, `~Q(a=1)`, `Q(a=1) & Q(b=2)`."""
+
+    def __init__(self, *children: Q, _connector: str = "AND", _negated: bool = False, **lookups: Any):
+        self.children: list[Q | tuple[str, Any]] = [*children, *lookups.items()]
+        self.connector = _connector
+        self.negated = _negated
+
+    def _combine(self, other: Q, connector: str) -> Q:
+        if not isinstance(other, Q):
+            raise TypeError(f"cannot combine Q with {type(other).__name__}")
+        return Q(self, other, _connector=connector)
+
+    def __or__(self, other: Q) -> Q:
+        return self._combine(other, "OR")
+
+    def __and__(self, other: Q) -> Q:
+        return self._combine(other, "AND")
+
+    def __invert__(self) -> Q:
+        return Q(self, _negated=True)
+
+    def __repr__(self) -> str:
+        inner = f" {self.connector} ".join(repr(c) for c in self.children)
+        return f"{'NOT ' if self.negated else ''}({inner})"
+
+    def names(self) -> Iterable[str]:
+        for child in self.children:
+            if isinstance(child, Q):
+                yield from child.names()
+            else:
+                yield child[0]
+
+    def compile(self, model: type[SQLRecord], dialect: str) -> sa.ColumnElement[bool]:
+        parts = [
+            c.compile(model, dialect) if isinstance(c, Q) else lookup(model, c[0], c[1], dialect)
+            for c in self.children
+        ]
+        if not parts:
+            clause: sa.ColumnElement[bool] = sa.true()
+        elif len(parts) == 1:
+            clause = parts[0]
+        else:
+            clause = sa.or_(*parts) if self.connector == "OR" else sa.and_(*parts)
+        return sa.not_(clause) if self.negated else clause
+
+
+def lookup(model: type[SQLRecord], expression: str, value: Any, dialect: str) -> sa.ColumnElement[bool]:
+    """Compile one `field__path__op=value` on `model` into a SQL condition."""
+    if not isinstance(expression, str) or not expression:
+        raise FieldError(f"a filter name must be a non-empty string, got {expression!r}")
+    tokens = expression.split("__")
+    return _compile(model, tokens, value, dialect, expression)
+
+
+def _compile(
+    model: type[SQLRecord], tokens: list[str], value: Any, dialect: str, expression: str
+) -> sa.ColumnElement[bool]:
+    meta = model._meta
+    name = meta.aliases.get(tokens[0], tokens[0])
+    rest = tokens[1:]
+    special = meta.special_lookups.get(name)
+    if special is not None:
+        return special(rest, value, dialect)
+    if name in meta.columns:
+        column = model.__table__.c[name]
+        if isinstance(column.type, sa.JSON) or getattr(column.type, "impl", None).__class__ is sa.JSON:
+            return _json_lookup(column, rest, value, dialect, expression)
+        if len(rest) > 1 or (rest and rest[0] not in OPERATORS):
+            raise FieldError(
+                f"{model.__name__}.{name} has no field or lookup {'__'.join(rest)!r} "
+                f"(in {expression!r}); lookups are: {', '.join(sorted(OPERATORS))}"
+            )
+        op = rest[0] if rest else "exact"
+        return _apply(column, op, _coerce(model, name, column, op, value), expression)
+    relation = meta.relations.get(name)
+    if relation is not None:
+        return relation.compile(model, rest, value, dialect, expression)
+    feature_lookup = meta.feature_lookup
+    if feature_lookup is not None:
+        clause = feature_lookup(model, name, rest, value, dialect)
+        if clause is not None:
+            return clause
+    raise FieldError(
+        f"{model.__name__} has no field {name!r} (in {expression!r}). "
+        f"Valid fields: {', '.join(model._field_names())}"
+    )
+
+
+def _apply(column: Any, op: str, value: Any, expression: str) -> sa.ColumnElement[bool]:
+    if op == "exact":
+        return column.is_(None) if value is None else column == value
+    if op == "iexact":
+        return sa.func.lower(column) == value.lower()
+    if op == "in":
+        return column.in_(value)
+    if op == "isnull":
+        return column.is_(None) if value else column.is_not(None)
+    if op == "range":
+        return column.between(value[0], value[1])
+    if op in ("gt", "gte", "lt", "lte"):
+        return {"gt": column > value, "gte": column >= value, "lt": column < value,
+                "lte": column <= value}[op]
+    # LIKE-based operators: autoescape makes % and _ in the value literal characters.
+    method = {"contains": "contains", "icontains": "icontains", "startswith": "startswith",
+              "istartswith": "istartswith", "endswith": "endswith", "iendswith": "iendswith"}[op]
+    return getattr(column, method)(value, autoescape=True)
+
+
+_TEXT_OPS = {"contains", "icontains", "startswith", "istartswith", "endswith", "iendswith", "iexact"}
+
+
+def _coerce(model: type[SQLRecord], name: str, column: Any, op: str, value: Any) -> Any:
+    """Check the value's type against the column before SQL sees it."""
+    where = f"{model.__name__}.{name}__{op}"
+    if op == "isnull":
+        if not isinstance(value, bool):
+            raise ValidationError(f"{where} expects True or False, got {value!r}")
+        return value
+    if op == "in":
+        if isinstance(value, (str, bytes)) or not isinstance(value, Iterable):
+            raise ValidationError(f"{where} expects a list of values, got {value!r}")
+        return [_coerce_scalar(where, column, v) for v in value]
+    if op == "range":
+        if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple)) or len(value) != 2:
+            raise ValidationError(f"{where} expects a (low, high) pair, got {value!r}")
+        return [_coerce_scalar(where, column, v) for v in value]
+    if op in _TEXT_OPS:
+        if not isinstance(value, str):
+            raise ValidationError(f"{where} expects a string, got {value!r}")
+        _check_text(where, value)
+        return value
+    if value is None:
+        if op != "exact":
+            raise ValidationError(f"{where} cannot compare with None; use __isnull=True")
+        return None
+    return _coerce_scalar(where, column, value)
+
+
+def _check_text(where: str, value: str) -> None:
+    if "\x00" in value:
+        raise ValidationError(f"{where}: strings cannot contain NUL bytes")
+
+
+def _coerce_scalar(where: str, column: Any, value: Any) -> Any:
+    from .record import SQLRecord
+
+    if isinstance(value, SQLRecord):
+        if value.id is None:
+            raise ValidationError(f"{where}: {value!r} is not saved yet")
+        value = value.id
+    python_type = _python_type(column.type)
+    if python_type is bool:
+        if not isinstance(value, bool):
+            raise ValidationError(f"{where} expects True or False, got {value!r}")
+    elif python_type is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValidationError(f"{where} expects an integer, got {value!r}")
+    elif python_type is str:
+        if not isinstance(value, str):
+            raise ValidationError(f"{where} expects a string, got {value!r}")
+        _check_text(where, value)
+    elif python_type is dt.datetime:
+        if isinstance(value, str):
+            try:
+                value = dt.datetime.fromisoformat(value)
+            except ValueError:
+                raise ValidationError(f"{where} expects a datetime or ISO 8601 string, got {value!r}") from None
+        if isinstance(value, dt.date) and not isinstance(value, dt.datetime):
+            value = dt.datetime(value.year, value.month, value.day, tzinfo=dt.timezone.utc)
+        if not isinstance(value, dt.datetime):
+            raise ValidationError(f"{where} expects a datetime, got {value!r}")
+    return value
+
+
+def _python_type(type_: Any) -> type | None:
+    from .schema import UTCDateTime
+
+    if isinstance(type_, UTCDateTime):
+        return dt.datetime
+    if isinstance(type_, sa.Boolean):
+        return bool
+    if isinstance(type_, sa.Integer):
+        return int
+    if isinstance(type_, (sa.String, sa.Text)):
+        return str
+    return None
+
+
+# -- JSON paths -------------------------------------------------------------------------------
+
+
+def _json_lookup(
+    column: Any, rest: list[str], value: Any, dialect: str, expression: str
+) -> sa.ColumnElement[bool]:
+    """`params__a__b__gt=1`: compare a value inside a JSON column, type-guarded.
+
+    The guard (JSON type of the value) keeps a string "abc" from comparing greater than
+    every number on SQLite, and keeps PostgreSQL from failing a cast on mixed rows.
+    """
+    op = "exact"
+    if rest and rest[-1] in OPERATORS:
+        op = rest[-1]
+        rest = rest[:-1]
+    if not rest:
+        if op == "isnull":
+            return column.is_(None) if value else column.is_not(None)
+        raise FieldError(
+            f"{expression!r}: give a key inside the JSON field, e.g. params__learning_rate__gt=0.1"
+        )
+    for key in rest:
+        _check_text(expression, key)
+    if op == "isnull":
+        if not isinstance(value, bool):
+            raise ValidationError(f"{expression} expects True or False, got {value!r}")
+        typ = _json_type(column, rest, dialect)
+        null_types = ("null",)
+        cond = sa.or_(typ.is_(None), typ.in_(null_types))
+        return cond if value else sa.not_(cond)
+    if op == "in":
+        if isinstance(value, (str, bytes)) or not isinstance(value, Iterable):
+            raise ValidationError(f"{expression} expects a list of values, got {value!r}")
+        values = list(value)
+        return sa.or_(*[_json_compare(column, rest, "exact", v, dialect, expression) for v in values]) if values else sa.false()
+    return _json_compare(column, rest, op, value, dialect, expression)
+
+
+def _json_compare(column: Any, path: list[str], op: str, value: Any, dialect: str, expression: str) -> sa.ColumnElement[bool]:
+    typ = _json_type(column, path, dialect)
+    if value is None:
+        if op != "exact":
+            raise ValidationError(f"{expression} cannot compare with None; use __isnull=True")
+        return typ.in_(["null"])
+    if isinstance(value, bool):
+        kind, sql_types = "bool", (["true", "false"] if dialect == "sqlite" else ["boolean"])
+    elif isinstance(value, (int, float)):
+        kind, sql_types = "number", (["integer", "real"] if dialect == "sqlite" else ["number"])
+    elif isinstance(value, str):
+        _check_text(expression, value)
+        kind, sql_types = "string", (["text"] if dialect == "sqlite" else ["string"])
+    else:
+        raise ValidationError(
+            f"{expression}: JSON lookups compare with a string, number, boolean or None; got {value!r}"
+        )
+    if op in _TEXT_OPS and kind != "string":
+        raise ValidationError(f"{expression} expects a string, got {value!r}")
+    extracted = _json_scalar(column, path, kind, dialect)
+    if kind == "bool" and dialect == "sqlite":
+        value = 1 if value else 0
+    return sa.and_(typ.in_(sql_types), _apply(extracted, op, value, expression))
+
+
+def _json_path_sqlite(path: list[str]) -> str:
+    return "$" + "".join('."' + key.replace('"', '\\"') + '"' for key in path)
+
+
+def _json_type(column: Any, path: list[str], dialect: str) -> Any:
+    if dialect == "sqlite":
+        return sa.func.json_type(column, _json_path_sqlite(path))
+    return sa.func.jsonb_typeof(column.op("#>")(sa.cast(path, sa.ARRAY(sa.Text))))
+
+
+def _json_scalar(column: Any, path: list[str], kind: str, dialect: str) -> Any:
+    if dialect == "sqlite":
+        return sa.func.json_extract(column, _json_path_sqlite(path))
+    text = column.op("#>>")(sa.cast(path, sa.ARRAY(sa.Text)))
+    if kind == "number":
+        # Only evaluated where jsonb_typeof says number, so the cast cannot fail.
+        return sa.case((_json_type(column, path, dialect) == "number", sa.cast(text, sa.Float)), else_=None)
+    if kind == "bool":
+        return sa.case((_json_type(column, path, dialect) == "boolean", sa.cast(text, sa.Boolean)), else_=None)
+    return text

@@ -1,0 +1,310 @@
+"""The registry's tables, as SQLAlchemy Core metadata.
+
+This module is the current shape of the schema; Alembic migrations in `migrations/versions`
+are frozen steps that lead to it (a test compares the two). Column names follow lamindb so
+that records read the same; private columns start with `_` as in lamindb.
+
+Core tables rather than ORM mappings: records are plain objects and every write is one
+short transaction, which keeps threads, forks and bulk inserts simple.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import JSONB
+
+metadata = sa.MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+# SQLite only auto-increments an INTEGER PRIMARY KEY; PostgreSQL gets a 64-bit identity.
+IdType = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+JSONType = sa.JSON().with_variant(JSONB(), "postgresql")
+
+
+class UTCDateTime(sa.TypeDecorator):
+    """Timestamps stored in UTC and always returned timezone-aware.
+
+    SQLite has no timezone type and hands back naive values; normalising here means callers
+    never compare naive with aware datetimes.
+    """
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: Any, dialect: sa.Dialect) -> Any:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=dt.timezone.utc)
+        value = value.astimezone(dt.timezone.utc)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Any, dialect: sa.Dialect) -> Any:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=dt.timezone.utc)
+        return value.astimezone(dt.timezone.utc)
+
+
+def now() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+def _id() -> sa.Column:
+    return sa.Column("id", IdType, primary_key=True, autoincrement=True)
+
+
+def _created_at() -> sa.Column:
+    return sa.Column("created_at", UTCDateTime, nullable=False, default=now)
+
+
+def _updated_at() -> sa.Column:
+    return sa.Column("updated_at", UTCDateTime, nullable=False, default=now)
+
+
+def _created_by() -> sa.Column:
+    return sa.Column("created_by_id", IdType, sa.ForeignKey("user.id"), index=True)
+
+
+def _branch() -> sa.Column:
+    # 1 main, 0 archive, -1 trash (lamindb's branch ids); no Branch table needed for that.
+    return sa.Column("branch_id", sa.SmallInteger, nullable=False, default=1, index=True)
+
+
+def _is_locked() -> sa.Column:
+    return sa.Column("is_locked", sa.Boolean, nullable=False, default=False)
+
+
+def _aux() -> sa.Column:
+    return sa.Column("_aux", JSONType)
+
+
+user = sa.Table(
+    "user",
+    metadata,
+    _id(),
+    sa.Column("uid", sa.String(8), nullable=False, unique=True),
+    sa.Column("handle", sa.String(64), nullable=False, unique=True),
+    sa.Column("name", sa.String(150)),
+    _created_at(),
+    _updated_at(),
+)
+
+storage = sa.Table(
+    "storage",
+    metadata,
+    _id(),
+    sa.Column("uid", sa.String(12), nullable=False, unique=True),
+    sa.Column("root", sa.String(1024), nullable=False, unique=True),
+    sa.Column("type", sa.String(30), nullable=False),
+    sa.Column("region", sa.String(255)),
+    sa.Column("description", sa.Text),
+    _created_at(),
+    _updated_at(),
+    _created_by(),
+    _branch(),
+    _is_locked(),
+    _aux(),
+)
+
+transform = sa.Table(
+    "transform",
+    metadata,
+    _id(),
+    sa.Column("uid", sa.String(16), nullable=False, unique=True),
+    sa.Column("key", sa.String(1024), nullable=False, index=True),
+    sa.Column("version", sa.String(64)),
+    sa.Column("kind", sa.String(20), nullable=False, default="pipeline"),
+    sa.Column("description", sa.Text),
+    sa.Column("source_code", sa.Text),
+    sa.Column("hash", sa.String(64), index=True),
+    sa.Column("reference", sa.String(255)),
+    sa.Column("reference_type", sa.String(25)),
+    sa.Column("is_latest", sa.Boolean, nullable=False, default=True),
+    _created_at(),
+    _updated_at(),
+    _created_by(),
+    _branch(),
+    _is_locked(),
+    _aux(),
+    # Two processes creating the same (key, version) or the same source at one key must
+    # end with one row: these constraints plus insert-or-ignore make that race-free.
+    sa.UniqueConstraint("key", "version"),
+    sa.UniqueConstraint("key", "hash"),
+)
+
+artifact = sa.Table(
+    "artifact",
+    metadata,
+    _id(),
+    sa.Column("uid", sa.String(20), nullable=False, unique=True),
+    sa.Column("key", sa.String(1024), index=True),
+    sa.Column("description", sa.Text),
+    sa.Column("storage_id", IdType, sa.ForeignKey("storage.id"), index=True),
+    sa.Column("suffix", sa.String(30), nullable=False, default=""),
+    sa.Column("kind", sa.String(30)),
+    sa.Column("otype", sa.String(64)),
+    sa.Column("size", sa.BigInteger),
+    sa.Column("hash", sa.String(64), index=True),
+    sa.Column("_hash_type", sa.String(30)),
+    sa.Column("n_files", sa.BigInteger),
+    sa.Column("n_observations", sa.BigInteger),
+    sa.Column("run_id", IdType, sa.ForeignKey("run.id", ondelete="SET NULL"), index=True),
+    sa.Column("version", sa.String(64)),
+    sa.Column("is_latest", sa.Boolean, nullable=False, default=True),
+    sa.Column("_key_is_virtual", sa.Boolean, nullable=False, default=True),
+    sa.Column("_storage_ongoing", sa.Boolean, nullable=False, default=False),
+    _created_at(),
+    _updated_at(),
+    _created_by(),
+    _branch(),
+    _is_locked(),
+    _aux(),
+)
+
+run = sa.Table(
+    "run",
+    metadata,
+    _id(),
+    sa.Column("uid", sa.String(20), nullable=False, unique=True),
+    sa.Column("name", sa.String(150)),
+    sa.Column("description", sa.Text),
+    sa.Column("entrypoint", sa.String(255)),
+    sa.Column(
+        "transform_id",
+        IdType,
+        sa.ForeignKey("transform.id", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    ),
+    sa.Column("started_at", UTCDateTime, index=True),
+    sa.Column("finished_at", UTCDateTime),
+    sa.Column("params", JSONType),
+    sa.Column("reference", sa.String(255)),
+    sa.Column("reference_type", sa.String(25)),
+    sa.Column("cli_args", sa.Text),
+    sa.Column("report_id", IdType, sa.ForeignKey("artifact.id", use_alter=True)),
+    sa.Column("environment_id", IdType, sa.ForeignKey("artifact.id", use_alter=True)),
+    sa.Column("plan_id", IdType, sa.ForeignKey("artifact.id", use_alter=True)),
+    sa.Column(
+        "initiated_by_run_id", IdType, sa.ForeignKey("run.id", ondelete="CASCADE"), index=True
+    ),
+    # The top of the chain, so "every run under this pipeline run" is one indexed lookup.
+    sa.Column("root_run_id", IdType, sa.ForeignKey("run.id", ondelete="CASCADE"), index=True),
+    sa.Column("_status_code", sa.SmallInteger, nullable=False, default=-3, index=True),
+    sa.Column("host", sa.String(255)),
+    sa.Column("pid", sa.Integer),
+    sa.Column("heartbeat_at", UTCDateTime),
+    sa.Column("_is_consecutive", sa.Boolean),
+    _created_at(),
+    _updated_at(),
+    _created_by(),
+    _branch(),
+    _is_locked(),
+    _aux(),
+    sa.Index("ix_run_reference_type_reference", "reference_type", "reference"),
+)
+
+project = sa.Table(
+    "project",
+    metadata,
+    _id(),
+    sa.Column("uid", sa.String(12), nullable=False, unique=True),
+    sa.Column("name", sa.String(150), nullable=False, index=True),
+    sa.Column("description", sa.Text),
+    sa.Column("abbr", sa.String(32)),
+    sa.Column("url", sa.String(255)),
+    _created_at(),
+    _updated_at(),
+    _created_by(),
+    _branch(),
+    _is_locked(),
+    _aux(),
+)
+
+feature = sa.Table(
+    "feature",
+    metadata,
+    _id(),
+    sa.Column("uid", sa.String(12), nullable=False, unique=True),
+    sa.Column("name", sa.String(150), nullable=False, unique=True),
+    sa.Column("dtype", sa.String(64), nullable=False),
+    sa.Column("description", sa.Text),
+    sa.Column("unit", sa.String(30)),
+    _created_at(),
+    _updated_at(),
+    _created_by(),
+    _branch(),
+    _is_locked(),
+    _aux(),
+)
+
+json_value = sa.Table(
+    "json_value",
+    metadata,
+    _id(),
+    sa.Column(
+        "feature_id", IdType, sa.ForeignKey("feature.id", ondelete="CASCADE"), nullable=False
+    ),
+    sa.Column("value", JSONType),
+    sa.Column("hash", sa.String(64), nullable=False),
+    _created_at(),
+    sa.UniqueConstraint("feature_id", "hash"),
+)
+
+record = sa.Table(
+    "record",
+    metadata,
+    _id(),
+    sa.Column("uid", sa.String(16), nullable=False, unique=True),
+    sa.Column("name", sa.String(150), index=True),
+    sa.Column("description", sa.Text),
+    sa.Column("is_type", sa.Boolean, nullable=False, default=False),
+    sa.Column("type_id", IdType, sa.ForeignKey("record.id"), index=True),
+    sa.Column("run_id", IdType, sa.ForeignKey("run.id", ondelete="SET NULL"), index=True),
+    _created_at(),
+    _updated_at(),
+    _created_by(),
+    _branch(),
+    _is_locked(),
+    _aux(),
+)
+
+
+def _link(name: str, left: str, right: str) -> sa.Table:
+    """A many-to-many table; the unique pair makes inserts idempotent (insert-or-ignore)."""
+    return sa.Table(
+        name,
+        metadata,
+        _id(),
+        sa.Column(f"{left}_id", IdType, sa.ForeignKey(f"{left}.id", ondelete="CASCADE"), nullable=False),
+        sa.Column(
+            f"{right}_id",
+            IdType,
+            sa.ForeignKey(f"{right}.id", ondelete="CASCADE"),
+            nullable=False,
+            index=True,
+        ),
+        sa.Column("created_at", UTCDateTime, nullable=False, default=now),
+        sa.UniqueConstraint(f"{left}_id", f"{right}_id"),
+    )
+
+
+run_input_artifact = _link("run_input_artifact", "run", "artifact")
+run_recreated_artifact = _link("run_recreated_artifact", "run", "artifact")
+run_json_value = _link("run_json_value", "run", "json_value")
+project_run = _link("project_run", "project", "run")
+project_transform = _link("project_transform", "project", "transform")
+project_artifact = _link("project_artifact", "project", "artifact")
+project_record = _link("project_record", "project", "record")
