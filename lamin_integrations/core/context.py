@@ -60,15 +60,16 @@ def parent_run_from_env() -> Run | None:
 
 
 def _caller_script() -> Path | None:
-    main = sys.modules.get("__main__")
-    main_file = getattr(main, "__file__", None)
-    if main_file and Path(main_file).suffix == ".py":
-        return Path(main_file).resolve()
+    """The file of the first caller outside this package (the user's script or module)."""
     package_dir = Path(__file__).resolve().parents[1]
-    for frame in inspect.stack()[2:]:
-        path = Path(frame.filename)
-        if path.suffix == ".py" and path.exists() and package_dir not in path.resolve().parents:
-            return path.resolve()
+    frame = inspect.currentframe()
+    while frame is not None:
+        filename = frame.f_code.co_filename
+        if filename.endswith(".py") and not filename.startswith("<"):
+            path = Path(filename).resolve()
+            if package_dir not in path.parents and path.exists():
+                return path
+        frame = frame.f_back
     return None
 
 
@@ -142,7 +143,7 @@ class Context:
         initiated_by_run: Run | None = None,
     ) -> Run:
         """Start (or resume) a run of this script; returns the Run."""
-        from .models import Project, Run, Transform
+        from .models import Project, Run
 
         if params is not None:
             if not isinstance(params, dict):

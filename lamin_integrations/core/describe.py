@@ -26,6 +26,14 @@ def _artifact_line(a: Any) -> str:
     return f"{a.key or a.description or a.uid}  [dim]{a.uid} · {size} · {a.hash_type or 'hash'} {a.hash or '-'}[/dim]"
 
 
+def _add_fields(tree: Any, fields: list[tuple[str, Any]]) -> None:
+    from rich.markup import escape
+
+    for label, value in fields:
+        if value is not None:
+            tree.add(f"{label}: {escape(safe(value))}")
+
+
 def describe(record: Any, include: Any = None) -> str:
     from rich.console import Console
     from rich.markup import escape
@@ -38,14 +46,13 @@ def describe(record: Any, include: Any = None) -> str:
         t = record.transform
         tree = Tree(f"[bold]Run[/bold] {record.uid} · [bold]{record.status}[/bold]")
         info = tree.add("identity")
-        for label, value in [("name", record.name), ("description", record.description),
-                             ("entrypoint", record.entrypoint),
-                             ("reference", f"{record.reference} ({record.reference_type})" if record.reference else None),
-                             ("started_at", _fmt_time(record.started_at)), ("finished_at", _fmt_time(record.finished_at)),
-                             ("cli_args", record.cli_args), ("host", f"{record.host} pid {record.pid}" if record.host else None),
-                             ("created_by", record.created_by.handle if record.created_by else None)]:
-            if value is not None:
-                info.add(f"{label}: {escape(safe(value))}")
+        _add_fields(info, [
+            ("name", record.name), ("description", record.description), ("entrypoint", record.entrypoint),
+            ("reference", f"{record.reference} ({record.reference_type})" if record.reference else None),
+            ("started_at", _fmt_time(record.started_at)), ("finished_at", _fmt_time(record.finished_at)),
+            ("cli_args", record.cli_args), ("host", f"{record.host} pid {record.pid}" if record.host else None),
+            ("created_by", record.created_by.handle if record.created_by else None),
+        ])
         if record.started_at and record.finished_at:
             info.add(f"duration: {(record.finished_at - record.started_at).total_seconds():.3f} s")
         if t is not None:
@@ -78,11 +85,11 @@ def describe(record: Any, include: Any = None) -> str:
                 tree.add(f"{label}: {_artifact_line(a)}")
     elif isinstance(record, Transform):
         tree = Tree(f"[bold]Transform[/bold] {escape(record.key)} {record.version or ''} [dim]{record.uid}[/dim]")
-        for label, value in [("kind", record.kind), ("description", record.description), ("hash", record.hash),
-                             ("reference", f"{record.reference} ({record.reference_type})" if record.reference else None),
-                             ("is_latest", record.is_latest), ("created_at", _fmt_time(record.created_at))]:
-            if value is not None:
-                tree.add(f"{label}: {escape(safe(value))}")
+        _add_fields(tree, [
+            ("kind", record.kind), ("description", record.description), ("hash", record.hash),
+            ("reference", f"{record.reference} ({record.reference_type})" if record.reference else None),
+            ("is_latest", record.is_latest), ("created_at", _fmt_time(record.created_at)),
+        ])
         tree.add(f"runs: {record.runs.count()}")
         latest = record.latest_run
         if latest is not None:
@@ -91,13 +98,13 @@ def describe(record: Any, include: Any = None) -> str:
             tree.add(f"versions: {', '.join(v.uid[-4:] + (' (latest)' if v.is_latest else '') for v in record.versions)}")
     elif isinstance(record, Artifact):
         tree = Tree(f"[bold]Artifact[/bold] {escape(record.key or '')} [dim]{record.uid}[/dim]")
-        for label, value in [("description", record.description), ("kind", record.kind), ("suffix", record.suffix),
-                             ("size", f"{record.size:,} bytes" if record.size is not None else None),
-                             ("hash", f"{record.hash} ({record.hash_type})" if record.hash else None),
-                             ("n_files", record.n_files), ("storage", record.storage.root if record.storage else None),
-                             ("created_at", _fmt_time(record.created_at))]:
-            if value is not None:
-                tree.add(f"{label}: {escape(safe(value))}")
+        _add_fields(tree, [
+            ("description", record.description), ("kind", record.kind), ("suffix", record.suffix),
+            ("size", f"{record.size:,} bytes" if record.size is not None else None),
+            ("hash", f"{record.hash} ({record.hash_type})" if record.hash else None),
+            ("n_files", record.n_files), ("storage", record.storage.root if record.storage else None),
+            ("created_at", _fmt_time(record.created_at)),
+        ])
         run = record.run
         if run is not None:
             tree.add(f"created by run: {run.uid} [dim]{escape(run.transform.key)} · {run.status}[/dim]")
@@ -106,10 +113,8 @@ def describe(record: Any, include: Any = None) -> str:
             tree.add(f"input of {n_in} run(s)")
     else:
         tree = Tree(f"[bold]{name}[/bold] {getattr(record, 'uid', '')}")
-        for col in record._meta.columns:
-            value = record.__dict__.get(col)
-            if value is not None and not col.startswith("_") and col not in ("id", "uid"):
-                tree.add(f"{col}: {escape(safe(value))}")
+        _add_fields(tree, [(col, record.__dict__.get(col)) for col in record._meta.columns
+                           if not col.startswith("_") and col not in ("id", "uid")])
     import io
 
     console = Console(file=io.StringIO(), record=True, width=120, color_system=None)

@@ -73,7 +73,7 @@ def check_value(feature: Feature, value: Any) -> Any:
         if not isinstance(value, (list, tuple)):
             raise fail()
         inner = dtype[5:-1] if dtype != "list" else None
-        kinds = {"str": (str,), "int": (int,), "float": (int, float)}.get(inner or "", None)
+        kinds = {"str": (str,), "int": (int,), "float": (int, float)}.get(inner or "")
         if kinds and any(isinstance(v, bool) or not isinstance(v, kinds) for v in value):
             raise fail()
         value = list(value)
@@ -105,7 +105,7 @@ class FeatureManager:
                 f"unknown feature(s) {', '.join(map(repr, unknown))}: create them first, e.g. "
                 f"ln.Feature(name={unknown[0]!r}, dtype='str').save()"
             )
-        pairs = []
+        pairs: list[tuple[Feature, Any]] = []
         for name, value in values.items():
             items = value if isinstance(value, (list, tuple, set)) and not features[name].dtype.startswith(("list", "dict")) else [value]
             pairs.extend((features[name], check_value(features[name], v)) for v in items)

@@ -51,15 +51,17 @@ def to_dataframe(qs: QuerySet, include: str | list[str] | None = None, features:
             codes = dict(conn.execute(qs._select(table.c.id, table.c._status_code)).all())
         from .models import STATUS_NAMES
 
-        df.insert(1, "status", [STATUS_NAMES.get(codes.get(i)) for i in df["id"]])
+        df.insert(1, "status", [STATUS_NAMES.get(codes[i]) for i in df["id"]])
     ids = [int(i) for i in df["id"]]
     for path in includes:
         values = resolve_path(model, ids, path, qs.instance)
         df[path] = [values.get(i) for i in ids]
     if features:
-        if not hasattr(model._meta, "feature_lookup") or model._meta.feature_lookup is None:
-            raise FieldError(f"{model.__name__} has no features; features= works for Run")
-        _add_features(df, ids, features, qs.instance)
+        if model._meta.feature_lookup is not None:
+            _add_features(df, ids, features, qs.instance)
+        elif isinstance(features, (list, str)) and features != "queryset":
+            # Only runs carry feature values here; "all features" of other registries is none.
+            raise FieldError(f"{model.__name__} records have no feature values; features=[...] works for Run")
     return df.set_index("id")
 
 

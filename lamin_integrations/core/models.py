@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import getpass
 import socket
 from typing import Any, ClassVar, Literal
@@ -37,17 +38,23 @@ def _load_into(record: SQLRecord, row: Any) -> None:
     record.__dict__.update(dict(row))
 
 
-def _link_current_project(conn: sa.Connection, kind: str, record_id: int) -> None:
+def _link_current_project(conn: sa.Connection, kind: str, record_id: int | None) -> None:
     """`ln.track(project=...)` labels every record created during the run with the project."""
     from .context import context
 
     project = context.project
-    if project is not None and project.id is not None:
+    if project is not None and project.id is not None and record_id is not None:
         link(conn, getattr(schema, f"project_{kind}"), [{"project_id": project.id, f"{kind}_id": record_id}])
 
 
 class User(SQLRecord):
     """A person (or service account) that creates records; the OS user by default."""
+
+    uid: str
+    handle: str
+    name: str | None
+    created_at: dt.datetime
+    updated_at: dt.datetime
 
     __table__ = schema.user
     _uid_len = 8
@@ -89,6 +96,14 @@ class User(SQLRecord):
 
 class Storage(SQLRecord):
     """A storage root (local folder or object-store prefix) whose files the registry knows."""
+
+    uid: str
+    root: str
+    type: str
+    region: str | None
+    description: str | None
+    created_at: dt.datetime
+    created_by: User
 
     __table__ = schema.storage
     _uid_len = 12
@@ -148,6 +163,22 @@ def _family_uids(conn: sa.Connection, table: sa.Table, stem: str) -> list[str]:
 class Transform(IsVersioned, SQLRecord):
     """A piece of code or a pipeline step; each execution of it is a Run."""
 
+    uid: str
+    key: str
+    version: str | None
+    kind: str
+    description: str | None
+    source_code: str | None
+    hash: str | None
+    reference: str | None
+    reference_type: str | None
+    is_latest: bool
+    created_at: dt.datetime
+    updated_at: dt.datetime
+    created_by: User
+    runs: QuerySet
+    projects: Any
+
     __table__ = schema.transform
     _uid_len = 16
     _stem_len = 12
@@ -199,7 +230,7 @@ class Transform(IsVersioned, SQLRecord):
                 raise ValidationError("revises expects a saved Transform")
             self.__dict__["uid"] = revises.uid[:12]
 
-    def _identity(self) -> sa.ColumnElement[bool] | None:
+    def _identity(self) -> sa.ColumnElement[bool]:
         t = self.__table__
         key_match = t.c.key == self.key
         if self.version is not None:
@@ -266,6 +297,37 @@ def _status_lookup(rest: list[str], value: Any, dialect: str) -> sa.ColumnElemen
 class Run(SQLRecord):
     """One execution of a Transform, chained to the run that started it."""
 
+    uid: str
+    name: str | None
+    description: str | None
+    entrypoint: str | None
+    transform_id: int
+    transform: Transform
+    started_at: dt.datetime | None
+    finished_at: dt.datetime | None
+    params: dict | None
+    reference: str | None
+    reference_type: str | None
+    cli_args: str | None
+    host: str | None
+    pid: int | None
+    heartbeat_at: dt.datetime | None
+    initiated_by_run_id: int | None
+    initiated_by_run: Run | None
+    root_run_id: int | None
+    root_run: Run | None
+    report: Artifact | None
+    environment: Artifact | None
+    plan: Artifact | None
+    created_at: dt.datetime
+    updated_at: dt.datetime
+    created_by: User
+    initiated_runs: QuerySet
+    output_artifacts: QuerySet
+    input_artifacts: Any
+    recreated_artifacts: Any
+    projects: Any
+
     __table__ = schema.run
     _uid_len = 16
     _aliases: ClassVar[dict[str, str]] = {
@@ -321,7 +383,7 @@ class Run(SQLRecord):
 
     @property
     def status(self) -> Status:
-        return STATUS_NAMES.get(self.__dict__.get("_status_code"), "scheduled")  # type: ignore[return-value]
+        return STATUS_NAMES.get(self.__dict__.get("_status_code", -3), "scheduled")  # type: ignore[return-value]
 
     @status.setter
     def status(self, value: Status) -> None:
@@ -374,7 +436,7 @@ class Run(SQLRecord):
         self._status_events(before, events)
 
     def _status_events(self, before: int | None, events: list) -> None:
-        code = self.__dict__.get("_status_code")
+        code = self.__dict__.get("_status_code", -3)
         if code == before:
             return
         name = STATUS_NAMES.get(code)
@@ -426,6 +488,29 @@ def _transform_alias(rest: list[str], value: Any, dialect: str) -> sa.ColumnElem
 class Artifact(IsVersioned, SQLRecord):
     """A file, folder or object, with the run that made it and the runs that read it."""
 
+    uid: str
+    key: str | None
+    description: str | None
+    suffix: str
+    kind: str | None
+    otype: str | None
+    size: int | None
+    hash: str | None
+    n_files: int | None
+    n_observations: int | None
+    version: str | None
+    is_latest: bool
+    run_id: int | None
+    run: Run | None
+    storage_id: int | None
+    storage: Storage
+    created_at: dt.datetime
+    updated_at: dt.datetime
+    created_by: User
+    input_of_runs: Any
+    recreating_runs: Any
+    projects: Any
+
     __table__ = schema.artifact
     _uid_len = 20
     _stem_len = 16
@@ -476,6 +561,13 @@ Run._meta.special_lookups["status"] = _status_lookup
 class Project(SQLRecord):
     """A label that groups transforms, runs and artifacts."""
 
+    uid: str
+    name: str
+    description: str | None
+    runs: Any
+    transforms: Any
+    artifacts: Any
+
     __table__ = schema.project
     _uid_len = 12
     _relations: ClassVar[dict[str, Relation]] = {
@@ -495,6 +587,11 @@ class Project(SQLRecord):
 
 class Record(SQLRecord):
     """lamindb's generic record registry (labels, samples, anything with a name)."""
+
+    uid: str
+    name: str | None
+    description: str | None
+    is_type: bool
 
     __table__ = schema.record
     _uid_len = 16
@@ -520,6 +617,12 @@ class Record(SQLRecord):
 
 class Feature(SQLRecord):
     """A named, typed dimension for annotating runs (`run.features.set_values`)."""
+
+    uid: str
+    name: str
+    dtype: str
+    description: str | None
+    unit: str | None
 
     __table__ = schema.feature
     _uid_len = 12

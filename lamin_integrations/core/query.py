@@ -193,7 +193,7 @@ def _coerce_scalar(where: str, column: Any, value: Any) -> Any:
             except ValueError:
                 raise ValidationError(f"{where} expects a datetime or ISO 8601 string, got {value!r}") from None
         if isinstance(value, dt.date) and not isinstance(value, dt.datetime):
-            value = dt.datetime(value.year, value.month, value.day, tzinfo=dt.timezone.utc)
+            value = dt.datetime(value.year, value.month, value.day, tzinfo=dt.UTC)
         if not isinstance(value, dt.datetime):
             raise ValidationError(f"{where} expects a datetime, got {value!r}")
     return value

@@ -141,14 +141,14 @@ class QuerySet:
             stmt = stmt.offset(self._offset)
         return stmt
 
-    def _fetch(self) -> list[SQLRecord]:
+    def _fetch(self) -> list[Any]:
         if self._cache is None:
             with self.instance.read() as conn:
                 rows = conn.execute(self._select()).mappings().all()
             self._cache = [self.model._from_row(r, self.instance) for r in rows]
         return self._cache
 
-    def __iter__(self) -> Iterator[SQLRecord]:
+    def __iter__(self) -> Iterator[Any]:
         return iter(self._fetch())
 
     def __len__(self) -> int:
@@ -183,18 +183,18 @@ class QuerySet:
         with self.instance.read() as conn:
             return conn.execute(self._select(self.model.__table__.c.id).limit(1)).first() is not None
 
-    def first(self) -> SQLRecord | None:
+    def first(self) -> Any:
         rows = self[:1]._fetch() if self._cache is None else self._cache[:1]
         return rows[0] if rows else None
 
-    def last(self) -> SQLRecord | None:
+    def last(self) -> Any:
         order = self._order or [self.model.__table__.c.id.asc()]
         reversed_order = [o.element.desc() if getattr(o, "modifier", None) is sa.sql.operators.asc_op else o.element.asc() for o in order]
         new = self._clone()
         new._order = reversed_order
         return new.first()
 
-    def one(self) -> SQLRecord:
+    def one(self) -> Any:
         rows = self[:2]._fetch()
         if not rows:
             raise ObjectDoesNotExist(f"no {self.model.__name__} matches this query")
@@ -202,13 +202,13 @@ class QuerySet:
             raise MultipleResultsFound(f"more than one {self.model.__name__} matches this query; add lookups to narrow it")
         return rows[0]
 
-    def one_or_none(self) -> SQLRecord | None:
+    def one_or_none(self) -> Any:
         rows = self[:2]._fetch()
         if len(rows) > 1:
             raise MultipleResultsFound(f"more than one {self.model.__name__} matches this query; add lookups to narrow it")
         return rows[0] if rows else None
 
-    def get(self, idlike: int | str | None = None, **expressions: Any) -> SQLRecord:
+    def get(self, idlike: int | str | None = None, **expressions: Any) -> Any:
         model = self.model
         what = ", ".join([repr(idlike)] if idlike is not None else [] + [f"{k}={v!r}" for k, v in expressions.items()])
         if idlike is not None:
@@ -293,8 +293,9 @@ class QuerySet:
         matches = []
         needle = string if case_sensitive else string.lower()
         for f in fields:
-            col = sa.func.coalesce(table.c[f], "")
-            col = col if case_sensitive else sa.func.lower(col)
+            col: Any = sa.func.coalesce(table.c[f], "")
+            if not case_sensitive:
+                col = sa.func.lower(col)
             rank = rank + sa.case((col == needle, 200), else_=0)
             rank = rank + sa.case((col.startswith(needle, autoescape=True), 8), else_=0)
             rank = rank + sa.case((col.contains(" " + needle, autoescape=True), 2), else_=0)
@@ -320,7 +321,7 @@ class QuerySet:
             if key is None:
                 continue
             values.setdefault(str(key), getattr(record, return_field) if return_field else record)
-        attrs = {}
+        attrs: dict[str, Any] = {}
         for key, value in values.items():
             name = re.sub(r"\W+", "_", key).strip("_").lower() or "_"
             if name[0].isdigit():
@@ -340,7 +341,6 @@ class RelatedManager(QuerySet):
         self._relation = relation
         self._owner = owner
         link = relation.table
-        assert link is not None
         if owner.id is None:
             self._clauses.append(sa.false())
         else:

@@ -158,7 +158,7 @@ class Reverse(Relation):
 class ManyToMany(Relation):
     """To-many through a link table: `run.input_artifacts`, `artifact.input_of_runs`."""
 
-    table: sa.Table | None = None
+    table: sa.Table = None  # type: ignore[assignment]
     self_column: str = ""
     other_column: str = ""
 
@@ -247,7 +247,7 @@ class SQLRecord:
             value = None
             default = column.default
             if default is not None and default.is_scalar:
-                value = default.arg
+                value = default.arg  # type: ignore[attr-defined]
             d[name] = value
 
     def _set_fields(self, kwargs: Mapping[str, Any]) -> None:
@@ -298,7 +298,7 @@ class SQLRecord:
         return value
 
     @classmethod
-    def _from_row(cls: type[R], row: Mapping[str, Any], instance: Instance) -> R:
+    def _from_row(cls: type[R], row: Any, instance: Instance) -> R:
         obj = cls.__new__(cls)
         d = obj.__dict__
         d.update(row)
@@ -413,7 +413,7 @@ class SQLRecord:
             d["uid"] = base62(self._uid_len)
         for name, column in self._meta.columns.items():
             if d.get(name) is None and column.default is not None and column.default.is_callable:
-                d[name] = column.default.arg(None)
+                d[name] = column.default.arg(None)  # type: ignore[attr-defined]
         return {n: d.get(n) for n in self._meta.columns if n != "id"}
 
     def _insert(self, conn: sa.Connection, events: list[tuple[str, dict[str, Any]]]) -> None:
@@ -437,7 +437,7 @@ class SQLRecord:
 
     def refresh_from_db(self, using: Any = None, fields: Any = None, from_queryset: Any = None) -> None:
         """Reload every field from the database."""
-        fresh = type(self)._get_by_id(self.id, self._db)
+        fresh = type(self)._get_by_id(self.id, self._db) if self.id is not None else None
         if fresh is None:
             from ..errors import ObjectDoesNotExist
 

@@ -1,14 +1,15 @@
 """Initial registry schema
 
 Revision ID: 0001
-Revises: 
+Revises:
 Create Date: 2026-11-22 12:37:34.945143
 """
 
-from alembic import op
 import sqlalchemy as sa
-import lamin_integrations.core.schema
+from alembic import op
 from sqlalchemy.dialects import postgresql
+
+import lamin_integrations.core.schema
 
 revision = '0001'
 down_revision = None

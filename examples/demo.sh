@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Run every example pipeline against the throw-away registry named by the Makefile, then
+# show what was recorded. Engine examples add themselves here as they land.
+set -euo pipefail
+cd "$(dirname "$0")"
+
+echo "== plain Python: a tracked script launching two tracked child scripts"
+python python/pipeline.py
+
+echo
+echo "== recorded runs"
+lamin-integrations runs
+pipeline=$(lamin-integrations runs --transform examples/python/pipeline.py --limit 1 --json | python -c 'import json,sys; print(json.load(sys.stdin)[0]["uid"])')
+echo
+echo "== lamin-integrations show $pipeline"
+lamin-integrations show "$pipeline"
+echo
+lamin-integrations info

@@ -1,0 +1,109 @@
+"""Shared fixtures: a real registry per test on SQLite and on a real PostgreSQL server.
+
+The PostgreSQL server is started once per session on loopback (tests/servers.py). In CI
+(CI=true) a missing server is a failure, not a skip: a green run must have tested both.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+import lamin_integrations as ln  # noqa: E402
+from lamin_integrations.core import context as context_module  # noqa: E402
+from lamin_integrations.core import instance as instance_module  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _unavailable(reason: str) -> None:
+    if os.environ.get("CI"):
+        pytest.fail(f"required test server unavailable in CI: {reason}")
+    pytest.skip(reason)
+
+
+@pytest.fixture(autouse=True)
+def _isolated_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No test may touch the user's real embedded registry or inherit a parent run."""
+    home = tmp_path_factory.mktemp("home")
+    monkeypatch.setenv("LAMIN_INTEGRATIONS_HOME", str(home))
+    for var in ("LAMIN_INTEGRATIONS_DB", "LAMIN_INTEGRATIONS_STORAGE", context_module.ENV_RUN_UID,
+                context_module.ENV_LAMINDB_RUN_UID):
+        monkeypatch.delenv(var, raising=False)
+
+
+@pytest.fixture(scope="session")
+def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator:
+    import servers
+
+    reason = servers.postgres_available()
+    if reason:
+        _unavailable(reason)
+    server = servers.start_postgres(tmp_path_factory.mktemp("pg"))
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def postgres_url(postgres_server) -> str:
+    """A fresh, empty database on the session's server."""
+    return postgres_server.create_database()
+
+
+def _reset_process_state() -> None:
+    ctx = context_module.context
+    ctx._run = ctx._transform = ctx._project = None
+    context_module._current_run.set(None)
+    os.environ.pop(context_module.ENV_RUN_UID, None)
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def registry(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[instance_module.Instance]:
+    """A connected, empty registry (database + storage folder), on each backend."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'lineage.db'}"
+    else:
+        url = request.getfixturevalue("postgres_url")
+    storage = tmp_path / "storage"
+    monkeypatch.setenv("LAMIN_INTEGRATIONS_DB", url)
+    monkeypatch.setenv("LAMIN_INTEGRATIONS_STORAGE", str(storage))
+    _reset_process_state()
+    instance = ln.connect(url, str(storage))
+    try:
+        yield instance
+    finally:
+        _reset_process_state()
+        instance.dispose()
+        instance_module._current = None
+
+
+@pytest.fixture
+def sqlite_registry(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[instance_module.Instance]:
+    """An embedded registry only, for tests about SQLite itself."""
+    url = f"sqlite:///{tmp_path / 'lineage.db'}"
+    monkeypatch.setenv("LAMIN_INTEGRATIONS_DB", url)
+    monkeypatch.setenv("LAMIN_INTEGRATIONS_STORAGE", str(tmp_path / "storage"))
+    _reset_process_state()
+    instance = ln.connect(url, str(tmp_path / "storage"))
+    try:
+        yield instance
+    finally:
+        _reset_process_state()
+        instance.dispose()
+        instance_module._current = None
+
+
+def python_env(**extra: str) -> dict[str, str]:
+    """The environment for a subprocess that should see the same registry as the test."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}
+    env.pop(context_module.ENV_RUN_UID, None)
+    env.update(extra)
+    return env
