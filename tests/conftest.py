@@ -45,11 +45,11 @@ def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator:
     reason = servers.postgres_available()
     if reason:
         _unavailable(reason)
-    server = servers.start_postgres(tmp_path_factory.mktemp("pg"))
+    server = servers.start_postgres()
     try:
         yield server
     finally:
-        server.stop()
+        server.cleanup()
 
 
 @pytest.fixture

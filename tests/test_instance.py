@@ -143,3 +143,25 @@ def test_connect_switches_and_other_instances_can_be_queried(tmp_path):
     assert ln.Transform.connect(f"sqlite:///{tmp_path / 'a.db'}").filter(key="only-in-a").count() == 1
     instance_module.current().dispose()
     instance_module._current = None
+
+
+@pytest.mark.parametrize("kwargs", [{"reference_type": "x" * 26}, {"name": 5}, {"params": {"x": float("nan")}}])
+def test_invalid_field_values_are_rejected_before_writing(registry, kwargs):
+    from lamin_integrations.errors import ValidationError
+
+    t = ln.Transform(key="k").save()
+    with pytest.raises(ValidationError):
+        ln.Run(t, **kwargs).save()
+    assert ln.Run.filter().count() == 0
+
+
+def test_assigned_params_are_checked_at_save(registry):
+    from lamin_integrations.errors import FieldError, ValidationError
+
+    run = ln.Run(ln.Transform(key="k").save()).save()
+    run.params = {"ok": 1, "bad": object()}
+    with pytest.raises(ValidationError, match=r"params\['bad'\]"):
+        run.save()
+    assert ln.Run.get(run.uid).params is None
+    with pytest.raises(FieldError, match="reference_type"):  # the message lists valid fields
+        ln.Run(run.transform, bogus=1)

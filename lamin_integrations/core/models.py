@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import datetime as dt
 import getpass
+import os
 import socket
+from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 import sqlalchemy as sa
 
-from ..errors import FieldError, ValidationError
+from ..errors import FieldError, NotFoundOnDisk, ValidationError
 from . import schema
 from .query import _compile
 from .queryset import QuerySet
@@ -114,7 +116,10 @@ class Storage(SQLRecord):
 
     @classmethod
     def _default(cls, instance: Any) -> Storage:
-        root = instance.storage_root
+        return cls._get_or_create(instance, instance.storage_root)
+
+    @classmethod
+    def _get_or_create(cls, instance: Any, root: str) -> Storage:
         kind = root.split("://", 1)[0] if "://" in root else "local"
         table = cls.__table__
         user_id = instance.user.id
@@ -492,6 +497,7 @@ class Artifact(IsVersioned, SQLRecord):
     key: str | None
     description: str | None
     suffix: str
+    _hash_type: str | None
     kind: str | None
     otype: str | None
     size: int | None
@@ -524,34 +530,223 @@ class Artifact(IsVersioned, SQLRecord):
         "projects": ManyToMany("Project", table=schema.project_artifact, self_column="artifact_id", other_column="project_id"),
     }
 
-    def _insert_values(self, conn: sa.Connection) -> dict[str, Any]:
+    def __init__(
+        self,
+        data: Any = None,
+        key: str | None = None,
+        description: str | None = None,
+        kind: str | None = None,
+        run: Run | None = None,
+        revises: Artifact | None = None,
+        **kwargs: Any,
+    ):
+        """A file, folder, fsspec URL or pandas DataFrame; `.save()` stores and registers it.
+
+        Without `data` the record holds metadata only (for files that are not kept).
+        """
+        super().__init__()
+        from . import artifacts
+
+        artifacts.check_revises(revises)
+        if "path" in kwargs:
+            data = kwargs.pop("path") if data is None else data
+        fields: dict[str, Any] = {"description": description, "kind": kind, **kwargs}
+        if run is not None:
+            fields["run"] = run
+        self._set_fields({k: v for k, v in fields.items() if v is not None})
+        if revises is not None:
+            self.__dict__["_revises"] = revises
+            key = key or revises.key
+        if data is None:
+            if key is not None:
+                from .storage import check_key
+
+                self.key = check_key(key)
+            return
+        if _is_dataframe(data):
+            from .instance import data_dir
+
+            data = artifacts.dataframe_to_file(data, data_dir() / "cache" / "dataframes")
+            self.__dict__["otype"] = self.__dict__.get("otype") or "DataFrame"
+            self.__dict__["kind"] = self.__dict__.get("kind") or "dataset"
+        elif not isinstance(data, (str, os.PathLike)):
+            raise ValidationError(f"Artifact() takes a path, URL or DataFrame, got {type(data).__name__}")
+        artifacts.describe_source(self, data, key)
+
+    @classmethod
+    def from_dataframe(cls, df: Any, key: str | None = None, description: str | None = None, **kwargs: Any) -> Artifact:
+        return cls(df, key=key, description=description, **kwargs)
+
+    @classmethod
+    def from_dir(cls, path: str | os.PathLike, key: str | None = None, *, run: Run | None = None) -> Any:
+        """One artifact per file below `path` (keys `key/<relative path>`); save them with `.save()`."""
+        from .hashing import list_files
+        from .record import RecordList
+        from .storage import check_key
+
+        folder = Path(os.fspath(path)).expanduser()
+        if not folder.is_dir():
+            raise NotFoundOnDisk(f"no such folder: {folder}")
+        prefix = check_key(key).rstrip("/") + "/" if key else folder.name + "/"
+        return RecordList(cls(p, key=prefix + rel, run=run) for rel, p, _ in list_files(folder))
+
+    def save(self, *args: Any, **kwargs: Any) -> Artifact:  # type: ignore[override]
+        from .artifacts import save_artifacts
+
+        save_artifacts([self])
+        return self
+
+    @classmethod
+    def _bulk_save(cls, artifacts: list[Artifact]) -> None:
+        from .artifacts import save_artifacts
+
+        save_artifacts(artifacts)
+
+    def _save_metadata(self) -> None:
+        SQLRecord.save(self)
+
+    def _prepare(self, instance: Any) -> None:
+        if self.__dict__.get("_pending"):
+            from .artifacts import compute_stats, hash_mode
+
+            compute_stats(self, hash_mode(instance))
+        super()._prepare(instance)
         d = self.__dict__
+        if d.get("storage_id") is None:
+            d["storage_id"] = instance.storage.id
         if d.get("run_id") is None and "run" not in d.get("_related", {}):
             from .context import get_current_run
 
-            run = get_current_run()
-            if run is not None and run.id is not None:
-                d["run_id"] = run.id
-        return super()._insert_values(conn)
-
-    def _prepare(self, instance: Any) -> None:
-        super()._prepare(instance)
-        if self.__dict__.get("storage_id") is None:
-            self.__dict__["storage_id"] = instance.storage.id
+            current_run = get_current_run()
+            if current_run is not None and current_run.id is not None:
+                d["run_id"] = current_run.id
 
     def _insert(self, conn: sa.Connection, events: list) -> None:
         super()._insert(conn, events)
         _link_current_project(conn, "artifact", self.id)
         events.append(("artifact_saved", {"artifact": self, "run": self.run}))
 
+    def _repr_fields(self) -> list[str]:
+        return [n for n in super()._repr_fields() if n not in ("_storage_ongoing", "_key_is_virtual")]
+
     @property
     def hash_type(self) -> str | None:
-        return self.__dict__.get("_hash_type")
+        return self._hash_type
 
     @property
     def transform(self) -> Transform | None:
         run = self.run
         return run.transform if run is not None else None
+
+    # -- reading ---------------------------------------------------------------------------
+
+    @property
+    def path(self) -> Any:
+        """Where the bytes are: a pathlib.Path locally, a UPath for object stores."""
+        from .artifacts import storage_location
+        from .storage import is_url, storage_options
+
+        if self.id is None or self.storage is None:
+            source = self.__dict__.get("_source")
+            if source is None:
+                raise ValidationError("this artifact has no stored bytes (save it first, or it is metadata-only)")
+            location = source.location
+        else:
+            if self.hash is None and self.size is None:
+                raise ValidationError(f"artifact {self.uid} is metadata-only: no bytes were stored")
+            location = storage_location(self, self.storage.root)
+        if not is_url(location):
+            return Path(location)
+        from upath import UPath
+
+        return UPath(location, **storage_options(location))
+
+    def cache(self, is_run_input: bool | None = None) -> Path:
+        """A local path to the bytes (downloaded once for object stores); tracks the run input."""
+        from .storage import filesystem, is_url
+
+        path = self.path
+        location = str(path)
+        if is_url(location):
+            from .instance import data_dir
+
+            local = data_dir() / "cache" / location.split("://", 1)[1]
+            fs, fs_path = filesystem(location)
+            if not local.exists() or (self.n_files is None and local.stat().st_size != self.size):
+                local.parent.mkdir(parents=True, exist_ok=True)
+                fs.get(fs_path, str(local), recursive=self.n_files is not None)
+            path = local
+        elif not Path(location).exists():
+            raise NotFoundOnDisk(f"the bytes of artifact {self.uid} are missing at {location}")
+        self._track_input(is_run_input)
+        return Path(path)
+
+    def open(self, mode: str = "rb", is_run_input: bool | None = None) -> Any:
+        """A file object on the bytes (read-only); tracks the run input."""
+        if mode not in ("r", "rb"):
+            raise ValidationError("artifacts open read-only ('r' or 'rb'); save changes as a new version")
+        from .storage import filesystem
+
+        fs, fs_path = filesystem(str(self.path))
+        handle = fs.open(fs_path, mode)
+        self._track_input(is_run_input)
+        return handle
+
+    def load(self, is_run_input: bool | None = None, **kwargs: Any) -> Any:
+        """A DataFrame for .csv, .tsv and .parquet artifacts."""
+        import pandas as pd
+
+        suffix = (self.suffix or "").lower()
+        readers = {".csv": lambda p: pd.read_csv(p, **kwargs), ".tsv": lambda p: pd.read_csv(p, sep="\t", **kwargs),
+                   ".parquet": lambda p: pd.read_parquet(p, **kwargs)}
+        reader = readers.get(suffix.removesuffix(".gz")) if suffix.endswith(".gz") and suffix != ".gz" else readers.get(suffix)
+        if reader is None:
+            raise ValidationError(
+                f"load() reads .csv, .tsv and .parquet into a DataFrame; this artifact is {suffix or 'without suffix'}: "
+                "use .cache() for a local path or .open() for a file object"
+            )
+        result = reader(self.cache(is_run_input=False))
+        self._track_input(is_run_input)
+        return result
+
+    def _track_input(self, is_run_input: bool | None) -> None:
+        if is_run_input is False:
+            return
+        from .artifacts import track_input
+
+        track_input(self)
+
+
+class _LazyStat:
+    """Artifact fields that need the content (hash, size of a folder) are computed on first read.
+
+    This lets `ln.save([...])` hash many new artifacts in a thread pool instead of one by one
+    in their constructors, while `artifact.hash` still works before saving.
+    """
+
+    def __init__(self, name: str):
+        self.name = name
+
+    def __get__(self, obj: Any, owner: type) -> Any:
+        if obj is None:
+            return self
+        d = obj.__dict__
+        if d.get("_pending"):
+            from .artifacts import compute_stats, hash_mode
+
+            compute_stats(obj, hash_mode(obj._db))
+        return d.get(self.name)
+
+    def __set__(self, obj: Any, value: Any) -> None:
+        obj.__dict__[self.name] = value
+
+
+for _name in ("hash", "_hash_type", "size", "n_files"):
+    setattr(Artifact, _name, _LazyStat(_name))
+
+
+def _is_dataframe(data: Any) -> bool:
+    return type(data).__name__ == "DataFrame" and type(data).__module__.startswith("pandas")
 
 
 Artifact._meta.special_lookups["transform"] = _transform_alias

@@ -126,8 +126,12 @@ class QuerySet:
 
     def _conditions(self) -> list[sa.ColumnElement[bool]]:
         conds = list(self._clauses)
-        if not self._show_trash and "branch_id" in self.model._meta.columns:
+        columns = self.model._meta.columns
+        if not self._show_trash and "branch_id" in columns:
             conds.append(self.model.__table__.c.branch_id != -1)
+        if "_storage_ongoing" in columns:
+            # Rows whose bytes are still being copied are not visible until complete.
+            conds.append(self.model.__table__.c._storage_ongoing.is_(False))
         return conds
 
     def _select(self, *columns: Any) -> sa.Select:

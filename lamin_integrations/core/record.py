@@ -395,6 +395,8 @@ class SQLRecord:
 
         (A write inside a write would wait on itself: SQLite writers hold the lock.)
         """
+        for name, value in self._changed().items():
+            self._check_value(name, value)  # attributes may have been assigned directly
         if "created_by_id" in self._meta.columns and self.__dict__.get("created_by_id") is None:
             self.__dict__["created_by_id"] = instance.user.id
 
@@ -408,9 +410,10 @@ class SQLRecord:
         """Fill uid, creator and defaults; registries extend this."""
         d = self.__dict__
         if self._uid_len and not d.get("uid"):
-            from .uids import base62
+            from .uids import VERSION_LEN, base62
 
-            d["uid"] = base62(self._uid_len)
+            # Versioned registries start a family at counter 0000, as lamindb does.
+            d["uid"] = base62(self._stem_len) + "0" * VERSION_LEN if self._stem_len else base62(self._uid_len)
         for name, column in self._meta.columns.items():
             if d.get(name) is None and column.default is not None and column.default.is_callable:
                 d[name] = column.default.arg(None)  # type: ignore[attr-defined]

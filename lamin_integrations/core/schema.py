@@ -171,6 +171,18 @@ artifact = sa.Table(
     _branch(),
     _is_locked(),
     _aux(),
+    # One artifact per content at a location: concurrent saves of the same file end with
+    # one row (insert-or-ignore). Trash does not count, as in lamindb.
+    sa.Index(
+        "uq_artifact_storage_key_hash", "storage_id", "key", "hash", unique=True,
+        sqlite_where=sa.text("key IS NOT NULL AND hash IS NOT NULL AND branch_id != -1"),
+        postgresql_where=sa.text("key IS NOT NULL AND hash IS NOT NULL AND branch_id != -1"),
+    ),
+    sa.Index(
+        "uq_artifact_storage_hash_nokey", "storage_id", "hash", unique=True,
+        sqlite_where=sa.text("key IS NULL AND hash IS NOT NULL AND branch_id != -1"),
+        postgresql_where=sa.text("key IS NULL AND hash IS NOT NULL AND branch_id != -1"),
+    ),
 )
 
 run = sa.Table(

@@ -1,0 +1,395 @@
+"""Registering files, folders and objects: describe the source, dedupe, store, link.
+
+Saving is two-phase, so a failure never leaves a row pointing at missing bytes:
+1. one transaction inserts the new rows flagged `_storage_ongoing` (hidden from queries);
+2. the bytes are copied or uploaded;
+3. one transaction clears the flags. If the copy fails, the rows this call inserted are
+   deleted (never another writer's). A row left flagged by a crash is completed by the next
+   save of the same content.
+
+Many artifacts are saved with one lookup query, one bulk insert and hashing in a pool.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+
+from ..errors import InvalidKey, NotFoundOnDisk, ValidationError
+from . import hashing, schema
+from . import storage as st
+
+if TYPE_CHECKING:
+    from .models import Artifact, Run
+
+logger = logging.getLogger("lamin_integrations")
+
+
+@dataclass
+class Source:
+    """Where an artifact's bytes come from, and what is known about them before saving."""
+
+    location: str  # absolute local path or URL
+    is_dir: bool
+    is_local: bool
+    in_place: bool  # already under a registered storage root: no copy
+    stat: os.stat_result | None = None
+
+
+def hash_mode(instance: Any) -> str:
+    """The instance's hashing mode: BLAKE3 by default, lamindb-compatible on request."""
+    mode = os.environ.get("LAMIN_INTEGRATIONS_HASH", "blake3")
+    if mode not in hashing.MODES:
+        raise ValidationError(f"LAMIN_INTEGRATIONS_HASH must be one of {', '.join(hashing.MODES)}, got {mode!r}")
+    return mode
+
+
+def registered_roots(instance: Any) -> list[tuple[int, str]]:
+    instance.storage  # noqa: B018  (the default root must be registered to be recognised)
+    with instance.read() as conn:
+        rows = conn.execute(sa.select(schema.storage.c.id, schema.storage.c.root)).all()
+    return sorted(((r[0], r[1]) for r in rows), key=lambda r: -len(r[1]))
+
+
+def describe_source(artifact: Artifact, data: Any, key: str | None) -> None:
+    """Fill the artifact's fields from a local path or URL, without reading the content yet."""
+    instance = artifact._db
+    text = os.fspath(data)
+    if st.is_url(text):
+        fs, fs_path = st.filesystem(text)
+        try:
+            info = fs.info(fs_path)
+        except FileNotFoundError:
+            raise NotFoundOnDisk(f"no object at {text}") from None
+        except PermissionError as e:
+            raise NotFoundOnDisk(f"cannot read {text}: permission denied ({e})") from None
+        location = text.rstrip("/")
+        is_dir = info.get("type") == "directory"
+        source = Source(location, is_dir, is_local=False, in_place=False)
+        artifact.__dict__["_cloud_info"] = info
+    else:
+        path = st.local_path(text)
+        try:
+            stat = path.stat()
+        except FileNotFoundError:
+            raise NotFoundOnDisk(f"no such file or folder: {path}") from None
+        except PermissionError:
+            raise NotFoundOnDisk(f"cannot read {path}: permission denied") from None
+        if not path.is_dir() and not os.access(path, os.R_OK):
+            raise NotFoundOnDisk(f"cannot read {path}: permission denied")
+        location = str(path.resolve())
+        source = Source(location, path.is_dir(), is_local=True, in_place=False, stat=stat)
+    real_key = None
+    for storage_id, root in registered_roots(instance):
+        rel = st.relative_to_root(location, root)
+        if rel is not None:
+            source.in_place, real_key = True, rel
+            artifact.__dict__["storage_id"] = storage_id
+            break
+    if not source.in_place and not source.is_local:
+        # An object outside every registered root: register its bucket and keep it in place.
+        from .models import Storage
+
+        bucket = st.root_of_url(location)
+        storage = Storage._get_or_create(instance, bucket)
+        artifact.__dict__["storage_id"] = storage.id
+        source.in_place, real_key = True, st.relative_to_root(location, bucket)
+    if real_key is not None:
+        if key is not None and key != real_key:
+            logger.warning("%s lies in registered storage: registering it in place with its real key %r, not %r",
+                           location, real_key, key)
+        key = real_key
+        artifact.__dict__["_key_is_virtual"] = False
+    elif key is not None:
+        st.check_key(key)
+    if key is not None:
+        artifact.__dict__["key"] = key
+    artifact.__dict__["suffix"] = "" if source.is_dir else st.suffix_of(key or location)
+    if source.stat is not None and not source.is_dir:
+        artifact.__dict__["size"] = source.stat.st_size
+    artifact.__dict__["_source"] = source
+    artifact.__dict__["_pending"] = True
+
+
+def compute_stats(artifact: Artifact, mode: str) -> None:
+    """Hash (and measure) the source; cheap for unchanged local files thanks to the stat cache."""
+    d = artifact.__dict__
+    source: Source = d["_source"]
+    if source.is_local and source.is_dir:
+        digest, hash_type, size, n_files = hashing.hash_dir(source.location, mode)
+        d.update(hash=digest, _hash_type=hash_type, size=size, n_files=n_files)
+    elif source.is_local:
+        digest, hash_type = hashing.hash_file(source.location, mode, source.stat)
+        d.update(hash=digest, _hash_type=hash_type, size=source.stat.st_size if source.stat else None)
+    else:
+        _cloud_stats(artifact, source, mode)
+    d["_pending"] = False
+
+
+def _cloud_stats(artifact: Artifact, source: Source, mode: str) -> None:
+    """Use the store's own checksum (ETag / md5Hash) when it has one; else hash the bytes."""
+    d = artifact.__dict__
+    fs, path = st.filesystem(source.location)
+    if source.is_dir:
+        files = sorted(fs.find(path, detail=True).items())
+        parts = [(name[len(path.rstrip('/')) + 1 :], _object_checksum(info)) for name, info in files]
+        if all(c is not None for _, c in parts):
+            import blake3
+
+            h = blake3.blake3()
+            for rel, (digest, _) in parts:  # type: ignore[misc]
+                h.update(rel.encode() + b"\0" + digest.encode() + b"\n")
+            d.update(hash=hashing.b64_digest(h.digest(16)), _hash_type="md5-etag-dir",
+                     size=sum(int(i.get("size") or 0) for _, i in files), n_files=len(files))
+            return
+        raise ValidationError(f"{source.location}: the store gives no checksums for this folder's objects")
+    info = d.pop("_cloud_info", None) or fs.info(path)
+    d["size"] = int(info.get("size") or 0)
+    checksum = _object_checksum(info)
+    if checksum is not None:
+        d.update(hash=checksum[0], _hash_type=checksum[1])
+        return
+    with fs.open(path, "rb") as f:
+        data = f.read()
+    d["hash"], d["_hash_type"] = hashing.hash_bytes(data, mode)
+
+
+def _object_checksum(info: dict[str, Any]) -> tuple[str, str] | None:
+    etag = str(info.get("ETag") or info.get("etag") or "").strip('"')
+    if etag:
+        hexpart, _, parts = etag.partition("-")
+        try:
+            digest = hashing.b64_digest(bytes.fromhex(hexpart))
+        except ValueError:
+            digest = None
+        if digest and len(hexpart) == 32:
+            return digest, f"md5-{parts}" if parts else "md5"
+    md5 = info.get("md5Hash")  # GCS: base64 of the md5
+    if md5:
+        import base64
+
+        return hashing.b64_digest(base64.b64decode(md5)), "md5"
+    return None
+
+
+def storage_location(artifact: Artifact, root: str) -> str:
+    """Where the artifact's bytes live in its storage."""
+    d = artifact.__dict__
+    if d.get("_key_is_virtual") is False and d.get("key"):
+        return st.join(root, d["key"])
+    uid = d["uid"]
+    name = uid[:16] if d.get("n_files") is not None else uid
+    return st.join(root, f".lamindb/{name}{d.get('suffix') or ''}")
+
+
+def _roots(instance: Any) -> dict[int, str]:
+    return dict(registered_roots(instance))
+
+
+def save_artifacts(artifacts: Sequence[Artifact]) -> None:
+    """Save new artifacts in bulk (existing ones are updated one by one)."""
+    from . import plugins
+    from .context import get_current_run
+    for a in artifacts:
+        if a.id is not None:
+            a._save_metadata()
+    new = [a for a in artifacts if a.id is None]
+    if not new:
+        return
+    instance = new[0]._db
+    mode = hash_mode(instance)
+    pending = [a for a in new if a.__dict__.get("_pending")]
+    if len(pending) > 1:
+        with ThreadPoolExecutor(max_workers=min(16, (os.cpu_count() or 1) * 2)) as pool:
+            list(pool.map(lambda a: compute_stats(a, mode), pending))
+    elif pending:
+        compute_stats(pending[0], mode)
+    run = get_current_run()
+    for a in new:
+        a._prepare(instance)
+    table = schema.artifact
+    roots = _roots(instance)
+    hashes = sorted({a.__dict__["hash"] for a in new if a.__dict__.get("hash")})
+    keys = sorted({a.__dict__["key"] for a in new if a.__dict__.get("key")})
+
+    def write(conn: sa.Connection) -> dict[str, Any]:
+        for a, state in zip(new, states, strict=True):
+            a.__dict__.clear()
+            a.__dict__.update(state)
+        found: list[Any] = []
+        for chunk in [hashes[i : i + 5000] for i in range(0, len(hashes), 5000)]:
+            found += conn.execute(sa.select(table).where(table.c.hash.in_(chunk), table.c.branch_id != -1)).mappings().all()
+        latest = {}
+        for chunk in [keys[i : i + 5000] for i in range(0, len(keys), 5000)]:
+            for row in conn.execute(sa.select(table).where(table.c.key.in_(chunk), table.c.is_latest.is_(True), table.c.branch_id != -1)).mappings():
+                latest[(row["storage_id"], row["key"])] = row
+        by_hash: dict[str, list[Any]] = {}
+        for row in found:
+            by_hash.setdefault(row["hash"], []).append(row)
+        inserted, existing, to_copy, rows, stems = [], [], [], [], {}
+        for a in new:
+            d = a.__dict__
+            match = _match(d, by_hash.get(d.get("hash") or "", []))
+            if match is not None:
+                d.update(dict(match))
+                existing.append(a)
+                if match["_storage_ongoing"]:
+                    to_copy.append(a)
+                continue
+            previous = latest.get((d["storage_id"], d.get("key"))) if d.get("key") else None
+            revises = d.pop("_revises", None)
+            stem = revises.uid[:16] if revises is not None else (previous["uid"][:16] if previous is not None else None)
+            if stem is not None:
+                from .models import _family_uids
+                from .uids import next_version_uid
+
+                d["uid"] = next_version_uid(stem, _family_uids(conn, table, stem))
+                stems[d["uid"]] = stem
+            d["_storage_ongoing"] = not d["_source"].in_place if d.get("_source") else False
+            rows.append((a, a._insert_values(conn)))
+        if rows:
+            # One multi-row INSERT; rows that lose a race to a concurrent writer return no id.
+            if conn.dialect.name == "postgresql":
+                from sqlalchemy.dialects.postgresql import insert
+            else:
+                from sqlalchemy.dialects.sqlite import insert  # type: ignore[assignment]
+            stmt = insert(table).on_conflict_do_nothing().returning(table.c.id, table.c.uid)
+            ids = dict((uid, id_) for id_, uid in conn.execute(stmt, [values for _, values in rows]).all())
+        for a, _ in rows:
+            d = a.__dict__
+            if d["uid"] not in ids:
+                won: Any = conn.execute(sa.select(table).where(table.c.hash == d.get("hash"), table.c.storage_id == d["storage_id"],
+                                                          table.c.key == d.get("key") if d.get("key") else table.c.key.is_(None),
+                                                          table.c.branch_id != -1)).mappings().first()
+                if won is None:
+                    raise ValidationError(f"could not register {d.get('key') or d.get('uid')}: a conflicting row exists")
+                d.update(dict(won))
+                existing.append(a)
+                continue
+            d["id"] = ids[d["uid"]]
+            if d["uid"] in stems:
+                from .models import _demote_family
+
+                _demote_family(conn, table, stems[d["uid"]], d["id"])
+            inserted.append(a)
+            if d["_storage_ongoing"]:
+                to_copy.append(a)
+        recreated = []
+        if run is not None and run.id is not None:
+            for a in existing:
+                d = a.__dict__
+                if d.get("run_id") is None:
+                    conn.execute(sa.update(table).where(table.c.id == d["id"]).values(run_id=run.id))
+                    d["run_id"] = run.id
+                elif d["run_id"] != run.id:
+                    recreated.append(a)
+            from .record import link
+
+            link(conn, schema.run_recreated_artifact, [{"run_id": run.id, "artifact_id": a.id} for a in recreated])
+        for a in inserted:
+            from .models import _link_current_project
+
+            _link_current_project(conn, "artifact", a.id)
+        return {"inserted": inserted, "existing": existing, "to_copy": to_copy, "recreated": recreated}
+
+    states = [dict(a.__dict__) for a in new]
+    result = instance.write(write)
+    failures = _copy_all(result["to_copy"], roots)
+    if failures:
+        mine = [a for a, _ in failures if a in result["inserted"]]
+        if mine:
+            ids = [a.id for a in mine]
+            instance.write(lambda conn: conn.execute(sa.delete(table).where(table.c.id.in_(ids), table.c._storage_ongoing.is_(True))))
+            for a in mine:
+                a.__dict__["id"] = None
+        a, error = failures[0]
+        raise NotFoundOnDisk(f"could not store {a.__dict__['_source'].location}: {error}; nothing was registered for it") from error
+    done = [a.id for a in result["to_copy"]]
+    if done:
+        instance.write(lambda conn: conn.execute(sa.update(table).where(table.c.id.in_(done)).values(_storage_ongoing=False)))
+    events = []
+    for a in new:
+        a.__dict__["_storage_ongoing"] = False
+        a._snapshot()
+    for a in result["inserted"]:
+        events.append(("artifact_saved", {"artifact": a, "run": run if a.run_id and run is not None and a.run_id == run.id else a.run}))
+    for a in result["recreated"]:
+        events.append(("artifact_recreated", {"artifact": a, "run": run}))
+    plugins.fire_all(events)
+
+
+def _match(d: dict[str, Any], rows: list[Any]) -> Any:
+    """The existing artifact this content is: same place for in-place files, else same hash."""
+    if not rows or d.get("n_files") is None and d.get("size") == 0:
+        # Empty files all share one hash; identify them by location instead.
+        return next((r for r in rows if r["key"] == d.get("key") and r["storage_id"] == d.get("storage_id")), None) if rows else None
+    if d.get("_key_is_virtual") is False:
+        return next((r for r in rows if r["key"] == d.get("key") and r["storage_id"] == d.get("storage_id")), None)
+    same_key = [r for r in rows if r["key"] == d.get("key")]
+    return (same_key or [r for r in rows if r["_key_is_virtual"]] or [None])[0]
+
+
+def _copy_all(artifacts: list[Artifact], roots: dict[int, str]) -> list[tuple[Artifact, BaseException]]:
+    def copy(a: Artifact) -> tuple[Artifact, BaseException] | None:
+        source: Source = a.__dict__["_source"]
+        dest = storage_location(a, roots[a.__dict__["storage_id"]])
+        try:
+            st.put(source.location, dest, source.is_dir)
+        except Exception as e:
+            return a, e
+        return None
+
+    if not artifacts:
+        return []
+    with ThreadPoolExecutor(max_workers=min(8, len(artifacts))) as pool:
+        return [r for r in pool.map(copy, artifacts) if r is not None]
+
+
+def track_input(artifact: Artifact, run: Run | None = None) -> None:
+    """Link `artifact` as an input of the current run, unless that run created or recreated it."""
+    from . import plugins
+    from .context import get_current_run
+    from .record import link
+
+    run = run or get_current_run()
+    if run is None or run.id is None or artifact.id is None or artifact.run_id == run.id:
+        return
+    links = schema.run_recreated_artifact
+
+    def write(conn: sa.Connection) -> int:
+        recreated = conn.execute(sa.select(links.c.id).where(links.c.run_id == run.id, links.c.artifact_id == artifact.id)).first()
+        if recreated is not None:
+            return 0
+        return link(conn, schema.run_input_artifact, [{"run_id": run.id, "artifact_id": artifact.id}])
+
+    if run._db.write(write) and plugins.has_impls("run_inputs_linked"):
+        plugins.fire("run_inputs_linked", run=run, artifacts=[artifact])
+
+
+def check_revises(revises: Any) -> None:
+    from .models import Artifact
+
+    if revises is not None and (not isinstance(revises, Artifact) or revises.id is None):
+        raise ValidationError("revises expects a saved Artifact")
+
+
+def dataframe_to_file(df: Any, directory: Path) -> Path:
+    import uuid
+
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"{uuid.uuid4().hex}.parquet"
+    try:
+        df.to_parquet(path)
+    except ImportError as e:
+        raise ValidationError(f"saving a DataFrame needs a parquet engine: pip install pyarrow ({e})") from None
+    return path
+
+
+__all__ = ["InvalidKey", "Source", "compute_stats", "describe_source", "save_artifacts", "storage_location", "track_input"]

@@ -1,0 +1,157 @@
+"""Bytes in storage: fsspec roots, where an artifact's bytes live, and moving them there.
+
+A storage root is a local folder or any fsspec URL (`s3://bucket/prefix`, `gs://...`).
+Copies of files from outside any registered root live under `<root>/.lamindb/` by uid (as
+in lamindb); files already under a registered root are registered where they are, with
+their real relative path as key.
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+import shutil
+from pathlib import Path
+from typing import Any
+
+from ..errors import InvalidKey
+
+MAX_KEY_LENGTH = 1024
+COMPOUND_SUFFIXES = (".gz", ".bz2", ".xz", ".zst", ".zip", ".lz4")
+
+
+def is_url(path: str) -> bool:
+    return "://" in path and not path.startswith("file://")
+
+
+def local_path(path: str | os.PathLike) -> Path:
+    text = os.fspath(path)
+    if text.startswith("file://"):
+        text = text[len("file://") :]
+    return Path(text).expanduser().absolute()
+
+
+def check_key(key: Any) -> str:
+    """A key is a relative POSIX path that stays inside the storage root."""
+    if not isinstance(key, str):
+        raise InvalidKey(f"an artifact key is a string, got {type(key).__name__}: {key!r}")
+    problem = None
+    if not key or not key.strip():
+        problem = "it is empty"
+    elif "\x00" in key:
+        problem = "it contains a NUL byte"
+    elif len(key) > MAX_KEY_LENGTH:
+        problem = f"it is longer than {MAX_KEY_LENGTH} characters"
+    elif key.startswith(("/", "\\", "~")) or (len(key) > 1 and key[1] == ":"):
+        problem = "it is absolute"
+    elif "://" in key:
+        problem = "it is a URL"
+    else:
+        parts = key.replace("\\", "/").split("/")
+        if any(p == ".." for p in parts):
+            problem = "it contains '..'"
+        elif any(p in ("", ".") for p in parts[:-1]) or parts[-1] in ("", ".", ".lamindb"):
+            problem = "it has empty or '.' segments"
+        elif parts[0] == ".lamindb":
+            problem = "'.lamindb/' is reserved for copies managed by the registry"
+    if problem is None and posixpath.normpath(key) != key:
+        problem = "it is not a normalised path"
+    if problem:
+        raise InvalidKey(f"invalid artifact key {key!r}: {problem}; use a relative path such as 'results/table.csv'")
+    return key
+
+
+def suffix_of(name: str) -> str:
+    """The canonical suffix: `.csv`, `.tar.gz`, `.fastq.gz`, or "" for none."""
+    base = name.rstrip("/").rsplit("/", 1)[-1]
+    suffixes = Path(base).suffixes
+    if not suffixes:
+        return ""
+    if len(suffixes) >= 2 and suffixes[-1].lower() in COMPOUND_SUFFIXES and len(suffixes[-2]) <= 10:
+        return (suffixes[-2] + suffixes[-1])[:30]
+    return suffixes[-1][:30]
+
+
+def filesystem(url: str) -> tuple[Any, str]:
+    """(fsspec filesystem, path within it) for a URL or local path."""
+    import fsspec
+
+    if not is_url(url):
+        return fsspec.filesystem("file"), str(local_path(url))
+    fs, path = fsspec.core.url_to_fs(url, **storage_options(url))
+    return fs, path
+
+
+def storage_options(url: str) -> dict[str, Any]:
+    """Object-store options from the environment (endpoint for S3-compatible servers)."""
+    if url.startswith("s3://"):
+        endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+        if endpoint:
+            return {"client_kwargs": {"endpoint_url": endpoint}}
+    return {}
+
+
+def join(root: str, key: str) -> str:
+    return root.rstrip("/") + "/" + key
+
+
+def relative_to_root(path: str, root: str) -> str | None:
+    """The key of `path` under `root`, or None when it lies outside."""
+    root = root.rstrip("/")
+    if path == root or not path.startswith(root + "/"):
+        return None
+    return path[len(root) + 1 :]
+
+
+def root_of_url(url: str) -> str:
+    """The bucket part of an object-store URL: what lamindb registers as a storage root."""
+    scheme, rest = url.split("://", 1)
+    return f"{scheme}://{rest.split('/', 1)[0]}"
+
+
+def put(source: str, destination: str, is_dir: bool) -> None:
+    """Copy or upload bytes; a partial copy is removed so no path holds half a file."""
+    if not is_url(destination) and not is_url(source):
+        dest = Path(destination)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = dest.with_name(dest.name + f".part-{os.getpid()}")
+        try:
+            if is_dir:
+                if dest.exists():
+                    shutil.rmtree(dest)
+                shutil.copytree(source, tmp)
+            else:
+                shutil.copyfile(source, tmp)
+            os.replace(tmp, dest)
+        except BaseException:
+            if tmp.is_dir():
+                shutil.rmtree(tmp, ignore_errors=True)
+            else:
+                tmp.unlink(missing_ok=True)
+            raise
+        return
+    dest_fs, dest_path = filesystem(destination)
+    if not is_url(source):
+        dest_fs.put(str(source), dest_path, recursive=is_dir)
+        return
+    src_fs, src_path = filesystem(source)
+    if type(src_fs) is type(dest_fs):
+        src_fs.copy(src_path, dest_path, recursive=is_dir)
+    else:
+        with src_fs.open(src_path, "rb") as fin, dest_fs.open(dest_path, "wb") as fout:
+            shutil.copyfileobj(fin, fout, 8 * 1024 * 1024)
+
+
+def remove(destination: str, is_dir: bool) -> None:
+    try:
+        if not is_url(destination):
+            p = Path(destination)
+            if p.is_dir():
+                shutil.rmtree(p)
+            else:
+                p.unlink(missing_ok=True)
+        else:
+            fs, path = filesystem(destination)
+            fs.rm(path, recursive=is_dir)
+    except (OSError, FileNotFoundError):
+        pass

@@ -1,0 +1,339 @@
+"""Artifacts: bytes in storage, hashing with a stat cache, dedup, versions, input tracking."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import sqlalchemy as sa
+from conftest import python_env
+
+import lamin_integrations as ln
+from lamin_integrations.core import hashing, schema
+from lamin_integrations.errors import InvalidKey, NotFoundOnDisk, ValidationError
+
+
+def write(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path
+
+
+def test_file_is_copied_into_storage_and_readable(registry, tmp_path):
+    src = write(tmp_path / "work" / "table.csv", "a,b\n1,2\n3,4\n")
+    artifact = ln.Artifact(src, key="results/table.csv", description="a table").save()
+    assert artifact.uid.endswith("0000") and len(artifact.uid) == 20
+    assert artifact.size == src.stat().st_size and artifact.suffix == ".csv"
+    assert artifact.hash_type == "blake3" and len(artifact.hash) == 22
+    stored = artifact.path
+    assert stored.exists() and stored.read_bytes() == src.read_bytes()
+    assert Path(registry.storage_root) in stored.parents
+    assert artifact.load().equals(pd.DataFrame({"a": [1, 3], "b": [2, 4]}))
+    with artifact.open() as f:
+        assert f.read() == src.read_bytes()
+    again = ln.Artifact.get(key="results/table.csv")
+    assert again == artifact and again.hash == artifact.hash
+
+
+def test_load_refuses_unknown_formats_and_names_alternatives(registry, tmp_path):
+    artifact = ln.Artifact(write(tmp_path / "notes.md", "# hi"), key="notes.md").save()
+    with pytest.raises(ValidationError, match=r"\.cache\(\).*\.open\(\)"):
+        artifact.load()
+
+
+def test_dataframe_is_saved_as_parquet(registry):
+    df = pd.DataFrame({"gene": ["A", "B"], "count": [3, 5]})
+    artifact = ln.Artifact(df, key="counts.parquet").save()
+    assert artifact.suffix == ".parquet" and artifact.otype == "DataFrame"
+    assert artifact.load().equals(df)
+
+
+def test_same_content_returns_existing_and_records_recreation(registry, tmp_path):
+    from lamin_integrations.core.context import reset_current_run, set_current_run
+
+    src = write(tmp_path / "out.txt", "result\n")
+    t = ln.Transform(key="producer.py", kind="script").save()
+    producer = ln.Run(t, status="started").save()
+    token = set_current_run(producer)
+    original = ln.Artifact(src, key="out.txt").save()
+    reset_current_run(token)
+    assert original.run == producer
+
+    rerun = ln.Run(t, status="started").save()
+    token = set_current_run(rerun)
+    try:
+        again = ln.Artifact(src, key="out.txt").save()
+    finally:
+        reset_current_run(token)
+    assert again.id == original.id and again.run == producer
+    assert list(rerun.recreated_artifacts) == [original]
+    assert list(rerun.output_artifacts) == []
+    assert set(rerun.query_output_artifacts(include_recreated=True)) == {original}
+    assert list(original.recreating_runs) == [rerun]
+    assert ln.Artifact.filter().count() == 1
+
+
+def test_new_content_under_a_key_is_a_new_version(registry, tmp_path):
+    src = write(tmp_path / "model.txt", "v1")
+    v1 = ln.Artifact(src, key="model.txt").save()
+    write(src, "version two")
+    v2 = ln.Artifact(src, key="model.txt").save()
+    assert v2.uid[:16] == v1.uid[:16] and v2.uid.endswith("0001")
+    v1.refresh_from_db()
+    assert v2.is_latest and not v1.is_latest
+    assert ln.Artifact.get(key="model.txt") == v2
+    assert [a.uid for a in v2.versions] == [v1.uid, v2.uid]
+    assert ln.Artifact.get(v1.uid[:16]) == v2  # a family stem gives the latest version
+    assert v1.path.read_text() == "v1" and v2.path.read_text() == "version two"
+
+
+def test_changed_file_is_rehashed(registry, tmp_path):
+    src = write(tmp_path / "x.txt", "aaaa")
+    old = os.stat(src)
+    os.utime(src, ns=(old.st_atime_ns - 10**10, old.st_mtime_ns - 10**10))  # not "racily clean"
+    first = ln.Artifact(src, key="x.txt")
+    h1 = first.hash
+    src.write_text("bbbb")  # same size, new content and mtime
+    assert ln.Artifact(src, key="x.txt").hash != h1
+
+
+def test_stat_cache_reads_an_unchanged_file_once(registry, tmp_path):
+    src = tmp_path / "big.bin"
+    src.write_bytes(os.urandom(3 * 1024 * 1024))
+    old = os.stat(src)
+    os.utime(src, ns=(old.st_atime_ns - 10**10, old.st_mtime_ns - 10**10))
+    before = hashing.reads
+    a = ln.Artifact(src, key="big.bin").save()
+    assert hashing.reads == before + 1
+    b = ln.Artifact(src, key="big.bin").save()
+    assert hashing.reads == before + 1, "an unchanged file must not be read again"
+    assert a.id == b.id
+
+
+def test_folder_hash_covers_paths_and_counts_files(registry, tmp_path):
+    folder = tmp_path / "run1"
+    write(folder / "a.txt", "A")
+    write(folder / "nested" / "deep" / "b.txt", "BB")
+    artifact = ln.Artifact(folder, key="run1").save()
+    assert artifact.n_files == 2 and artifact.size == 3 and artifact.hash_type == "blake3-dir"
+    assert (artifact.path / "nested" / "deep" / "b.txt").read_text() == "BB"
+    h = artifact.hash
+    (folder / "a.txt").rename(folder / "renamed.txt")
+    assert ln.Artifact(folder, key="run1").hash != h, "renaming a file changes the folder hash"
+
+
+def test_from_dir_and_bulk_save_use_one_lookup(registry, tmp_path):
+    folder = tmp_path / "many"
+    for i in range(30):
+        write(folder / f"f{i:02d}.txt", f"content {i}")
+    artifacts = ln.Artifact.from_dir(folder, key="batch")
+    statements: list[str] = []
+
+    def record(conn, cursor, statement, *args):
+        statements.append(" ".join(statement.split()))
+
+    sa.event.listen(registry.engine, "before_cursor_execute", record)
+    try:
+        ln.save(artifacts)
+    finally:
+        sa.event.remove(registry.engine, "before_cursor_execute", record)
+    lookups = [s for s in statements if s.startswith("SELECT") and "FROM artifact" in s and ".hash IN" in s]
+    inserts = [s for s in statements if s.startswith("INSERT INTO artifact")]
+    assert len(lookups) == 1, lookups
+    assert len(inserts) == 1, f"expected one multi-row INSERT, got {len(inserts)}"
+    assert ln.Artifact.filter(key__startswith="batch/").count() == 30
+    assert sorted(a.key for a in artifacts)[0] == "batch/f00.txt"
+    assert all(a.path.exists() for a in artifacts)
+
+
+@pytest.mark.parametrize("key", ["../escape.txt", "/abs/path.txt", "a/../../b", "", "a//b", "C:/x", "x\x00y", ".lamindb/x"])
+def test_hostile_keys_are_rejected_and_nothing_is_written(registry, tmp_path, key):
+    src = write(tmp_path / "f.txt", "data")
+    with pytest.raises(InvalidKey):
+        ln.Artifact(src, key=key).save()
+    assert ln.Artifact.filter().count() == 0
+    assert not any(Path(registry.storage_root).rglob("*.txt"))
+
+
+def test_missing_file_is_a_clear_error(registry, tmp_path):
+    with pytest.raises(NotFoundOnDisk, match="no such file"):
+        ln.Artifact(tmp_path / "missing.csv")
+    assert ln.Artifact.filter().count() == 0
+
+
+UNREADABLE = textwrap.dedent("""
+    import sys
+    import lamin_integrations as ln
+    from lamin_integrations.errors import NotFoundOnDisk
+    ln.connect("sqlite:///" + sys.argv[1] + "/lineage.db", sys.argv[1] + "/storage")
+    try:
+        ln.Artifact(sys.argv[2], key="secret.txt").save()
+    except NotFoundOnDisk as e:
+        print("refused:", e)
+    print("rows:", ln.Artifact.filter().count())
+""")
+
+
+def test_unreadable_file_is_a_clear_error_and_writes_nothing(tmp_path):
+    """Permission denied must name the file and write nothing.
+
+    Root reads any file, so as root the script runs in a user namespace (`unshare --user`),
+    where root loses CAP_DAC_OVERRIDE and a mode-000 file is really unreadable.
+    """
+    import shutil
+
+    secret = write(tmp_path / "secret.txt", "private")
+    secret.chmod(0)
+    script = tmp_path / "try.py"
+    script.write_text(UNREADABLE)
+    prefix: list[str] = []
+    if os.geteuid() == 0:
+        unshare = shutil.which("unshare")
+        assert unshare, "util-linux's unshare is needed to drop root's read override"
+        prefix = [unshare, "--user"]
+    env = python_env(LAMIN_INTEGRATIONS_HOME=str(tmp_path / "home"))
+    try:
+        proc = subprocess.run([*prefix, sys.executable, str(script), str(tmp_path), str(secret)], capture_output=True,
+                              text=True, env=env, timeout=60)
+    finally:
+        secret.chmod(0o644)
+    assert proc.returncode == 0, proc.stderr
+    assert "refused:" in proc.stdout and "permission denied" in proc.stdout and str(secret) in proc.stdout
+    assert "rows: 0" in proc.stdout
+
+
+def test_empty_files_are_distinct_artifacts_by_location(registry, tmp_path):
+    a = ln.Artifact(write(tmp_path / "a.log", ""), key="logs/a.log").save()
+    b = ln.Artifact(write(tmp_path / "b.log", ""), key="logs/b.log").save()
+    assert a.size == 0 and a.id != b.id and a.hash == b.hash
+    assert ln.Artifact(tmp_path / "a.log", key="logs/a.log").save().id == a.id
+
+
+def test_file_inside_storage_is_registered_in_place(registry, tmp_path):
+    inside = write(Path(registry.storage_root) / "results" / "sample1" / "counts.tsv", "g\tc\nA\t1\n")
+    artifact = ln.Artifact(inside).save()
+    assert artifact.key == "results/sample1/counts.tsv" and artifact._key_is_virtual is False
+    assert artifact.path == inside
+    assert not (Path(registry.storage_root) / ".lamindb").exists(), "no copy for in-place files"
+    assert artifact.load().shape == (1, 2)
+
+
+def test_failed_copy_leaves_no_row_and_a_retry_completes(registry, tmp_path, monkeypatch):
+    from lamin_integrations.core import storage
+
+    src = write(tmp_path / "flaky.txt", "payload")
+    real_put = storage.put
+
+    def broken_put(source, destination, is_dir):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(storage, "put", broken_put)
+    with pytest.raises(NotFoundOnDisk, match="disk full"):
+        ln.Artifact(src, key="flaky.txt").save()
+    with registry.read() as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(schema.artifact)).scalar() == 0
+    monkeypatch.setattr(storage, "put", real_put)
+    artifact = ln.Artifact(src, key="flaky.txt").save()
+    assert artifact.path.read_text() == "payload"
+
+
+def test_row_left_in_flight_by_a_crash_is_completed_by_the_next_save(registry, tmp_path):
+    src = write(tmp_path / "crash.txt", "bytes")
+    first = ln.Artifact(src, key="crash.txt").save()
+    first.path.unlink()  # as if the process died after inserting, before copying
+    with registry.engine.begin() as conn:
+        conn.execute(sa.update(schema.artifact).values(_storage_ongoing=True))
+    assert ln.Artifact.filter(key="crash.txt").count() == 0, "in-flight rows are hidden"
+    again = ln.Artifact(src, key="crash.txt").save()
+    assert again.id == first.id and again.path.read_text() == "bytes"
+    assert ln.Artifact.filter(key="crash.txt").count() == 1
+
+
+def test_reading_tracks_inputs_but_get_does_not(registry, tmp_path):
+    from lamin_integrations.core.context import reset_current_run, set_current_run
+
+    t = ln.Transform(key="consumer.py", kind="script").save()
+    producer = ln.Run(t, status="started").save()
+    token = set_current_run(producer)
+    artifact = ln.Artifact(write(tmp_path / "d.csv", "x\n1\n"), key="d.csv").save()
+    artifact.load()  # a run never becomes an input of its own output
+    reset_current_run(token)
+    assert producer.input_artifacts.count() == 0
+
+    consumer = ln.Run(t, status="started").save()
+    token = set_current_run(consumer)
+    try:
+        fetched = ln.Artifact.get(key="d.csv")
+        assert consumer.input_artifacts.count() == 0
+        fetched.cache()
+        fetched.load()
+        with fetched.open():
+            pass
+    finally:
+        reset_current_run(token)
+    assert list(consumer.input_artifacts) == [artifact]
+    assert list(artifact.input_of_runs) == [consumer]
+
+
+CONCURRENT = textwrap.dedent("""
+    import os, sys, time
+    go = sys.argv[2]
+    while not os.path.exists(go):
+        time.sleep(0.001)
+    import lamin_integrations as ln
+    a = ln.Artifact(sys.argv[1], key="shared/data.bin").save()
+    print(a.uid)
+""")
+
+
+def test_two_processes_saving_the_same_file_end_with_one_artifact(registry, tmp_path):
+    src = tmp_path / "data.bin"
+    src.write_bytes(os.urandom(1024 * 1024))
+    script = tmp_path / "saver.py"
+    script.write_text(CONCURRENT)
+    go = tmp_path / "go"
+    env = python_env()
+    procs = [subprocess.Popen([sys.executable, str(script), str(src), str(go)], env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for _ in range(4)]
+    import time
+
+    time.sleep(1.0)
+    go.touch()
+    uids = set()
+    for p in procs:
+        out, err = p.communicate(timeout=120)
+        assert p.returncode == 0, err
+        uids.add(out.strip())
+    assert len(uids) == 1
+    assert ln.Artifact.filter(key="shared/data.bin").count() == 1
+    assert ln.Artifact.get(key="shared/data.bin").path.read_bytes() == src.read_bytes()
+
+
+def test_lamindb_compatible_hashes(registry, tmp_path, monkeypatch):
+    import base64
+    import hashlib
+
+    monkeypatch.setenv("LAMIN_INTEGRATIONS_HASH", "lamindb")
+    data = b"hello lamindb\n"
+    artifact = ln.Artifact(write(tmp_path / "h.txt", data.decode()), key="h.txt").save()
+    expected = base64.urlsafe_b64encode(hashlib.md5(data).digest()).decode().rstrip("=")[:22]
+    assert (artifact.hash, artifact.hash_type) == (expected, "md5")
+
+
+def test_lamindb_sampled_hash_for_large_files(tmp_path, monkeypatch):
+    import base64
+    import hashlib
+
+    monkeypatch.setenv("LAMIN_INTEGRATIONS_HOME", str(tmp_path / "home"))
+    big = tmp_path / "big.bin"
+    data = os.urandom(hashing.CHUNK + 1234)
+    big.write_bytes(data)
+    digest, hash_type = hashing.hash_file(big, "lamindb")
+    inner = hashlib.sha1(data[: hashing.CHUNK]).digest() + hashlib.sha1(data[-hashing.CHUNK :]).digest()
+    assert hash_type == "sha1-fl"
+    assert digest == base64.urlsafe_b64encode(hashlib.sha1(inner).digest()).decode().rstrip("=")[:22]

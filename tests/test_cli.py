@@ -1,0 +1,85 @@
+"""The `lamin-integrations` command, run as a user runs it: the installed console script."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from conftest import python_env
+
+import lamin_integrations as ln
+
+CLI = str(Path(sys.executable).with_name("lamin-integrations"))
+
+
+def cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([CLI, *args], capture_output=True, text=True, env=python_env(), timeout=60)
+
+
+def _pipeline() -> tuple[ln.Run, ln.Run]:
+    t = ln.Transform(key="wf/Snakefile", kind="pipeline").save()
+    step = ln.Transform(key="wf/Snakefile:align", kind="step").save()
+    top = ln.Run(t, name="top", status="started", reference="abc", reference_type="snakemake_id").save()
+    child = ln.Run(step, name="align[sample=A]", initiated_by_run=top, reference_type="snakemake_job").save()
+    child.status = "errored"
+    child.save()
+    return top, child
+
+
+def test_info_shows_counts_and_schema(registry):
+    _pipeline()
+    proc = cli("info", "--json")
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(proc.stdout)
+    assert data["counts"]["Run"] == 2 and data["counts"]["Transform"] == 2
+    assert data["schema_revision"] and data["dialect"] == registry.dialect
+    assert data["db"] == registry.url
+
+
+def test_runs_lists_and_filters(registry):
+    top, child = _pipeline()
+    proc = cli("runs", "--json")
+    assert proc.returncode == 0, proc.stderr
+    assert {r["uid"] for r in json.loads(proc.stdout)} == {top.uid, child.uid}
+    errored = json.loads(cli("runs", "--status", "errored", "--json").stdout)
+    assert [r["uid"] for r in errored] == [child.uid]
+    assert errored[0]["initiated_by_run"] == top.uid
+    by_type = json.loads(cli("runs", "--reference-type", "snakemake_id", "--json").stdout)
+    assert [r["uid"] for r in by_type] == [top.uid]
+    by_transform = json.loads(cli("runs", "--transform", "wf/Snakefile:align", "--json").stdout)
+    assert [r["uid"] for r in by_transform] == [child.uid]
+    table = cli("runs")
+    assert top.uid in table.stdout and "errored" in table.stdout
+    assert len(json.loads(cli("runs", "--limit", "1", "--json").stdout)) == 1
+
+
+def test_show_describes_by_uid_prefix(registry):
+    top, child = _pipeline()
+    proc = cli("show", child.uid[:10])
+    assert proc.returncode == 0, proc.stderr
+    assert f"Run {child.uid}" in proc.stdout and "errored" in proc.stdout
+    assert top.uid in proc.stdout  # the parent run
+    transform = cli("show", child.transform.uid)
+    assert "wf/Snakefile:align" in transform.stdout
+
+
+def test_errors_are_one_line_with_nonzero_exit(registry):
+    _pipeline()
+    for args, needle in [(("show", "doesnotexist"), "no record"),
+                         (("runs", "--status", "bogus"), "unknown run status"),
+                         (("runs", "--limit", "0"), "Invalid value")]:
+        proc = cli(*args)
+        assert proc.returncode != 0, args
+        assert needle in proc.stderr, (args, proc.stderr)
+        assert "Traceback" not in proc.stderr
+
+
+def test_show_with_ambiguous_prefix_says_so(registry):
+    v1 = ln.Transform(key="x", version="1").save()
+    v2 = ln.Transform(key="x", version="2").save()
+    assert v1.uid[:12] == v2.uid[:12]
+    proc = cli("show", v1.uid[:12])
+    assert proc.returncode == 1 and "ambiguous" in proc.stderr
+    assert cli("show", v2.uid).returncode == 0
