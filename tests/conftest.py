@@ -65,14 +65,7 @@ def _reset_process_state() -> None:
     os.environ.pop(context_module.ENV_RUN_UID, None)
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def registry(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[instance_module.Instance]:
-    """A connected, empty registry (database + storage folder), on each backend."""
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'lineage.db'}"
-    else:
-        url = request.getfixturevalue("postgres_url")
-    storage = tmp_path / "storage"
+def _connected(url: str, storage: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[instance_module.Instance]:
     monkeypatch.setenv("LAMIN_INTEGRATIONS_DB", url)
     monkeypatch.setenv("LAMIN_INTEGRATIONS_STORAGE", str(storage))
     _reset_process_state()
@@ -85,20 +78,20 @@ def registry(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest
         instance_module._current = None
 
 
+@pytest.fixture(params=["sqlite", "postgres"])
+def registry(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[instance_module.Instance]:
+    """A connected, empty registry (database + storage folder), on each backend."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'lineage.db'}"
+    else:
+        url = request.getfixturevalue("postgres_url")
+    yield from _connected(url, tmp_path / "storage", monkeypatch)
+
+
 @pytest.fixture
 def sqlite_registry(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[instance_module.Instance]:
     """An embedded registry only, for tests about SQLite itself."""
-    url = f"sqlite:///{tmp_path / 'lineage.db'}"
-    monkeypatch.setenv("LAMIN_INTEGRATIONS_DB", url)
-    monkeypatch.setenv("LAMIN_INTEGRATIONS_STORAGE", str(tmp_path / "storage"))
-    _reset_process_state()
-    instance = ln.connect(url, str(tmp_path / "storage"))
-    try:
-        yield instance
-    finally:
-        _reset_process_state()
-        instance.dispose()
-        instance_module._current = None
+    yield from _connected(f"sqlite:///{tmp_path / 'lineage.db'}", tmp_path / "storage", monkeypatch)
 
 
 def python_env(**extra: str) -> dict[str, str]:

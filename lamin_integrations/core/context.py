@@ -256,21 +256,5 @@ def _looks_like_uid(value: str) -> bool:
 
 
 context = Context()
-
-
-def track(
-    transform: str | Transform | None = None,
-    *,
-    project: str | None = None,
-    params: dict | None = None,
-    new_run: bool | None = None,
-    path: str | None = None,
-    initiated_by_run: Run | None = None,
-) -> Run:
-    """Track a run of the calling script (see `Context.track`)."""
-    return context.track(transform, project=project, params=params, new_run=new_run, path=path, initiated_by_run=initiated_by_run)
-
-
-def finish(ignore_non_consecutive: bool | None = None) -> None:
-    """Finish the tracked run (see `Context.finish`)."""
-    context.finish(ignore_non_consecutive=ignore_non_consecutive)
+track = context.track
+finish = context.finish

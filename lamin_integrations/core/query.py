@@ -168,14 +168,8 @@ def _check_text(where: str, value: str) -> None:
         raise ValidationError(f"{where}: strings cannot contain NUL bytes")
 
 
-def _coerce_scalar(where: str, column: Any, value: Any) -> Any:
-    from .record import SQLRecord
-
-    if isinstance(value, SQLRecord):
-        if value.id is None:
-            raise ValidationError(f"{where}: {value!r} is not saved yet")
-        value = value.id
-    python_type = _python_type(column.type)
+def check_scalar(where: str, python_type: type | None, value: Any) -> None:
+    """The type check shared by lookups and writes: bools are not ints, strings have no NUL."""
     if python_type is bool:
         if not isinstance(value, bool):
             raise ValidationError(f"{where} expects True or False, got {value!r}")
@@ -184,9 +178,20 @@ def _coerce_scalar(where: str, column: Any, value: Any) -> Any:
             raise ValidationError(f"{where} expects an integer, got {value!r}")
     elif python_type is str:
         if not isinstance(value, str):
-            raise ValidationError(f"{where} expects a string, got {value!r}")
+            raise ValidationError(f"{where} expects a string, got {type(value).__name__}: {value!r}")
         _check_text(where, value)
-    elif python_type is dt.datetime:
+
+
+def _coerce_scalar(where: str, column: Any, value: Any) -> Any:
+    from .record import SQLRecord
+
+    if isinstance(value, SQLRecord):
+        if value.id is None:
+            raise ValidationError(f"{where}: {value!r} is not saved yet")
+        value = value.id
+    python_type = _python_type(column.type)
+    check_scalar(where, python_type, value)
+    if python_type is dt.datetime:
         if isinstance(value, str):
             try:
                 value = dt.datetime.fromisoformat(value)

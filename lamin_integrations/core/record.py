@@ -11,6 +11,7 @@ import copy
 import logging
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 import sqlalchemy as sa
@@ -272,29 +273,16 @@ class SQLRecord:
         column = cls._meta.columns[name]
         where = f"{cls.__name__}.{name}"
         python_type = q._python_type(column.type)
-        if python_type is str:
-            if not isinstance(value, str):
-                raise ValidationError(f"{where} expects a string, got {type(value).__name__}: {value!r}")
-            length = getattr(column.type, "length", None)
-            if length and len(value) > length:
-                raise ValidationError(f"{where} is at most {length} characters, got {len(value)}: {value[:40]!r}...")
-            if "\x00" in value:
-                raise ValidationError(f"{where}: strings cannot contain NUL bytes")
-        elif python_type is bool:
-            if not isinstance(value, bool):
-                raise ValidationError(f"{where} expects True or False, got {value!r}")
-        elif python_type is int:
-            if isinstance(value, bool) or not isinstance(value, int):
-                raise ValidationError(f"{where} expects an integer, got {value!r}")
-        elif isinstance(column.type, sa.JSON):
+        q.check_scalar(where, python_type, value)
+        length = getattr(column.type, "length", None)
+        if python_type is str and length and len(value) > length:
+            raise ValidationError(f"{where} is at most {length} characters, got {len(value)}: {value[:40]!r}...")
+        if isinstance(column.type, sa.JSON):
             from .jsonutil import check_json
 
             check_json(value, where)
-        else:
-            import datetime as dt
-
-            if python_type is dt.datetime and not isinstance(value, dt.datetime):
-                raise ValidationError(f"{where} expects a datetime, got {value!r}")
+        elif python_type is datetime and not isinstance(value, datetime):
+            raise ValidationError(f"{where} expects a datetime, got {value!r}")
         return value
 
     @classmethod
