@@ -12,7 +12,6 @@ and never touches the database.
 from __future__ import annotations
 
 import importlib
-from typing import Any
 
 __version__ = "0.1.0"
 
@@ -39,7 +38,7 @@ _LAZY = {
 __all__ = sorted([*_LAZY, "__version__", "instance"])
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> object:  # typing is not imported: it costs more than the package
     if name == "instance":
         from .core.instance import current
 

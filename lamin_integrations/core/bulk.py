@@ -68,10 +68,12 @@ def _save_runs(runs: list[Any]) -> None:
                 if parent is not None and r.__dict__.get("initiated_by_run_id") is None:
                     r.__dict__["initiated_by_run_id"] = parent.id
             rows = [r._insert_values(conn) for r in ready]
-            ids = conn.execute(sa.insert(table).returning(table.c.id, sort_by_parameter_order=True), rows).scalars().all()
+            # Unordered RETURNING lets SQLAlchemy batch many rows per statement (asking for
+            # parameter order makes it fall back to one statement per row on SQLite).
+            ids = dict((uid, id_) for id_, uid in conn.execute(sa.insert(table).returning(table.c.id, table.c.uid), rows))
             roots = []
-            for r, new_id in zip(ready, ids, strict=True):
-                r.__dict__["id"] = new_id
+            for r in ready:
+                new_id = r.__dict__["id"] = ids[r.__dict__["uid"]]
                 if r.__dict__.get("root_run_id") is None:
                     r.__dict__["root_run_id"] = new_id
                     roots.append(new_id)

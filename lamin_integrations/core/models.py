@@ -394,7 +394,8 @@ class Run(SQLRecord):
     def status(self, value: Status) -> None:
         if value not in STATUS_CODES:
             raise ValidationError(f"unknown run status {value!r}; valid: {', '.join(STATUS_CODES)}")
-        self.__dict__["_status_code"] = STATUS_CODES[value]
+        self.__dict__["_status_code"] = code = STATUS_CODES[value]
+        self.__dict__.setdefault("_checked", {})["_status_code"] = code
         if value in FINAL_STATUSES and self.__dict__.get("finished_at") is None:
             self.__dict__["finished_at"] = schema.now()
 

@@ -294,7 +294,7 @@ def _json_type(column: Any, path: list[str], dialect: str) -> Any:
 def _json_scalar(column: Any, path: list[str], kind: str, dialect: str) -> Any:
     if dialect == "sqlite":
         return sa.func.json_extract(column, _json_path_sqlite(path))
-    text = column.op("#>>")(sa.cast(path, sa.ARRAY(sa.Text)))
+    text = column.op("#>>", return_type=sa.Text)(sa.cast(path, sa.ARRAY(sa.Text)))
     if kind == "number":
         # Only evaluated where jsonb_typeof says number, so the cast cannot fail.
         return sa.case((_json_type(column, path, dialect) == "number", sa.cast(text, sa.Float)), else_=None)

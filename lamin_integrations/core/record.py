@@ -7,7 +7,7 @@ query sets (the latter with `add`, `remove`, `set`, `clear`). `save()` is one tr
 
 from __future__ import annotations
 
-import copy
+import json
 import logging
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("lamin_integrations")
 R = TypeVar("R", bound="SQLRecord")
+_MISSING = object()
 REGISTRIES: dict[str, type[SQLRecord]] = {}
 
 
@@ -123,7 +124,8 @@ class ForeignKey(Relation):
                 f"{type(obj).__name__}.{self.name} expects a {self.target.__name__} record or None, got {value!r}"
             )
         obj.__dict__.setdefault("_related", {})[self.name] = value
-        obj.__dict__[self.column] = value.id if value is not None else None
+        obj.__dict__[self.column] = fk = value.id if value is not None else None
+        obj.__dict__.setdefault("_checked", {})[self.column] = fk
 
 
 @dataclass
@@ -197,6 +199,7 @@ class Meta:
     uid_len: int = 0
     stem_len: int = 0  # versioned registries only
     string_fields: list[str] = field(default_factory=list)
+    json_columns: frozenset[str] = frozenset()
 
 
 class SQLRecord:
@@ -226,6 +229,7 @@ class SQLRecord:
             meta.relations[name] = rel
             setattr(cls, name, rel)
         meta.aliases = dict(cls._aliases)
+        meta.json_columns = frozenset(c.name for c in table.columns if isinstance(c.type, sa.JSON))
         meta.string_fields = [
             c.name for c in table.columns
             if isinstance(c.type, (sa.String, sa.Text)) and not c.name.startswith("_")
@@ -244,11 +248,12 @@ class SQLRecord:
         d = self.__dict__
         d["_instance"] = None
         d["_orig"] = {}
+        d["_checked"] = checked = {}
         for name, column in self._meta.columns.items():
             value = None
             default = column.default
             if default is not None and default.is_scalar:
-                value = default.arg  # type: ignore[attr-defined]
+                value = checked[name] = default.arg  # type: ignore[attr-defined]
             d[name] = value
 
     def _set_fields(self, kwargs: Mapping[str, Any]) -> None:
@@ -259,6 +264,7 @@ class SQLRecord:
                 setattr(self, name, value)
             elif name in meta.columns and name != "id":
                 setattr(self, name, self._check_value(name, value))
+                self.__dict__.setdefault("_checked", {})[name] = value
             else:
                 raise FieldError(
                     f"{type(self).__name__}() got an unexpected field {key!r}. "
@@ -295,15 +301,19 @@ class SQLRecord:
         return obj
 
     def _snapshot(self) -> None:
+        # JSON values can be mutated in place (run.params["x"] = 1), so they are kept as
+        # text: cheaper than a deep copy, and compared the same way at save time.
         d = self.__dict__
-        d["_orig"] = {
-            name: (copy.deepcopy(d.get(name)) if isinstance(col.type, sa.JSON) else d.get(name))
-            for name, col in self._meta.columns.items()
-        }
+        json_columns = self._meta.json_columns
+        d["_orig"] = {name: (_json_text(d.get(name)) if name in json_columns else d.get(name)) for name in self._meta.columns}
 
     def _changed(self) -> dict[str, Any]:
         d, orig = self.__dict__, self.__dict__.get("_orig", {})
-        return {n: d.get(n) for n in self._meta.columns if n != "id" and d.get(n) != orig.get(n)}
+        json_columns = self._meta.json_columns
+        return {
+            n: d.get(n) for n in self._meta.columns
+            if n != "id" and ((_json_text(d.get(n)) if n in json_columns else d.get(n)) != orig.get(n))
+        }
 
     @classmethod
     def _field_names(cls, writable: bool = False) -> list[str]:
@@ -383,8 +393,17 @@ class SQLRecord:
 
         (A write inside a write would wait on itself: SQLite writers hold the lock.)
         """
-        for name, value in self._changed().items():
-            self._check_value(name, value)  # attributes may have been assigned directly
+        d = self.__dict__
+        checked = d.get("_checked", {})
+        json_columns = self._meta.json_columns
+        candidates = (
+            self._changed().items() if d.get("id") is not None
+            else ((n, d[n]) for n in self._meta.columns if d.get(n) is not None)
+        )
+        for name, value in candidates:
+            # Attributes may have been assigned directly; JSON may have been mutated in place.
+            if name in json_columns or checked.get(name, _MISSING) is not value:
+                self._check_value(name, value)
         if "created_by_id" in self._meta.columns and self.__dict__.get("created_by_id") is None:
             self.__dict__["created_by_id"] = instance.user.id
 
@@ -535,6 +554,15 @@ class SQLRecord:
         with instance.read() as conn:
             row = conn.execute(sa.select(table).where(table.c.id == id_)).mappings().first()
         return cls._from_row(row, instance) if row is not None else None
+
+
+def _json_text(value: Any) -> Any:
+    if value is None:
+        return None
+    try:
+        return json.dumps(value, sort_keys=True)
+    except (TypeError, ValueError):
+        return object()  # not JSON: always "changed", so validation at save reports it
 
 
 class RecordList(list):

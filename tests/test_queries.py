@@ -1,0 +1,280 @@
+"""The query API of the seeds: lookups, Q objects, query sets, get, errors, injection safety.
+
+Every test runs on SQLite and on PostgreSQL (the `registry` fixture).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pandas as pd
+import pytest
+import sqlalchemy as sa
+
+import lamin_integrations as ln
+from lamin_integrations.errors import (
+    FieldError,
+    MultipleResultsFound,
+    ObjectDoesNotExist,
+    ValidationError,
+)
+
+
+@pytest.fixture
+def lineage(registry):
+    """Two pipelines, a chain of three runs, artifacts linked as outputs and inputs."""
+    wf = ln.Transform(key="wf/Snakefile", kind="pipeline", version="1").save()
+    step = ln.Transform(key="wf/Snakefile:align", kind="step").save()
+    other = ln.Transform(key="other.py", kind="script").save()
+    top = ln.Run(wf, name="top", params={"learning_rate": 0.01, "pre": {"norm": "cool"}, "tag": "x"}, status="started").save()
+    child = ln.Run(step, name="align[A]", initiated_by_run=top, params={"learning_rate": 0.5, "tag": 7}).save()
+    grandchild = ln.Run(step, name="align[B]", initiated_by_run=child, params={"learning_rate": "fast"}).save()
+    lone = ln.Run(other, name="lone", status="completed").save()
+    a = ln.Artifact(key="a.txt", run=child).save()
+    b = ln.Artifact(key="b.csv", run=grandchild).save()
+    grandchild.input_artifacts.add(a)
+    return {"wf": wf, "step": step, "other": other, "top": top, "child": child, "grandchild": grandchild, "lone": lone, "a": a, "b": b}
+
+
+def names(qs) -> set[str]:
+    return {r.name for r in qs}
+
+
+def test_exact_in_and_text_lookups(lineage):
+    assert names(ln.Run.filter(name="top")) == {"top"}
+    assert names(ln.Run.filter(name__in=["top", "lone", "nope"])) == {"top", "lone"}
+    assert names(ln.Run.filter(name__startswith="align")) == {"align[A]", "align[B]"}
+    assert names(ln.Run.filter(name__endswith="[B]")) == {"align[B]"}
+    assert names(ln.Run.filter(name__contains="ALIGN")) == set(), "contains is case-sensitive"
+    assert names(ln.Run.filter(name__icontains="ALIGN")) == {"align[A]", "align[B]"}
+    assert names(ln.Run.filter(name__iexact="TOP")) == {"top"}
+
+
+def test_comparisons_on_ints_and_datetimes(lineage):
+    ids = sorted(r.id for r in ln.Run.filter())
+    assert [r.id for r in ln.Run.filter(id__gt=ids[1]).order_by("id")] == ids[2:]
+    assert ln.Run.filter(id__lte=ids[1]).count() == 2
+    cutoff = lineage["child"].started_at
+    assert ln.Run.filter(started_at__gte=cutoff).count() == 3
+    assert ln.Run.filter(started_at__lt=cutoff).count() == 1
+    assert ln.Run.filter(started_at__gt=dt.datetime(2000, 1, 1, tzinfo=dt.UTC)).count() == 4
+    assert ln.Run.filter(started_at__gt=cutoff.isoformat()).count() == 2
+
+
+def test_isnull_on_columns_and_relations(lineage):
+    assert names(ln.Run.filter(initiated_by_run__isnull=True)) == {"top", "lone"}
+    assert names(ln.Run.filter(initiated_by_run__isnull=False)) == {"align[A]", "align[B]"}
+    assert names(ln.Run.filter(description__isnull=False)) == set()
+    assert names(ln.Run.filter(input_artifacts__isnull=False)) == {"align[B]"}
+    assert names(ln.Run.filter(initiated_runs__isnull=True)) == {"align[B]", "lone"}
+
+
+def test_related_paths_and_records_as_values(lineage):
+    L = lineage
+    assert names(ln.Run.filter(transform__key="wf/Snakefile:align")) == {"align[A]", "align[B]"}
+    assert names(ln.Run.filter(transform=L["step"])) == {"align[A]", "align[B]"}
+    assert names(ln.Run.filter(transform__in=[L["wf"], L["other"]])) == {"top", "lone"}
+    assert names(ln.Run.filter(initiated_by_run__uid=L["top"].uid)) == {"align[A]"}
+    assert names(ln.Run.filter(initiated_by_run__initiated_by_run=L["top"])) == {"align[B]"}
+    assert {a.key for a in ln.Artifact.filter(run__transform__key="wf/Snakefile:align")} == {"a.txt", "b.csv"}
+    assert {a.key for a in ln.Artifact.filter(transform=L["step"])} == {"a.txt", "b.csv"}
+    assert {a.key for a in ln.Artifact.filter(input_of_runs=L["grandchild"])} == {"a.txt"}
+    assert names(ln.Run.filter(input_artifacts__key="a.txt")) == {"align[B]"}
+    assert names(ln.Run.filter(output_artifacts__key__endswith=".csv")) == {"align[B]"}
+    assert names(ln.Run.filter(created_by__handle=L["top"].created_by.handle)) == names(ln.Run.filter())
+
+
+def test_json_paths_with_mixed_types(lineage):
+    assert names(ln.Run.filter(params__learning_rate__gt=0.001)) == {"top", "align[A]"}
+    assert names(ln.Run.filter(params__learning_rate__gt=0.1)) == {"align[A]"}
+    assert names(ln.Run.filter(params__learning_rate="fast")) == {"align[B]"}
+    assert names(ln.Run.filter(params__pre__norm="cool")) == {"top"}
+    assert names(ln.Run.filter(params__tag=7)) == {"align[A]"}
+    assert names(ln.Run.filter(params__tag="x")) == {"top"}
+    assert names(ln.Run.filter(params__tag__isnull=True)) == {"align[B]", "lone"}
+    assert names(ln.Run.filter(params__learning_rate__in=[0.01, "fast"])) == {"top", "align[B]"}
+
+
+def test_q_objects_and_status(lineage):
+    Q = ln.Q
+    assert names(ln.Run.filter(Q(name="top") | Q(name="lone"))) == {"top", "lone"}
+    assert names(ln.Run.filter(~Q(name__startswith="align"))) == {"top", "lone"}
+    assert names(ln.Run.filter(Q(name__startswith="align") & ~Q(name__endswith="[A]"))) == {"align[B]"}
+    assert names(ln.Run.filter(status="completed")) == {"lone"}
+    assert names(ln.Run.filter(status__in=["started", "completed"])) == {"top", "lone"}
+    assert names(ln.Run.filter(status="scheduled")) == {"align[A]", "align[B]"}
+    r = lineage["child"]
+    assert r.status == "scheduled"
+    r.status = "errored"
+    r.save()
+    assert ln.Run.get(r.uid).status == "errored" and ln.Run.get(r.uid).finished_at is not None
+
+
+def test_query_sets_chain(lineage):
+    qs = ln.Run.filter(name__startswith="align")
+    assert qs.exclude(name="align[A]").one().name == "align[B]"
+    assert [r.name for r in ln.Run.filter().order_by("-name")] == ["top", "lone", "align[B]", "align[A]"]
+    assert ln.Run.filter().order_by("name").first().name == "align[A]"
+    assert ln.Run.filter().order_by("name").last().name == "top"
+    assert qs.count() == 2 and len(qs) == 2 and bool(qs)
+    assert not ln.Run.filter(name="nope").exists()
+    assert ln.Run.filter(name="nope").one_or_none() is None
+    assert sorted(qs.to_list("name")) == ["align[A]", "align[B]"]
+    assert [r.name for r in ln.Run.filter().order_by("name")[1:3]] == ["align[B]", "lone"]
+    with pytest.raises(MultipleResultsFound):
+        qs.one()
+    with pytest.raises(ObjectDoesNotExist):
+        ln.Run.filter(name="nope").one()
+
+
+def test_to_dataframe_include_and_limit(lineage):
+    df = ln.Run.filter().to_dataframe(include=["created_by__handle", "transform__key", "input_artifacts__key"])
+    assert isinstance(df, pd.DataFrame) and len(df) == 4
+    assert {"uid", "status", "name", "transform_id"} <= set(df.columns)
+    row = df[df["name"] == "align[B]"].iloc[0]
+    assert row["transform__key"] == "wf/Snakefile:align"
+    assert row["input_artifacts__key"] == ["a.txt"], "to-many includes are lists"
+    assert df[df["name"] == "top"].iloc[0]["input_artifacts__key"] == []
+    assert len(ln.Run.to_dataframe(limit=2)) == 2
+    assert ln.Run.to_dataframe().index.name == "id"
+
+
+def test_soft_delete_and_restore(lineage):
+    lone = lineage["lone"]
+    lone.delete()
+    assert ln.Run.filter(name="lone").count() == 0
+    assert ln.Run.filter(branch_id=-1).one().uid == lone.uid
+    assert ln.Run.get(lone.uid).branch_id == -1, "lookups by uid see the trash"
+    lone.restore()
+    assert ln.Run.filter(name="lone").count() == 1
+    lone.delete(permanent=True)
+    assert ln.Run.filter(uid=lone.uid).count() == 0
+    assert ln.Run.filter(name__startswith="align").delete() == 2
+    assert ln.Run.filter().count() == 1
+
+
+def test_get_by_id_uid_prefix_and_lookups(lineage):
+    top = lineage["top"]
+    assert ln.Run.get(top.id) == top
+    assert ln.Run.get(top.uid) == top
+    assert ln.Run.get(top.uid[:8]) == top
+    assert ln.Run.get(name="top") == top
+    with pytest.raises(ObjectDoesNotExist, match="name='nope'"):
+        ln.Run.get(name="nope")
+    with pytest.raises(MultipleResultsFound, match="more than one Run"):
+        ln.Run.get(name__startswith="align")
+    with pytest.raises(ObjectDoesNotExist, match="zzzzzzzz"):
+        ln.Run.get("zzzzzzzz")
+
+
+def test_unknown_fields_list_the_valid_ones(lineage):
+    with pytest.raises(FieldError, match="Valid fields:.*started_at"):
+        ln.Run.filter(startedat="x")
+    with pytest.raises(FieldError, match="Valid fields"):
+        ln.Run.filter(transform__nonexistent="x")
+    with pytest.raises(FieldError, match="Valid fields"):
+        ln.Run.filter().order_by("-bogus")
+    with pytest.raises(FieldError, match="Valid fields"):
+        ln.Run.to_dataframe(include="created_by__bogus")
+    with pytest.raises(FieldError):
+        ln.Run.filter(name__bogusop="x")
+
+
+def test_wrong_value_types_fail_before_sql(lineage, registry):
+    statements = []
+
+    def record(conn, cursor, statement, *args):
+        statements.append(statement)
+
+    sa.event.listen(registry.engine, "before_cursor_execute", record)
+    try:
+        for kwargs in ({"id": "abc"}, {"started_at__gt": 5}, {"status": "nonsense"}, {"name__in": "top"},
+                       {"initiated_by_run": "x"}, {"transform": lineage["a"]}, {"name__isnull": "yes"},
+                       {"params__lr__gt": [1]}, {"name": "a\x00b"}):
+            with pytest.raises(ValidationError):
+                ln.Run.filter(**kwargs).count()
+    finally:
+        sa.event.remove(registry.engine, "before_cursor_execute", record)
+    assert statements == []
+
+
+@pytest.mark.parametrize("hostile", ["x'); DROP TABLE run; --", "100%", "a_b", "quote\"s", "'", ";", "é" * 3000])
+def test_values_are_bound_parameters(registry, hostile):
+    ln.Project(name="100% done").save()
+    ln.Project(name="a-b").save()
+    p = ln.Project(name=hostile[:150]).save()
+    assert ln.Project.get(name=hostile[:150]) == p
+    assert ln.Project.filter(name__contains="%").count() == (2 if "%" in hostile else 1)
+    assert ln.Project.filter(name__contains="_").count() == (1 if "_" in hostile else 0)
+    assert ln.Run.filter(name=hostile).count() == 0  # the run table still exists
+    assert ln.Project.search(hostile[:150]).first() == p
+
+
+def test_search_ranks_exact_first_and_lookup(registry):
+    for name in ["label 2b", "Label2", "my Label2 extra", "other"]:
+        ln.Project(name=name).save()
+    results = [p.name for p in ln.Project.search("label2")]
+    assert results == ["Label2", "my Label2 extra"], "exact match first, then contains; no non-matches"
+    lookup = ln.Project.lookup()
+    assert lookup.label2.name == "Label2"
+    assert lookup.dict()["other"].name == "other"
+    assert ln.Project.lookup(return_field="uid").other == ln.Project.get(name="other").uid
+
+
+def test_transform_get_or_create_and_versions(registry):
+    t1 = ln.Transform(key="k", version="1", kind="pipeline").save()
+    again = ln.Transform(key="k", version="1", kind="pipeline").save()
+    assert again.id == t1.id and ln.Transform.filter(key="k").count() == 1
+    t2 = ln.Transform(key="k", version="2").save()
+    t1.refresh_from_db()
+    assert t2.uid[:12] == t1.uid[:12] and t1.uid.endswith("0000") and t2.uid.endswith("0001")
+    assert t2.is_latest and not t1.is_latest
+    assert ln.Transform.get(key="k") == t2
+    assert [t.version for t in t2.versions] == ["1", "2"]
+    old = ln.Transform(name="Cell Ranger", version="7.2.0", type="pipeline").save()
+    assert ln.Transform.filter(name="Cell Ranger", version="7.2.0").one() == old
+    assert old.key == "Cell Ranger" and old.kind == "pipeline"
+
+
+def test_root_run_and_descendants(lineage):
+    L = lineage
+    assert L["grandchild"].root_run == L["top"] and L["top"].root_run == L["top"]
+    assert set(L["top"].descendants) == {L["child"], L["grandchild"]}
+    assert set(L["child"].descendants) == {L["grandchild"]}
+    assert set(ln.Run.filter(root_run=L["top"])) == {L["top"], L["child"], L["grandchild"]}
+
+
+def test_features(lineage):
+    run = lineage["top"]
+    ln.Feature(name="experiment", dtype="str").save()
+    ln.Feature(name="temperature", dtype=float).save()
+    run.features.set_values({"experiment": "My experiment 1", "temperature": 21.5})
+    lineage["child"].features.add_values({"experiment": "My experiment 2"})
+    assert run.features.get_values() == {"experiment": "My experiment 1", "temperature": 21.5}
+    assert ln.Run.filter(experiment="My experiment 1").one() == run
+    assert ln.Run.filter(temperature__gt=20).one() == run
+    assert ln.Run.filter(experiment__startswith="My").count() == 2
+    with pytest.raises(ValidationError, match="unknown feature"):
+        run.features.set_values({"nope": 1})
+    with pytest.raises(ValidationError, match="temperature"):
+        run.features.add_values({"temperature": "warm"})
+    with pytest.raises(ValidationError, match="dtype"):
+        ln.Feature(name="temperature", dtype="str").save()
+    df = ln.Run.filter(name="top").to_dataframe(features=True)
+    assert df.iloc[0]["experiment"] == "My experiment 1"
+
+
+def test_many_to_many_manager(lineage):
+    run, a, b = lineage["top"], lineage["a"], lineage["b"]
+    run.input_artifacts.add(a, b)
+    run.input_artifacts.add(a)  # idempotent
+    assert set(run.input_artifacts) == {a, b}
+    run.input_artifacts.remove(b)
+    assert list(run.input_artifacts) == [a]
+    run.input_artifacts.set([b])
+    assert list(run.input_artifacts) == [b]
+    run.input_artifacts.clear()
+    assert run.input_artifacts.count() == 0
+    p = ln.Project(name="proj").save()
+    p.runs.add(run)
+    assert list(run.projects) == [p]
