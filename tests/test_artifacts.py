@@ -314,15 +314,55 @@ def test_two_processes_saving_the_same_file_end_with_one_artifact(registry, tmp_
     assert ln.Artifact.get(key="shared/data.bin").path.read_bytes() == src.read_bytes()
 
 
-def test_lamindb_compatible_hashes(registry, tmp_path, monkeypatch):
+SAME_KEY = textwrap.dedent("""
+    import os, sys, time
+    from pathlib import Path
+    go = sys.argv[2]
+    while not os.path.exists(go):
+        time.sleep(0.001)
+    import lamin_integrations as ln
+    a = ln.Artifact(sys.argv[1], key="shared/model.txt").save()
+    print(a.uid)
+""")
+
+
+def test_concurrent_new_versions_of_one_key_form_one_family(registry, tmp_path):
+    script = tmp_path / "versioner.py"
+    script.write_text(SAME_KEY)
+    go = tmp_path / "go"
+    sources = [write(tmp_path / f"model{i}.txt", f"content {i}") for i in range(4)]
+    procs = [subprocess.Popen([sys.executable, str(script), str(src), str(go)], env=python_env(), stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for src in sources]
+    import time
+
+    time.sleep(1.0)
+    go.touch()
+    uids = []
+    for p in procs:
+        out, err = p.communicate(timeout=120)
+        assert p.returncode == 0, err
+        uids.append(out.strip())
+    versions = ln.Artifact.filter(key="shared/model.txt")
+    assert versions.count() == 4
+    assert len({u[:16] for u in uids}) == 1, "one version family"
+    assert sorted(u[16:] for u in uids) == ["0000", "0001", "0002", "0003"]
+    assert versions.filter(is_latest=True).count() == 1
+
+
+def test_lamindb_compatible_hashes_are_chosen_per_registry(registry, tmp_path):
     import base64
     import hashlib
 
-    monkeypatch.setenv("LAMIN_INTEGRATIONS_HASH", "lamindb")
+    ln.connect(registry._url.render_as_string(hide_password=False), registry.storage_root, hash_mode="lamindb")
+    other_process = subprocess.run([sys.executable, "-c", "import lamin_integrations as ln; print(ln.instance.hash_mode)"],
+                                   capture_output=True, text=True, env=python_env(), timeout=60)
+    assert other_process.stdout.strip() == "lamindb", "the mode is stored in the registry, not the process"
     data = b"hello lamindb\n"
     artifact = ln.Artifact(write(tmp_path / "h.txt", data.decode()), key="h.txt").save()
     expected = base64.urlsafe_b64encode(hashlib.md5(data).digest()).decode().rstrip("=")[:22]
     assert (artifact.hash, artifact.hash_type) == (expected, "md5")
+    with pytest.raises(ln.errors.InstanceError, match="only be chosen for an empty registry"):
+        ln.instance.set_hash_mode("blake3")
 
 
 def test_lamindb_sampled_hash_for_large_files(tmp_path, monkeypatch):

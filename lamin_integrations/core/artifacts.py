@@ -44,11 +44,8 @@ class Source:
 
 
 def hash_mode(instance: Any) -> str:
-    """The instance's hashing mode: BLAKE3 by default, lamindb-compatible on request."""
-    mode = os.environ.get("LAMIN_INTEGRATIONS_HASH", "blake3")
-    if mode not in hashing.MODES:
-        raise ValidationError(f"LAMIN_INTEGRATIONS_HASH must be one of {', '.join(hashing.MODES)}, got {mode!r}")
-    return mode
+    """The registry's hashing mode: BLAKE3 by default, lamindb-compatible when chosen."""
+    return instance.hash_mode
 
 
 def registered_roots(instance: Any) -> list[tuple[int, str]]:
@@ -223,6 +220,11 @@ def save_artifacts(artifacts: Sequence[Artifact]) -> None:
         for a, state in zip(new, states, strict=True):
             a.__dict__.clear()
             a.__dict__.update(state)
+        if keys and conn.dialect.name == "postgresql":
+            # Serialise writers of the same key (SQLite writers are serialised already), so
+            # two new versions of one key never start two families or collide on a uid.
+            conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext(k)) FROM unnest(CAST(:keys AS text[])) AS k ORDER BY k"),
+                         {"keys": keys})
         found: list[Any] = []
         for chunk in [hashes[i : i + 5000] for i in range(0, len(hashes), 5000)]:
             found += conn.execute(sa.select(table).where(table.c.hash.in_(chunk), table.c.branch_id != -1)).mappings().all()

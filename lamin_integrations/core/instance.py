@@ -105,6 +105,7 @@ class Instance:
         self._engine: sa.Engine | None = None
         self._lock = threading.Lock()
         self._user: User | None = None
+        self._hash_mode: str | None = None
         self._storage: Storage | None = None
 
     @property
@@ -150,6 +151,48 @@ class Instance:
         if self.dialect == "sqlite":
             _configure_sqlite(engine, network_fs=_on_network_fs(url.database))
         return engine
+
+    # -- settings stored in the registry (shared by every process that uses it) -------------
+
+    def get_setting(self, key: str, default: str | None = None) -> str | None:
+        from .schema import setting
+
+        with self.read() as conn:
+            value = conn.execute(sa.select(setting.c.value).where(setting.c.key == key)).scalar()
+        return default if value is None else value
+
+    def set_setting(self, key: str, value: str) -> None:
+        from .schema import setting
+
+        def upsert(conn: sa.Connection) -> None:
+            conn.execute(sa.delete(setting).where(setting.c.key == key))
+            conn.execute(sa.insert(setting).values(key=key, value=value))
+
+        self.write(upsert)
+
+    @property
+    def hash_mode(self) -> str:
+        """"blake3" (default) or "lamindb"; fixed per registry so every writer hashes alike."""
+        if self._hash_mode is None:
+            self._hash_mode = self.get_setting("hash_mode", "blake3")
+        return self._hash_mode
+
+    def set_hash_mode(self, mode: str) -> None:
+        from .hashing import MODES
+
+        if mode not in MODES:
+            raise InstanceError(f"hash mode must be one of {', '.join(MODES)}, got {mode!r}")
+        if mode == self.hash_mode:
+            return
+        with self.read() as conn:
+            n = conn.exec_driver_sql("SELECT count(*) FROM artifact WHERE hash IS NOT NULL").scalar()
+        if n:
+            raise InstanceError(
+                f"this registry already holds {n} hashed artifacts in {self.hash_mode} mode; "
+                "changing the mode would break deduplication, so it can only be chosen for an empty registry"
+            )
+        self.set_setting("hash_mode", mode)
+        self._hash_mode = mode
 
     def dispose(self) -> None:
         if self._engine is not None:
@@ -281,15 +324,18 @@ def current() -> Instance:
     return _current
 
 
-def connect(db: str | None = None, storage: str | None = None) -> Instance:
+def connect(db: str | None = None, storage: str | None = None, *, hash_mode: str | None = None) -> Instance:
     """Switch this process to another registry (and storage root); returns the instance.
 
     Connecting checks the database right away, so a wrong URL fails here with a clear
-    message rather than at the first save.
+    message rather than at the first save. `hash_mode="lamindb"` makes a new registry hash
+    like lamindb (md5 / sha1-fl); the choice is stored in the registry for every process.
     """
     global _current
     instance = Instance(*resolve(db, storage))
     instance.engine  # noqa: B018  (fail fast: reach the database and apply migrations)
+    if hash_mode is not None:
+        instance.set_hash_mode(hash_mode)
     with _current_lock:
         old, _current = _current, instance
     if old is not None and old is not instance:

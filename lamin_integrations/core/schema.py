@@ -294,6 +294,14 @@ record = sa.Table(
 )
 
 
+setting = sa.Table(
+    "setting",
+    metadata,
+    sa.Column("key", sa.String(64), primary_key=True),
+    sa.Column("value", sa.Text, nullable=False),
+)
+
+
 def _link(name: str, left: str, right: str) -> sa.Table:
     """A many-to-many table; the unique pair makes inserts idempotent (insert-or-ignore)."""
     return sa.Table(

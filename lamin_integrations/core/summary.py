@@ -20,7 +20,7 @@ def instance_info(instance: Instance | None = None) -> dict[str, Any]:
         revision = current_revision(conn)
     counts = {name: getattr(models, name).connect(instance).count() for name in ("Transform", "Run", "Artifact", "Project", "Feature", "Storage", "User")}
     return {"db": instance.url, "dialect": instance.dialect, "storage": instance.storage_root,
-            "schema_revision": revision, "counts": counts}
+            "schema_revision": revision, "hash_mode": instance.hash_mode, "counts": counts}
 
 
 def find_record(uid: str, instance: Instance | None = None) -> Any:
