@@ -174,7 +174,7 @@ class Instance:
     def hash_mode(self) -> str:
         """"blake3" (default) or "lamindb"; fixed per registry so every writer hashes alike."""
         if self._hash_mode is None:
-            self._hash_mode = self.get_setting("hash_mode", "blake3")
+            self._hash_mode = self.get_setting("hash_mode") or "blake3"
         return self._hash_mode
 
     def set_hash_mode(self, mode: str) -> None:
