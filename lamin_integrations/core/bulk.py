@@ -36,6 +36,12 @@ def save(records: Iterable[SQLRecord]) -> list[SQLRecord]:
     return records
 
 
+def _without_empty_columns(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Drop columns that are NULL in every row: fewer parameters to bind, same result."""
+    keep = [k for k in rows[0] if any(row[k] is not None for row in rows)]
+    return [{k: row[k] for k in keep} for row in rows]
+
+
 def _save_runs(runs: list[Any]) -> None:
     from . import plugins, schema
 
@@ -67,7 +73,7 @@ def _save_runs(runs: list[Any]) -> None:
                 parent = r.__dict__.get("_related", {}).get("initiated_by_run")
                 if parent is not None and r.__dict__.get("initiated_by_run_id") is None:
                     r.__dict__["initiated_by_run_id"] = parent.id
-            rows = [r._insert_values(conn) for r in ready]
+            rows = _without_empty_columns([r._insert_values(conn) for r in ready])
             # Unordered RETURNING lets SQLAlchemy batch many rows per statement (asking for
             # parameter order makes it fall back to one statement per row on SQLite).
             ids = dict((uid, id_) for id_, uid in conn.execute(sa.insert(table).returning(table.c.id, table.c.uid), rows))
