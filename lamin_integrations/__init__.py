@@ -30,6 +30,7 @@ _LAZY = {
     "context": "lamin_integrations.core.context",
     "track": "lamin_integrations.core.context",
     "finish": "lamin_integrations.core.context",
+    "step": "lamin_integrations.core.step",
     "save": "lamin_integrations.core.bulk",
     "connect": "lamin_integrations.core.instance",
     "errors": "lamin_integrations.errors",

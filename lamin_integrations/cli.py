@@ -86,6 +86,23 @@ def runs(ctx: click.Context, status: str | None, transform: str | None, referenc
     Console(width=160).print(table)
 
 
+@runs.command()
+@click.option("--dry-run", is_flag=True, help="List what would be marked aborted without changing anything.")
+@click.option("--stale-after", type=click.IntRange(min=0), default=10, show_default=True,
+              help="Minutes without a heartbeat after which a run on another host counts as gone.")
+def reap(dry_run: bool, stale_after: int) -> None:
+    """Mark runs still "started" whose process is gone as aborted."""
+    import datetime as dt
+
+    from .core.reap import reap as reap_runs
+
+    found = reap_runs(dry_run=dry_run, stale_after=dt.timedelta(minutes=stale_after))
+    verb = "would mark" if dry_run else "marked"
+    for run, reason in found:
+        click.echo(f"{verb} {run.uid} ({run.transform.key}) aborted: {reason}")
+    click.echo(f"{len(found)} run(s) {verb.split()[-1]} aborted" if found else "no stale runs")
+
+
 @cli.command()
 @click.argument("uid")
 def show(uid: str) -> None:

@@ -287,6 +287,8 @@ def save_artifacts(artifacts: Sequence[Artifact]) -> None:
         if run is not None and run.id is not None:
             for a in existing:
                 d = a.__dict__
+                if d.get("_no_lineage"):
+                    continue  # logs and environments are shared, not outputs of each run
                 if d.get("run_id") is None:
                     conn.execute(sa.update(table).where(table.c.id == d["id"]).values(run_id=run.id))
                     d["run_id"] = run.id
@@ -298,7 +300,8 @@ def save_artifacts(artifacts: Sequence[Artifact]) -> None:
         for a in inserted:
             from .models import _link_current_project
 
-            _link_current_project(conn, "artifact", a.id)
+            if not a.__dict__.get("_no_lineage"):
+                _link_current_project(conn, "artifact", a.id)
         return {"inserted": inserted, "existing": existing, "to_copy": to_copy, "recreated": recreated}
 
     states = [dict(a.__dict__) for a in new]
@@ -348,8 +351,8 @@ def _copy_all(artifacts: list[Artifact], roots: dict[int, str]) -> list[tuple[Ar
             return a, e
         return None
 
-    if not artifacts:
-        return []
+    if len(artifacts) <= 1:  # inline: also works during interpreter exit, when pools refuse work
+        return [r for r in map(copy, artifacts) if r is not None]
     with ThreadPoolExecutor(max_workers=min(8, len(artifacts))) as pool:
         return [r for r in pool.map(copy, artifacts) if r is not None]
 

@@ -10,9 +10,11 @@ from __future__ import annotations
 import inspect
 import logging
 import os
+import signal
 import socket
 import subprocess
 import sys
+import threading
 from contextvars import ContextVar
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -119,6 +121,8 @@ class Context:
         self.uid: str | None = None
         self.version: str | None = None
         self.description: str | None = None
+        self._guard: Any = None
+        self._parent_env: str | None = None
 
     @property
     def transform(self) -> Transform | None:
@@ -162,6 +166,23 @@ class Context:
 
         transform_record = self._resolve_transform(transform, path)
         parent = initiated_by_run or _current_run.get() or parent_run_from_env()
+        environment = _environment_artifact()
+        script = Path(path).expanduser().resolve() if path else _caller_script()
+        git = _git_state(script) if script is not None else None
+        # A signal between "the run is saved" and "its handlers are installed" would leave it
+        # started forever: hold SIGTERM/SIGINT until both are done, then deliver them.
+        blocked = _block_signals()
+        try:
+            run = self._start_run(transform_record, parent, params, new_run, environment, git)
+        finally:
+            _unblock_signals(blocked)
+        logger.info("started Run('%s') of Transform('%s', key=%r)", run.uid, transform_record.uid, transform_record.key)
+        return run
+
+    def _start_run(self, transform_record: Transform, parent: Run | None, params: dict | None,
+                   new_run: bool | None, environment: Any, git: dict | None) -> Run:
+        from .models import Run
+
         run = None
         if new_run is False:
             run = transform_record.latest_run
@@ -179,12 +200,22 @@ class Context:
             run.cli_args = " ".join(sys.argv[1:])[:4096] or None
             run.host = socket.gethostname()[:255]
             run.pid = os.getpid()
+            run.environment = environment
+            if git:
+                run._aux = {"git": git}
             run.save()
+        if self._guard is not None:
+            self._guard.end("completed", reason="superseded by a new ln.track()")
         self._transform, self._run = transform_record, run
         self.uid, self.version, self.description = transform_record.uid, transform_record.version, transform_record.description
         _current_run.set(run)
+        self._parent_env = os.environ.get(ENV_RUN_UID)
         os.environ[ENV_RUN_UID] = run.uid
-        logger.info("started Run('%s') of Transform('%s', key=%r)", run.uid, transform_record.uid, transform_record.key)
+        from .instance import data_dir
+        from .lifecycle import RunGuard
+
+        self._guard = RunGuard(run, data_dir() / "cache" / "run_logs" / f"run_{run.uid}.txt")
+        self._guard.install()
         return run
 
     def _resolve_transform(self, transform: str | Transform | None, path: str | None) -> Transform:
@@ -240,13 +271,67 @@ class Context:
         return Transform(key=key or uid, kind="script", source_code=source, uid=uid).save()
 
     def finish(self, ignore_non_consecutive: bool | None = None) -> None:
-        """Mark the tracked run completed and record when it finished."""
+        """Mark the tracked run completed, with its finish time and its log as the report."""
         run = self._run
         if run is None:
             raise ValidationError("finish() needs a run: call ln.track() first")
-        run.status = "completed"
-        run.save()
+        if self._guard is not None:
+            self._guard.end("completed")
+            self._guard = None
+        else:
+            run.status = "completed"
+            run.save()
+        if os.environ.get(ENV_RUN_UID) == run.uid:
+            # Processes started after finish() are no longer children of this run.
+            if self._parent_env:
+                os.environ[ENV_RUN_UID] = self._parent_env
+            else:
+                os.environ.pop(ENV_RUN_UID, None)
         logger.info("finished Run('%s')", run.uid)
+
+
+def _block_signals() -> Any:
+    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "pthread_sigmask"):
+        return None
+    return signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})
+
+
+def _unblock_signals(previous: Any) -> None:
+    if previous is not None:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
+def _environment_artifact() -> Any:
+    """The shared requirements.txt artifact of this interpreter (None if it cannot be made)."""
+    from .environment import requirements_file
+    from .instance import data_dir
+    from .models import Artifact
+
+    try:
+        artifact = Artifact(requirements_file(data_dir() / "cache"), description="requirements.txt", kind="__lamindb_run__")
+        artifact.__dict__["_no_lineage"] = True
+        return artifact.save()
+    except Exception as e:  # the environment is a nice-to-have; the run is not
+        logger.warning("could not record the Python environment: %s", e)
+        return None
+
+
+def _git_state(script: Path) -> dict[str, Any] | None:
+    """Commit, remote and whether the work tree has uncommitted changes."""
+    root = git_root(script)
+    if root is None:
+        return None
+    try:
+        def git(*args: str) -> str:
+            return subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True, timeout=5).stdout.strip()
+
+        commit = git("rev-parse", "HEAD")
+        if not commit:
+            return None
+        return {"commit": commit, "remote": git("config", "--get", "remote.origin.url") or None,
+                "dirty": bool(git("status", "--porcelain", "--untracked-files=no"))}
+    except (OSError, subprocess.SubprocessError):
+        return None
 
 
 def _looks_like_uid(value: str) -> bool:

@@ -317,6 +317,7 @@ class Run(SQLRecord):
     host: str | None
     pid: int | None
     heartbeat_at: dt.datetime | None
+    _aux: dict | None
     initiated_by_run_id: int | None
     initiated_by_run: Run | None
     root_run_id: int | None
@@ -615,7 +616,7 @@ class Artifact(IsVersioned, SQLRecord):
         d = self.__dict__
         if d.get("storage_id") is None:
             d["storage_id"] = instance.storage.id
-        if d.get("run_id") is None and "run" not in d.get("_related", {}):
+        if d.get("run_id") is None and "run" not in d.get("_related", {}) and not d.get("_no_lineage"):
             from .context import get_current_run
 
             current_run = get_current_run()

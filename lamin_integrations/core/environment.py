@@ -1,0 +1,51 @@
+"""The run's environment: a requirements.txt of the installed distributions.
+
+Built from `importlib.metadata` (no `pip freeze` subprocess). Scanning every distribution
+costs ~100 ms, so the result is cached under a fingerprint of the import path (each
+sys.path folder and its modification time, which changes when packages are installed or
+removed); an unchanged environment is one stat per folder and the same file, which the
+artifact layer then deduplicates by hash into one shared artifact.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sys
+from pathlib import Path
+
+
+def _fingerprint() -> str:
+    parts = [sys.version, sys.prefix]
+    for entry in sys.path:
+        try:
+            st = os.stat(entry or ".")
+        except OSError:
+            continue
+        parts.append(f"{entry}:{st.st_mtime_ns}")
+    return hashlib.sha1("\n".join(parts).encode()).hexdigest()[:20]
+
+
+def requirements_text() -> str:
+    from importlib import metadata
+
+    pins = set()
+    for dist in metadata.distributions():
+        name = dist.metadata["Name"]
+        if name:
+            pins.add(f"{name}=={dist.version}")
+    return "\n".join(sorted(pins, key=str.lower)) + "\n"
+
+
+def requirements_file(cache_dir: Path) -> Path:
+    """A requirements.txt for this interpreter's environment, rebuilt only when it changed."""
+    folder = cache_dir / "environments"
+    path = folder / f"{_fingerprint()}.txt"
+    if not path.exists():
+        folder.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".tmp{os.getpid()}")
+        tmp.write_text(requirements_text())
+        os.replace(tmp, path)
+        old = os.stat(path)  # old enough for the stat cache to trust it next time
+        os.utime(path, ns=(old.st_atime_ns - 10**10, old.st_mtime_ns - 10**10))
+    return path

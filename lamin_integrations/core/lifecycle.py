@@ -1,0 +1,167 @@
+"""A tracked run never stays "started" by accident.
+
+While a script's run is active: stdout and stderr are copied to a log that becomes the run's
+report; an uncaught exception marks it errored (traceback in the report), Ctrl-C and SIGTERM
+mark it aborted, and an interpreter exit without `finish()` finishes it (completed for exit
+code 0, else errored). A heartbeat thread refreshes `heartbeat_at`, so `runs reap` can tell
+a run on another host whose process died from one that is still going.
+
+Limits: `os._exit()` and SIGKILL bypass every handler (that is what the reaper is for); a
+bare `raise SystemExit(3)` cannot be told from exit code 0 at interpreter exit, so only
+`sys.exit(...)` reports its code.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TextIO
+
+if TYPE_CHECKING:
+    from .models import Run
+
+logger = logging.getLogger("lamin_integrations")
+HEARTBEAT_SECONDS = float(os.environ.get("LAMIN_INTEGRATIONS_HEARTBEAT", "30"))
+
+
+class _Tee:
+    """A text stream that also copies what is written to the run's log file."""
+
+    def __init__(self, stream: TextIO, log: TextIO):
+        self._stream = stream
+        self._log = log
+
+    def write(self, text: str) -> int:
+        n = self._stream.write(text)
+        try:
+            self._log.write(text)
+        except (ValueError, OSError):
+            pass  # the log was closed: never break the program's own output
+        return n
+
+    def flush(self) -> None:
+        self._stream.flush()
+        try:
+            self._log.flush()
+        except (ValueError, OSError):
+            pass
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
+class RunGuard:
+    """Installs the handlers for one run and removes them when the run ends."""
+
+    def __init__(self, run: Run, log_path: Path):
+        self.run = run
+        self.log_path = log_path
+        self.exit_code: int = 0
+        self.done = False
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._saved: dict[str, Any] = {}
+
+    # -- installing ------------------------------------------------------------------------
+
+    def install(self) -> None:
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        # Open for the run's lifetime and closed in uninstall(), so no context manager.
+        self._log = open(self.log_path, "a", encoding="utf-8", errors="replace", buffering=1)  # noqa: SIM115
+        self._saved["stdout"], self._saved["stderr"] = sys.stdout, sys.stderr
+        sys.stdout = _Tee(sys.stdout, self._log)  # type: ignore[assignment]
+        sys.stderr = _Tee(sys.stderr, self._log)  # type: ignore[assignment]
+        self._saved["excepthook"] = sys.excepthook
+        sys.excepthook = self._excepthook
+        self._saved["exit"] = sys.exit
+        sys.exit = self._sys_exit  # type: ignore[assignment]
+        if threading.current_thread() is threading.main_thread():
+            previous = signal.getsignal(signal.SIGTERM)
+            if previous in (signal.SIG_DFL, None):
+                # Only when nobody handles SIGTERM: a program's own handler keeps control.
+                self._saved["sigterm"] = previous
+                signal.signal(signal.SIGTERM, self._on_sigterm)
+        atexit.register(self._at_exit)
+        if HEARTBEAT_SECONDS > 0:
+            threading.Thread(target=self._heartbeat, name="lamin-heartbeat", daemon=True).start()
+
+    def uninstall(self) -> None:
+        if "stdout" in self._saved:
+            sys.stdout, sys.stderr = self._saved.pop("stdout"), self._saved.pop("stderr")
+        if sys.excepthook == self._excepthook:
+            sys.excepthook = self._saved.get("excepthook", sys.__excepthook__)
+        if sys.exit == self._sys_exit:
+            sys.exit = self._saved["exit"]
+        if "sigterm" in self._saved and threading.current_thread() is threading.main_thread():
+            try:
+                signal.signal(signal.SIGTERM, self._saved.pop("sigterm") or signal.SIG_DFL)
+            except ValueError:
+                pass
+        atexit.unregister(self._at_exit)
+        self._stop.set()
+        try:
+            self._log.close()
+        except (AttributeError, OSError):
+            pass
+
+    # -- events ------------------------------------------------------------------------------
+
+    def _sys_exit(self, code: Any = 0) -> None:
+        self.exit_code = code if isinstance(code, int) else (0 if code is None else 1)
+        self._saved["exit"](code)
+
+    def _excepthook(self, exc_type: type[BaseException], exc: BaseException, tb: Any) -> None:
+        previous = self._saved.get("excepthook", sys.__excepthook__)
+        previous(exc_type, exc, tb)  # prints the traceback, which the log captures
+        status = "aborted" if issubclass(exc_type, KeyboardInterrupt) else "errored"
+        self.end(status, reason=f"{exc_type.__name__}: {exc}")
+
+    def _on_sigterm(self, signum: int, frame: Any) -> None:
+        self.end("aborted", reason="SIGTERM")
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    def _at_exit(self) -> None:
+        self.end("completed" if self.exit_code == 0 else "errored",
+                 reason=None if self.exit_code == 0 else f"exit code {self.exit_code}")
+
+    def _heartbeat(self) -> None:
+        from .models import Run
+        from .schema import now
+
+        while not self._stop.wait(HEARTBEAT_SECONDS):
+            try:
+                Run.connect(self.run._db).filter(id=self.run.id).update(heartbeat_at=now())
+            except Exception as e:  # a missed heartbeat is harmless; a crash here is not
+                logger.debug("heartbeat failed: %s", e)
+
+    # -- ending ------------------------------------------------------------------------------
+
+    def end(self, status: str, reason: str | None = None) -> None:
+        """Record the final status and the report, once, whatever path got here first."""
+        with self._lock:
+            if self.done:
+                return
+            self.done = True
+        self.uninstall()
+        run = self.run
+        try:
+            from .models import Artifact
+
+            report = Artifact(self.log_path, description=f"log streams of run {run.uid}", kind="__lamindb_run__")
+            report.__dict__["_no_lineage"] = True
+            run.report = report.save()
+        except Exception as e:
+            logger.warning("could not save the log of run %s: %s", run.uid, e)
+        if reason:
+            run._aux = {**(run._aux or {}), "end_reason": reason[:1000]}
+        run.status = status  # type: ignore[assignment]
+        try:
+            run.save()
+        except Exception as e:
+            logger.warning("could not record the end of run %s (%s): %s", run.uid, status, e)

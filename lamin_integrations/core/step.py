@@ -1,0 +1,139 @@
+"""`@ln.step()`: each call of a decorated function is a Run, chained to the current run.
+
+The current run is a ContextVar, so nested steps chain, asyncio tasks each see their own,
+and threads fall back to the global run of `ln.track()`. Recording never breaks the
+function: if the registry fails, the function runs untracked and a warning says why.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import logging
+import os
+import socket
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+from .jsonutil import check_json
+
+logger = logging.getLogger("lamin_integrations")
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def json_safe(value: Any) -> Any:
+    """A parameter value as JSON: plain values as they are, records by uid, others as repr."""
+    from .record import SQLRecord
+
+    if isinstance(value, SQLRecord):
+        return f"{type(value).__name__}[{value.uid}]"
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    if isinstance(value, dict) and all(isinstance(k, str) for k in value):
+        return {k: json_safe(v) for k, v in value.items()}
+    try:
+        check_json(value, "value")
+        return value
+    except Exception:
+        text = repr(value)
+        return text if len(text) <= 200 else text[:197] + "..."
+
+
+def bind_params(func: Callable[..., Any], args: tuple, kwargs: dict) -> dict[str, Any]:
+    try:
+        bound = inspect.signature(func).bind(*args, **kwargs)
+    except (TypeError, ValueError):
+        return {}
+    bound.apply_defaults()
+    params = {}
+    for name, value in bound.arguments.items():
+        kind = inspect.signature(func).parameters[name].kind
+        if kind is inspect.Parameter.VAR_KEYWORD:
+            params.update({k: json_safe(v) for k, v in value.items()})
+        else:
+            params[name] = json_safe(value)
+    return params
+
+
+def step(uid: str | None = None) -> Callable[[F], F]:
+    """Track every call of the decorated function as a Run initiated by the current run."""
+    from .context import get_current_run, reset_current_run, set_current_run
+    from .instance import current
+
+    def decorator(func: F) -> F:
+        transforms: dict[int, Any] = {}
+
+        def transform() -> Any:
+            from .context import script_key
+            from .models import Transform
+
+            instance = current()
+            if id(instance) not in transforms:
+                path = inspect.getsourcefile(func)
+                key = f"{script_key(Path(path).resolve())}:{func.__qualname__}" if path else func.__qualname__
+                try:
+                    source = inspect.getsource(func)
+                except (OSError, TypeError):
+                    source = None
+                transforms[id(instance)] = Transform(key=key, kind="function", source_code=source, uid=uid).save()
+            return transforms[id(instance)]
+
+        def start(args: tuple, kwargs: dict) -> tuple[Any, Any]:
+            from .models import Run
+
+            try:
+                run = Run(transform(), params=bind_params(func, args, kwargs), initiated_by_run=get_current_run(),
+                          entrypoint=func.__qualname__[:255], status="started")
+                run.host, run.pid = socket.gethostname()[:255], os.getpid()
+                run.save()
+            except Exception as e:
+                logger.warning("step %s is running untracked: %s", func.__qualname__, e)
+                return None, None
+            return run, set_current_run(run)
+
+        def end(run: Any, token: Any, error: BaseException | None) -> None:
+            if run is None:
+                return
+            reset_current_run(token)
+            try:
+                if error is not None:
+                    run._aux = {**(run._aux or {}), "end_reason": f"{type(error).__name__}: {error}"[:1000]}
+                    run.status = "aborted" if isinstance(error, (KeyboardInterrupt, SystemExit)) else "errored"
+                else:
+                    run.status = "completed"
+                run.save()
+            except Exception as e:
+                logger.warning("could not record the end of step run %s: %s", run.uid, e)
+
+        if inspect.iscoroutinefunction(func):
+
+            @functools.wraps(func)
+            async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
+                run, token = start(args, kwargs)
+                try:
+                    result = await func(*args, **kwargs)
+                except BaseException as e:
+                    end(run, token, e)
+                    raise
+                end(run, token, None)
+                return result
+
+            return async_wrapper  # type: ignore[return-value]
+
+        @functools.wraps(func)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            run, token = start(args, kwargs)
+            try:
+                result = func(*args, **kwargs)
+            except BaseException as e:
+                end(run, token, e)
+                raise
+            end(run, token, None)
+            return result
+
+        return wrapper  # type: ignore[return-value]
+
+    return decorator

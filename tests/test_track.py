@@ -1,0 +1,311 @@
+"""ln.track() / ln.finish() / @ln.step() in real scripts run as subprocesses."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+from conftest import python_env
+
+import lamin_integrations as ln
+
+SCRIPT = textwrap.dedent("""
+    import sys, time
+    import lamin_integrations as ln
+    ln.track(params={"mode": sys.argv[1]})
+    print("working on", sys.argv[1], flush=True)
+    if sys.argv[1] == "raise":
+        raise ValueError("boom")
+    if sys.argv[1] == "exit3":
+        sys.exit(3)
+    if sys.argv[1] == "sleep":
+        time.sleep(60)
+    if sys.argv[1] == "finish":
+        ln.finish()
+""")
+
+
+def run_script(path: Path, *args: str, check: bool = False) -> subprocess.CompletedProcess:
+    proc = subprocess.run([sys.executable, str(path), *args], capture_output=True, text=True, env=python_env(),
+                          cwd=path.parent, timeout=120)
+    if check:
+        assert proc.returncode == 0, proc.stderr
+    return proc
+
+
+@pytest.fixture
+def script(tmp_path):
+    path = tmp_path / "job.py"
+    path.write_text(SCRIPT)
+    return path
+
+
+def only_run(mode: str) -> ln.Run:
+    return ln.Run.get(params__mode=mode)
+
+
+def test_finish_records_status_report_environment_and_context(registry, script):
+    proc = run_script(script, "finish", "--flag", check=True)
+    run = only_run("finish")
+    assert run.status == "completed" and run.finished_at >= run.started_at
+    assert run.transform.key == "job.py" and run.transform.kind == "script"
+    assert run.transform.source_code == script.read_text()
+    assert run.cli_args == "finish --flag" and run.pid and run.host
+    assert "working on finish" in run.report.path.read_text()
+    assert "working on finish" in proc.stdout, "the program's own output is untouched"
+    requirements = run.environment.path.read_text()
+    assert "SQLAlchemy==" in requirements and "pluggy==" in requirements
+    run_script(script, "finish", check=True)
+    second = ln.Run.filter(params__mode="finish").order_by("-id").first()
+    assert second.environment == run.environment, "identical environments share one artifact"
+    assert second.transform == run.transform, "unchanged source reuses the transform"
+    assert run.environment not in set(run.query_output_artifacts()), "logs and environments are not outputs"
+
+
+def test_normal_exit_without_finish_completes(registry, script):
+    assert run_script(script, "nofinish").returncode == 0
+    run = only_run("nofinish")
+    assert run.status == "completed" and run.finished_at is not None and run.report is not None
+
+
+def test_uncaught_exception_marks_errored_with_traceback(registry, script):
+    proc = run_script(script, "raise")
+    assert proc.returncode == 1 and "ValueError: boom" in proc.stderr
+    run = only_run("raise")
+    assert run.status == "errored" and run.finished_at is not None
+    report = run.report.path.read_text()
+    assert "Traceback" in report and "ValueError: boom" in report
+
+
+def test_sys_exit_code_marks_errored(registry, script):
+    assert run_script(script, "exit3").returncode == 3
+    run = only_run("exit3")
+    assert run.status == "errored" and "exit code 3" in run._aux["end_reason"]
+
+
+def _wait_for_started(mode: str, timeout: float = 60) -> ln.Run:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        run = ln.Run.filter(params__mode=mode, status="started").one_or_none()
+        if run is not None:
+            return run
+        time.sleep(0.05)
+    raise AssertionError(f"run {mode} was never recorded as started")
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_signals_mark_aborted(registry, script, sig):
+    proc = subprocess.Popen([sys.executable, str(script), "sleep"], env=python_env(), cwd=script.parent,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        _wait_for_started("sleep")
+        proc.send_signal(sig)
+        proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    run = only_run("sleep")
+    assert run.status == "aborted" and run.finished_at is not None
+    assert proc.returncode in ((-signal.SIGTERM,) if sig == signal.SIGTERM else (1, 130, -signal.SIGINT))
+
+
+def test_child_scripts_become_child_runs(registry, tmp_path):
+    child = tmp_path / "child.py"
+    child.write_text("import sys, lamin_integrations as ln\nln.track(params={'i': int(sys.argv[1])})\nln.finish()\n")
+    parent = tmp_path / "parent.py"
+    parent.write_text(textwrap.dedent(f"""
+        import subprocess, sys
+        import lamin_integrations as ln
+        ln.track()
+        for i in (1, 2):
+            subprocess.run([sys.executable, {str(child)!r}, str(i)], check=True)
+        ln.finish()
+        subprocess.run([sys.executable, {str(child)!r}, "3"], check=True)  # after finish: not a child
+    """))
+    run_script(parent, check=True)
+    top = ln.Run.get(transform__key="parent.py")
+    children = ln.Run.filter(initiated_by_run=top)
+    assert sorted(r.params["i"] for r in children) == [1, 2]
+    assert all(r.root_run == top for r in children)
+    assert ln.Run.get(params__i=3).initiated_by_run is None
+
+
+def test_lamindb_environment_variable_is_honoured(registry, tmp_path):
+    t = ln.Transform(key="launcher", kind="pipeline").save()
+    launcher = ln.Run(t, status="started").save()
+    child = tmp_path / "c.py"
+    child.write_text("import lamin_integrations as ln\nln.track()\nln.finish()\n")
+    proc = subprocess.run([sys.executable, str(child)], env=python_env(LAMIN_INITIATED_BY_RUN_UID=launcher.uid),
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert ln.Run.get(transform__key="c.py").initiated_by_run == launcher
+
+
+STEPS = textwrap.dedent("""
+    import asyncio, threading
+    import lamin_integrations as ln
+
+    @ln.step()
+    def leaf(x, scale=2):
+        return x * scale
+
+    @ln.step()
+    def branch(n):
+        return [leaf(i) for i in range(n)]
+
+    @ln.step()
+    async def fetch(i):
+        await asyncio.sleep(0.01)
+        return leaf(i)
+
+    @ln.step()
+    async def gather():
+        return await asyncio.gather(fetch(3), fetch(4))
+
+    @ln.step()
+    def fails():
+        raise RuntimeError("step failed")
+
+    ln.track()
+    branch(2)
+    asyncio.run(gather())
+    t = threading.Thread(target=leaf, args=(10,))
+    t.start(); t.join()
+    try:
+        fails()
+    except RuntimeError:
+        pass
+    ln.finish()
+""")
+
+
+def test_steps_chain_in_threads_and_asyncio(registry, tmp_path):
+    script = tmp_path / "steps.py"
+    script.write_text(STEPS)
+    run_script(script, check=True)
+    top = ln.Run.get(transform__key="steps.py")
+    branch = ln.Run.get(transform__key="steps.py:branch")
+    assert branch.initiated_by_run == top and branch.params == {"n": 2} and branch.status == "completed"
+    leaves_of_branch = ln.Run.filter(transform__key="steps.py:leaf", initiated_by_run=branch)
+    assert sorted(r.params["x"] for r in leaves_of_branch) == [0, 1]
+    assert all(r.params["scale"] == 2 for r in leaves_of_branch)
+    gather = ln.Run.get(transform__key="steps.py:gather")
+    fetches = ln.Run.filter(transform__key="steps.py:fetch")
+    assert {f.initiated_by_run for f in fetches} == {gather}, "each asyncio task sees its parent step"
+    assert {r.initiated_by_run for r in ln.Run.filter(transform__key="steps.py:leaf", params__x__in=[3, 4])} == set(fetches)
+    threaded = ln.Run.get(transform__key="steps.py:leaf", params__x=10)
+    assert threaded.initiated_by_run == top, "a new thread falls back to the global run"
+    failed = ln.Run.get(transform__key="steps.py:fails")
+    assert failed.status == "errored" and "step failed" in failed._aux["end_reason"]
+    assert top.status == "completed"
+    assert ln.Transform.get(key="steps.py:leaf").kind == "function"
+
+
+def test_edited_script_gets_a_new_version_and_uid_keeps_family(registry, tmp_path):
+    script = tmp_path / "analysis.py"
+    script.write_text("import lamin_integrations as ln\nln.track()\nln.finish()\n")
+    run_script(script, check=True)
+    v1 = ln.Transform.get(key="analysis.py")
+    script.write_text("import lamin_integrations as ln\nln.track()\nprint('changed')\nln.finish()\n")
+    run_script(script, check=True)
+    v2 = ln.Transform.get(key="analysis.py")
+    v1.refresh_from_db()
+    assert v2.uid[:12] == v1.uid[:12] and v2.uid != v1.uid and v2.is_latest and not v1.is_latest
+    renamed = tmp_path / "renamed.py"
+    renamed.write_text(f"import lamin_integrations as ln\nln.track({v1.uid[:12]!r})\nln.finish()\n")
+    run_script(renamed, check=True)
+    v3 = ln.Transform.get(key="renamed.py")
+    assert v3.uid[:12] == v1.uid[:12], "the 12-character uid keeps the family across a rename"
+    pinned = tmp_path / "pinned.py"
+    pinned.write_text(f"import lamin_integrations as ln\nln.track({v1.uid!r})\n")
+    proc = run_script(pinned)
+    assert proc.returncode != 0 and "source of" in proc.stderr and v1.uid[:12] in proc.stderr
+
+
+def test_new_run_false_restarts_the_latest_run(registry, tmp_path):
+    script = tmp_path / "nb.py"
+    script.write_text("import lamin_integrations as ln\nrun = ln.track(new_run=False)\nprint(run.uid)\nln.finish()\n")
+    first = run_script(script, check=True).stdout.split()[-1]
+    second = run_script(script, check=True).stdout.split()[-1]
+    assert first == second and ln.Run.filter(transform__key="nb.py").count() == 1
+
+
+def test_bad_params_are_rejected_naming_the_key(registry, tmp_path):
+    script = tmp_path / "bad.py"
+    script.write_text("import lamin_integrations as ln\nln.track(params={'ok': 1, 'when': object()})\n")
+    proc = run_script(script)
+    assert proc.returncode != 0 and "params['when']" in proc.stderr
+    assert ln.Run.filter().count() == 0
+
+
+def test_project_labels_everything_created_during_the_run(registry, tmp_path):
+    ln.Project(name="atlas").save()
+    script = tmp_path / "proj.py"
+    out = tmp_path / "o.txt"
+    out.write_text("o")
+    script.write_text(f"import lamin_integrations as ln\nln.track(project='atlas')\nln.Artifact({str(out)!r}, key='o.txt').save()\nln.finish()\n")
+    run_script(script, check=True)
+    project = ln.Project.get(name="atlas")
+    assert [r.transform.key for r in project.runs] == ["proj.py"]
+    assert [a.key for a in project.artifacts] == ["o.txt"]
+    assert [t.key for t in project.transforms] == ["proj.py"]
+    bad = tmp_path / "noproj.py"
+    bad.write_text("import lamin_integrations as ln\nln.track(project='nope')\n")
+    proc = run_script(bad)
+    assert proc.returncode != 0 and "ln.Project(name='nope').save()" in proc.stderr
+
+
+def test_git_commit_remote_and_dirty_tree(registry, tmp_path):
+    repo = tmp_path / "repo"
+    (repo / "scripts").mkdir(parents=True)
+    script = repo / "scripts" / "run.py"
+    script.write_text("import lamin_integrations as ln\nln.track()\nln.finish()\n")
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True, check=True).stdout.strip()
+
+    git("init", "-q")
+    git("-c", "user.email=a@b", "-c", "user.name=a", "add", ".")
+    git("-c", "user.email=a@b", "-c", "user.name=a", "commit", "-qm", "init")
+    git("remote", "add", "origin", "git@github.com:lab/pipeline.git")
+    commit = git("rev-parse", "HEAD")
+    run_script(script, check=True)
+    run = ln.Run.get(transform__key="scripts/run.py")
+    assert run.transform.reference == f"https://github.com/lab/pipeline/blob/{commit}/scripts/run.py"
+    assert run.transform.reference_type == "url"
+    assert run._aux["git"] == {"commit": commit, "remote": "git@github.com:lab/pipeline.git", "dirty": False}
+    (repo / "scripts" / "run.py").write_text(script.read_text() + "# edit\n")
+    run_script(script, check=True)
+    assert ln.Run.filter(transform__key="scripts/run.py").order_by("-id").first()._aux["git"]["dirty"] is True
+
+
+def test_reap_marks_runs_whose_process_is_gone(registry, tmp_path):
+    import datetime as dt
+    import socket
+
+    from lamin_integrations.core.reap import reap
+    from lamin_integrations.core.schema import now
+
+    t = ln.Transform(key="crashed.py", kind="script").save()
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    local = ln.Run(t, status="started", host=socket.gethostname(), pid=dead.pid).save()
+    alive = ln.Run(t, status="started", host=socket.gethostname(), pid=subprocess.os.getpid()).save()
+    remote_stale = ln.Run(t, status="started", host="node-7", pid=1234).save()
+    remote_stale.heartbeat_at = now() - dt.timedelta(hours=1)
+    remote_stale.save()
+    remote_fresh = ln.Run(t, status="started", host="node-8", pid=1234).save()
+    remote_fresh.heartbeat_at = now()
+    remote_fresh.save()
+    cli = str(Path(sys.executable).with_name("lamin-integrations"))
+    dry = subprocess.run([cli, "runs", "reap", "--dry-run"], capture_output=True, text=True, env=python_env(), timeout=60)
+    assert dry.returncode == 0 and local.uid in dry.stdout and remote_stale.uid in dry.stdout and "would mark" in dry.stdout
+    assert ln.Run.get(local.uid).status == "started"
+    changed = {r.uid for r, _ in reap()}
+    assert changed == {local.uid, remote_stale.uid}
+    assert ln.Run.get(local.uid).status == "aborted" and "is gone" in ln.Run.get(local.uid)._aux["end_reason"]
+    assert ln.Run.get(alive.uid).status == "started" and ln.Run.get(remote_fresh.uid).status == "started"
