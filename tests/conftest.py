@@ -7,7 +7,11 @@ The PostgreSQL server is started once per session on loopback (tests/servers.py)
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
+import textwrap
+import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -100,3 +104,44 @@ def python_env(**extra: str) -> dict[str, str]:
     env.pop(context_module.ENV_RUN_UID, None)
     env.update(extra)
     return env
+
+
+_BARRIER = textwrap.dedent("""
+    import os, sys, time
+    import lamin_integrations.core.models  # the slow import happens before the start line
+    ready, go = sys.argv[-2], sys.argv[-1]
+    open(os.path.join(ready, str(os.getpid())), "w").close()
+    while not os.path.exists(go):
+        time.sleep(0.001)
+    sys.argv = sys.argv[:-2]
+""")
+
+
+def race(tmp_path: Path, body: str, argvs: list[list[str]], timeout: float = 120) -> list[str]:
+    """Run `body` in one process per argv, all released at once; returns their stdouts.
+
+    Each process signals that it is ready (after its imports) and waits for a start file,
+    so the interesting part really runs concurrently, without fixed sleeps.
+    """
+    tag = uuid.uuid4().hex[:8]
+    script = tmp_path / f"race_{tag}.py"
+    script.write_text(_BARRIER + textwrap.dedent(body))
+    ready, go = tmp_path / f"ready_{tag}", tmp_path / f"go_{tag}"
+    ready.mkdir()
+    procs = [subprocess.Popen([sys.executable, str(script), *argv, str(ready), str(go)], env=python_env(),
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for argv in argvs]
+    deadline = time.monotonic() + timeout
+    while len(list(ready.iterdir())) < len(procs):
+        if time.monotonic() > deadline or any(p.poll() is not None for p in procs):
+            for p in procs:
+                p.kill()
+            errors = [p.communicate()[1] for p in procs]
+            raise AssertionError(f"racers did not all start: {errors}")
+        time.sleep(0.01)
+    go.touch()
+    outs = []
+    for p in procs:
+        out, err = p.communicate(timeout=timeout)
+        assert p.returncode == 0, err
+        outs.append(out.strip())
+    return outs

@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import sqlalchemy as sa
-from conftest import python_env
+from conftest import python_env, race
 
 import lamin_integrations as ln
 from lamin_integrations.core import hashing, schema
@@ -280,68 +280,24 @@ def test_reading_tracks_inputs_but_get_does_not(registry, tmp_path):
     assert list(artifact.input_of_runs) == [consumer]
 
 
-CONCURRENT = textwrap.dedent("""
-    import os, sys, time
-    go = sys.argv[2]
-    while not os.path.exists(go):
-        time.sleep(0.001)
+SAVE_AS = """
     import lamin_integrations as ln
-    a = ln.Artifact(sys.argv[1], key="shared/data.bin").save()
-    print(a.uid)
-""")
+    print(ln.Artifact(sys.argv[1], key=sys.argv[2]).save().uid)
+"""
 
 
-def test_two_processes_saving_the_same_file_end_with_one_artifact(registry, tmp_path):
+def test_processes_saving_the_same_file_end_with_one_artifact(registry, tmp_path):
     src = tmp_path / "data.bin"
     src.write_bytes(os.urandom(1024 * 1024))
-    script = tmp_path / "saver.py"
-    script.write_text(CONCURRENT)
-    go = tmp_path / "go"
-    env = python_env()
-    procs = [subprocess.Popen([sys.executable, str(script), str(src), str(go)], env=env, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True) for _ in range(4)]
-    import time
-
-    time.sleep(1.0)
-    go.touch()
-    uids = set()
-    for p in procs:
-        out, err = p.communicate(timeout=120)
-        assert p.returncode == 0, err
-        uids.add(out.strip())
-    assert len(uids) == 1
+    uids = race(tmp_path, SAVE_AS, [[str(src), "shared/data.bin"]] * 4)
+    assert len(set(uids)) == 1
     assert ln.Artifact.filter(key="shared/data.bin").count() == 1
     assert ln.Artifact.get(key="shared/data.bin").path.read_bytes() == src.read_bytes()
 
 
-SAME_KEY = textwrap.dedent("""
-    import os, sys, time
-    from pathlib import Path
-    go = sys.argv[2]
-    while not os.path.exists(go):
-        time.sleep(0.001)
-    import lamin_integrations as ln
-    a = ln.Artifact(sys.argv[1], key="shared/model.txt").save()
-    print(a.uid)
-""")
-
-
 def test_concurrent_new_versions_of_one_key_form_one_family(registry, tmp_path):
-    script = tmp_path / "versioner.py"
-    script.write_text(SAME_KEY)
-    go = tmp_path / "go"
     sources = [write(tmp_path / f"model{i}.txt", f"content {i}") for i in range(4)]
-    procs = [subprocess.Popen([sys.executable, str(script), str(src), str(go)], env=python_env(), stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True) for src in sources]
-    import time
-
-    time.sleep(1.0)
-    go.touch()
-    uids = []
-    for p in procs:
-        out, err = p.communicate(timeout=120)
-        assert p.returncode == 0, err
-        uids.append(out.strip())
+    uids = race(tmp_path, SAVE_AS, [[str(src), "shared/model.txt"] for src in sources])
     versions = ln.Artifact.filter(key="shared/model.txt")
     assert versions.count() == 4
     assert len({u[:16] for u in uids}) == 1, "one version family"

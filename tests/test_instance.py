@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import textwrap
-import time
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from conftest import python_env
+from conftest import python_env, race
 
 import lamin_integrations as ln
 from lamin_integrations.core import instance as instance_module
@@ -18,39 +16,21 @@ from lamin_integrations.core.migrate import HEAD, alembic_config, current_revisi
 from lamin_integrations.core.schema import metadata
 from lamin_integrations.errors import InstanceError
 
-RACER = textwrap.dedent("""
-    import os, sys, time
-    go = sys.argv[1]
-    while not os.path.exists(go):
-        time.sleep(0.001)
+RACER = """
+    import os
     import lamin_integrations as ln
     t = ln.Transform(key="shared-pipeline", version="1.0", kind="pipeline").save()
     run = ln.Run(t, name=f"racer-{os.getpid()}").save()
     print(t.uid, run.uid)
-""")
-
-
-def _race(url: str, tmp_path: Path, n: int = 8) -> list[str]:
-    script = tmp_path / "racer.py"
-    script.write_text(RACER)
-    go = tmp_path / "go"
-    env = python_env(LAMIN_INTEGRATIONS_DB=url, LAMIN_INTEGRATIONS_STORAGE=str(tmp_path / "storage"))
-    procs = [subprocess.Popen([sys.executable, str(script), str(go)], env=env, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True) for _ in range(n)]
-    time.sleep(1.0)  # let every interpreter reach the barrier
-    go.touch()
-    outs = []
-    for p in procs:
-        out, err = p.communicate(timeout=120)
-        assert p.returncode == 0, err
-        outs.append(out.strip())
-    return outs
+"""
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgres"])
-def test_eight_processes_on_a_fresh_database_do_not_race(backend, tmp_path, request):
+def test_eight_processes_on_a_fresh_database_do_not_race(backend, tmp_path, request, monkeypatch):
     url = f"sqlite:///{tmp_path / 'fresh.db'}" if backend == "sqlite" else request.getfixturevalue("postgres_url")
-    outs = _race(url, tmp_path)
+    monkeypatch.setenv("LAMIN_INTEGRATIONS_DB", url)
+    monkeypatch.setenv("LAMIN_INTEGRATIONS_STORAGE", str(tmp_path / "storage"))
+    outs = race(tmp_path, RACER, [[]] * 8)
     transform_uids = {line.split()[0] for line in outs}
     assert len(transform_uids) == 1, "concurrent creation of one transform must give one row"
     engine = sa.create_engine(url)
