@@ -120,6 +120,7 @@ def test_query_sets_chain(lineage):
     assert not ln.Run.filter(name="nope").exists()
     assert ln.Run.filter(name="nope").one_or_none() is None
     assert sorted(qs.to_list("name")) == ["align[A]", "align[B]"]
+    assert ln.Run.filter().order_by("name").to_list("status") == ["scheduled", "scheduled", "completed", "started"]
     assert [r.name for r in ln.Run.filter().order_by("name")[1:3]] == ["align[B]", "lone"]
     with pytest.raises(MultipleResultsFound):
         qs.one()
@@ -278,3 +279,11 @@ def test_many_to_many_manager(lineage):
     p = ln.Project(name="proj").save()
     p.runs.add(run)
     assert list(run.projects) == [p]
+
+
+def test_bulk_update_and_delete_honour_slices(lineage):
+    qs = ln.Run.filter().order_by("id")
+    assert qs[:1].update(description="first") == 1
+    assert ln.Run.filter(description="first").one() == lineage["top"]
+    assert qs[1:3].delete() == 2
+    assert ln.Run.filter().count() == 2

@@ -172,6 +172,10 @@ class QuerySet:
         if field is None:
             return list(self._fetch())
         name = self.model._meta.aliases.get(field, field)
+        if name == "status" and "_status_code" in self.model._meta.columns:
+            from .models import STATUS_NAMES
+
+            return [STATUS_NAMES.get(code) for code in self.to_list("_status_code")]
         if name not in self.model._meta.columns:
             raise FieldError(f"{self.model.__name__} has no field {field!r}. Valid fields: {', '.join(self.model._field_names())}")
         with self.instance.read() as conn:
@@ -245,10 +249,18 @@ class QuerySet:
             raise MultipleResultsFound(f"more than one {model.__name__} matches {what}; use a longer uid or more lookups")
         return rows[0]
 
+    def _ids_subquery(self) -> sa.Select:
+        """The ids this query set denotes, slicing included (bulk writes honour `qs[:n]`)."""
+        table = self.model.__table__
+        if self._limit is None and not self._offset:
+            return sa.select(table.c.id).where(*self._conditions())
+        # A derived table: LIMIT directly inside IN (...) is refused by some databases.
+        return sa.select(self._select(table.c.id).subquery().c.id)
+
     def delete(self, permanent: bool | None = None) -> int:
         """Trash every matching record (or remove them with permanent=True); returns the count."""
         table = self.model.__table__
-        ids = sa.select(table.c.id).where(*self._conditions())
+        ids = self._ids_subquery()
         if permanent:
             stmt: Any = sa.delete(table).where(table.c.id.in_(ids))
         else:
@@ -269,7 +281,7 @@ class QuerySet:
 
             checked["updated_at"] = now()
         table = self.model.__table__
-        stmt = sa.update(table).where(table.c.id.in_(sa.select(table.c.id).where(*self._conditions()))).values(checked)
+        stmt = sa.update(table).where(table.c.id.in_(self._ids_subquery())).values(checked)
         return self.instance.write(lambda conn: conn.execute(stmt).rowcount)
 
     # -- dataframes, search, lookup ----------------------------------------------------------
