@@ -287,3 +287,17 @@ def test_bulk_update_and_delete_honour_slices(lineage):
     assert ln.Run.filter(description="first").one() == lineage["top"]
     assert qs[1:3].delete() == 2
     assert ln.Run.filter().count() == 2
+
+
+def test_reparenting_moves_the_subtree_and_refuses_cycles(lineage):
+    L = lineage
+    other_top = ln.Run(L["other"], name="other-top").save()
+    child = L["child"]
+    child.initiated_by_run = other_top
+    child.save()
+    assert ln.Run.get(L["grandchild"].uid).root_run == other_top, "descendants follow their parent"
+    assert set(ln.Run.filter(root_run=other_top)) == {other_top, child, L["grandchild"]}
+    with pytest.raises(ValidationError, match="cannot be initiated"):
+        other_top.initiated_by_run = L["grandchild"]
+        other_top.save()
+    assert ln.Run.get(other_top.uid).initiated_by_run is None

@@ -433,13 +433,18 @@ class Run(SQLRecord):
 
     def _update(self, conn: sa.Connection, events: list) -> None:
         before = self.__dict__.get("_orig", {}).get("_status_code")
-        if self.__dict__.get("initiated_by_run_id") != self.__dict__.get("_orig", {}).get("initiated_by_run_id"):
+        reparented = self.__dict__.get("initiated_by_run_id") != self.__dict__.get("_orig", {}).get("initiated_by_run_id")
+        if reparented:
+            t = self.__table__
             parent = self.__dict__.get("initiated_by_run_id")
-            if parent == self.id:
-                raise ValidationError("a run cannot initiate itself")
-            root = conn.execute(sa.select(schema.run.c.root_run_id).where(schema.run.c.id == parent)).scalar() if parent else None
+            below = _subtree(self.id)
+            if parent == self.id or (parent and conn.execute(sa.select(below.c.id).where(below.c.id == parent)).first()):
+                raise ValidationError(f"run {self.uid} cannot be initiated by itself or by a run it initiated")
+            root = conn.execute(sa.select(t.c.root_run_id).where(t.c.id == parent)).scalar() if parent else None
             self.__dict__["root_run_id"] = (root or parent) if parent else self.id
         super()._update(conn, events)
+        if reparented:  # the whole subtree moves to the new root
+            conn.execute(sa.update(t).where(t.c.id.in_(sa.select(below.c.id))).values(root_run_id=self.root_run_id))
         self._status_events(before, events)
 
     def _status_events(self, before: int | None, events: list) -> None:
@@ -480,12 +485,16 @@ class Run(SQLRecord):
         """Every run under this one in its chain (one indexed query on the root)."""
         if self.root_run_id == self.id:
             return Run.filter(root_run=self).exclude(id=self.id)
-        t = self.__table__
-        tree = sa.select(t.c.id).where(t.c.initiated_by_run_id == self.id).cte("tree", recursive=True)
-        # UNION (not UNION ALL) drops repeats, so even a corrupt cyclic chain terminates.
-        tree = tree.union(sa.select(t.c.id).where(t.c.initiated_by_run_id == tree.c.id))
-        return Run._qs(self._db)._where(t.c.id.in_(sa.select(tree.c.id)))
+        tree = _subtree(self.id)
+        return Run._qs(self._db)._where(self.__table__.c.id.in_(sa.select(tree.c.id)))
 
+
+
+def _subtree(run_id: int | None) -> Any:
+    """Recursive CTE of every run below `run_id` (UNION drops repeats: cyclic data terminates)."""
+    t = schema.run
+    tree = sa.select(t.c.id).where(t.c.initiated_by_run_id == run_id).cte("tree", recursive=True)
+    return tree.union(sa.select(t.c.id).where(t.c.initiated_by_run_id == tree.c.id))
 
 
 def _transform_alias(rest: list[str], value: Any, dialect: str) -> sa.ColumnElement[bool]:
