@@ -115,16 +115,15 @@ def show(uid: str) -> None:
 @cli.command()
 def plugins() -> None:
     """Loaded plugins and the hooks each implements."""
-    from .core.plugins import manager
+    from .core.plugins import distribution, manager
 
     pm = manager()
-    names = [name for name, plugin in pm.list_name_plugin()]
-    if not names:
+    loaded = pm.list_name_plugin()
+    if not loaded:
         click.echo("no plugins loaded")
-    for name, plugin in pm.list_name_plugin():
+    for name, plugin in loaded:
         hooks = sorted(h.name for h in pm.get_hookcallers(plugin) or [])
-        dist = next((d.project_name for p, d in pm.list_plugin_distinfo() if p is plugin), "built-in")
-        click.echo(f"{name} ({dist}): {', '.join(hooks) or 'no hooks'}")
+        click.echo(f"{name} ({distribution(name)}): {', '.join(hooks) or 'no hooks'}")
 
 
 def _register_plugin_commands() -> None:

@@ -32,12 +32,32 @@ def manager() -> pluggy.PluginManager:
             import importlib
 
             pm.register(importlib.import_module(name), name=name)
-        try:
-            pm.load_setuptools_entrypoints(ENTRY_POINT_GROUP)
-        except Exception as e:  # a broken third-party package must not break us
-            logger.warning("could not load lamin_integrations plugins: %s", e)
+        _load_entry_points(pm)
         _pm = pm
     return _pm
+
+
+_distributions: dict[str, str] = {}
+
+
+def _load_entry_points(pm: pluggy.PluginManager) -> None:
+    """Register each entry point on its own, so one broken package cannot hide the others."""
+    from importlib.metadata import entry_points
+
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        if pm.get_plugin(ep.name) is not None or pm.is_blocked(ep.name):
+            continue
+        try:
+            pm.register(ep.load(), name=ep.name)
+        except Exception as e:
+            logger.warning("could not load plugin %s (%s): %s: %s", ep.name, ep.value, type(e).__name__, e)
+            continue
+        _distributions[ep.name] = ep.dist.name if ep.dist is not None else ep.name
+
+
+def distribution(plugin_name: str) -> str:
+    """The distribution that provides a plugin ("built-in" for ours)."""
+    return _distributions.get(plugin_name, "built-in")
 
 
 def has_impls(hook_name: str) -> bool:
