@@ -1,4 +1,6 @@
-"""Plugins: a real third-party distribution found through the `lamin_integrations` entry point.
+"""Every registry event reaches a plugin found through the `lamin_integrations` entry point.
+
+(tests/test_plugins.py covers failing plugins, the CLI and tracing.)
 
 The test writes a tiny distribution (module + dist-info with entry_points.txt) into a
 folder on PYTHONPATH, so `importlib.metadata` finds it exactly as it finds installed ones.
@@ -50,14 +52,6 @@ PLUGIN = textwrap.dedent('''
         def hello():
             """Say hello from a plugin."""
             click.echo("hello from myplugin")
-''')
-
-BROKEN = textwrap.dedent('''
-    from lamin_integrations.core.hookspecs import hookimpl
-
-    @hookimpl
-    def run_started(run):
-        raise RuntimeError("plugin bug")
 ''')
 
 SCRIPT = textwrap.dedent('''
@@ -122,37 +116,3 @@ def test_entry_point_plugin_receives_every_event(plugin_env, tmp_path):
     assert {"event": "artifact_recreated", "artifact": artifact, "run": rerun} in events
     assert {"event": "run_inputs_linked", "run": consumer, "artifacts": [artifact]} in events
     assert [e["event"] for e in events].count("artifact_saved") == 1
-
-
-def test_failing_plugin_never_breaks_a_write(plugin_env, tmp_path):
-    env, log, plugins = plugin_env
-    make_distribution(plugins, "brokenplugin", BROKEN)
-    proc = run_script(env, tmp_path)
-    assert "plugin brokenplugin failed in run_started: RuntimeError: plugin bug" in proc.stderr
-    run = proc.stdout.split()[0]
-    check = subprocess.run([sys.executable, "-c", f"import lamin_integrations as ln; print(ln.Run.get('{run}').status)"],
-                           capture_output=True, text=True, env=env, timeout=60)
-    assert check.stdout.strip() == "completed"
-    assert any(json.loads(line)["event"] == "run_started" for line in log.read_text().splitlines()), \
-        "the healthy plugin still ran"
-
-
-def test_cli_lists_plugins_and_runs_their_commands(plugin_env):
-    env, _, _ = plugin_env
-    cli = str(Path(sys.executable).with_name("lamin-integrations"))
-    listed = subprocess.run([cli, "plugins"], capture_output=True, text=True, env=env, timeout=60)
-    assert listed.returncode == 0, listed.stderr
-    assert "myplugin" in listed.stdout and "run_finished" in listed.stdout and "artifact_saved" in listed.stdout
-    hello = subprocess.run([cli, "hello-plugin"], capture_output=True, text=True, env=env, timeout=60)
-    assert hello.returncode == 0 and hello.stdout.strip() == "hello from myplugin"
-
-
-def test_hook_tracing_switch(plugin_env, tmp_path):
-    env, _, _ = plugin_env
-    env = {**env, "LAMIN_INTEGRATIONS_TRACE_HOOKS": "1"}
-    src = tmp_path / "x.txt"
-    src.write_text("x")
-    proc = subprocess.run([sys.executable, "-c", "import lamin_integrations as ln; ln.Run(ln.Transform(key='t').save(), status='started').save()"],
-                          capture_output=True, text=True, env=env, timeout=60)
-    assert proc.returncode == 0, proc.stderr
-    assert "hook run_started -> myplugin" in proc.stderr

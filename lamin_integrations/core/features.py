@@ -172,7 +172,8 @@ def feature_lookup(model: Any, name: str, rest: list[str], value: Any, dialect: 
     from .models import Feature
     from .query import OPERATORS, _json_compare
 
-    if not Feature.filter(name=name).exists():
+    declared = Feature.filter(name=name).one_or_none()
+    if declared is None:
         return None
     op = rest[0] if rest else "exact"
     if len(rest) > 1 or op not in OPERATORS or op in ("isnull", "range"):
@@ -185,8 +186,14 @@ def feature_lookup(model: Any, name: str, rest: list[str], value: Any, dialect: 
     if op == "in":
         if isinstance(value, (str, bytes)):
             raise ValidationError(f"{name}__in expects a list")
+        value = [check_value(declared, v) for v in value]
         cond = sa.or_(*[_json_compare(jv.c.value, [], "exact", v, dialect, name) for v in value]) if value else sa.false()
     else:
+        if op in ("contains", "icontains", "startswith", "istartswith", "endswith", "iendswith", "iexact"):
+            if not isinstance(value, str):
+                raise ValidationError(f"{name}__{op} expects a string, got {value!r}")
+        else:
+            value = check_value(declared, value)
         cond = _json_compare(jv.c.value, [], op, value, dialect, name)
     matching = (
         sa.select(link.c.run_id)

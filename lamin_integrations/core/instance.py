@@ -141,6 +141,8 @@ class Instance:
             if url.database and url.database != ":memory:":
                 Path(url.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
             kwargs["connect_args"] = {"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}
+            # Keys stored unescaped, so a JSON path like $."température" finds them.
+            kwargs["json_serializer"] = _json_dumps
         elif self.dialect == "postgresql":
             kwargs["pool_pre_ping"] = True
             kwargs["connect_args"] = {"connect_timeout": 10}
@@ -244,6 +246,12 @@ class Instance:
 
             self._storage = Storage._default(self)
         return self._storage
+
+
+def _json_dumps(value: Any) -> str:
+    import json
+
+    return json.dumps(value, ensure_ascii=False)
 
 
 def _is_transient(e: sa.exc.DBAPIError) -> bool:

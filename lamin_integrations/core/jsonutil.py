@@ -26,6 +26,8 @@ def check_json(value: Any, where: str, _depth: int = 0) -> None:
         for key, item in value.items():
             if not isinstance(key, str):
                 raise ValidationError(f"{where} has a non-string key {key!r}; JSON keys are strings")
+            if "\x00" in key:
+                raise ValidationError(f"{where} has a key with a NUL byte: {key!r}")
             check_json(item, f"{where}[{key!r}]", _depth + 1)
         return
     if isinstance(value, (list, tuple)):

@@ -250,6 +250,9 @@ class Transform(IsVersioned, SQLRecord):
         existing = conn.execute(sa.select(t).where(self._identity()).order_by(t.c.id.desc()).limit(1)).mappings().first()
         if existing is not None:
             _load_into(self, existing)
+            if existing["branch_id"] == -1:  # creating it again brings it back from the trash
+                conn.execute(sa.update(t).where(t.c.id == existing["id"]).values(branch_id=1))
+                self.__dict__["branch_id"] = 1
             return
         given = self.__dict__.get("uid")
         values = self._insert_values(conn)

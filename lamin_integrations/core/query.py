@@ -68,7 +68,12 @@ class Q:
             clause = parts[0]
         else:
             clause = sa.or_(*parts) if self.connector == "OR" else sa.and_(*parts)
-        return sa.not_(clause) if self.negated else clause
+        return negate(clause) if self.negated else clause
+
+
+def negate(clause: sa.ColumnElement[bool]) -> sa.ColumnElement[bool]:
+    """NOT that treats "unknown" as false first, as Django does: exclude(name="x") keeps NULL names."""
+    return sa.not_(sa.func.coalesce(clause, sa.false()))
 
 
 def lookup(model: type[SQLRecord], expression: str, value: Any, dialect: str) -> sa.ColumnElement[bool]:
@@ -155,12 +160,21 @@ def _coerce(model: type[SQLRecord], name: str, column: Any, op: str, value: Any)
         if not isinstance(value, str):
             raise ValidationError(f"{where} expects a string, got {value!r}")
         _check_text(where, value)
+        check_pattern_length(where, value)
         return value
     if value is None:
         if op != "exact":
             raise ValidationError(f"{where} cannot compare with None; use __isnull=True")
         return None
     return _coerce_scalar(where, column, value)
+
+
+MAX_PATTERN_BYTES = 50_000  # SQLite refuses longer LIKE patterns; the same limit everywhere
+
+
+def check_pattern_length(where: str, value: str) -> None:
+    if len(value.encode()) > MAX_PATTERN_BYTES - 100:
+        raise ValidationError(f"{where}: search patterns are limited to {MAX_PATTERN_BYTES - 100:,} bytes, got {len(value.encode()):,}")
 
 
 def _check_text(where: str, value: str) -> None:
@@ -234,8 +248,14 @@ def _json_lookup(
         op = rest[-1]
         rest = rest[:-1]
     if not rest:
+        if op == "exact" and value is None:
+            op, value = "isnull", True
         if op == "isnull":
-            return column.is_(None) if value else column.is_not(None)
+            if not isinstance(value, bool):
+                raise ValidationError(f"{expression} expects True or False, got {value!r}")
+            # A JSON null and a SQL NULL both mean "no value".
+            cond = sa.or_(column.is_(None), _json_type(column, [], dialect) == "null")
+            return cond if value else sa.not_(cond)
         raise FieldError(
             f"{expression!r}: give a key inside the JSON field, e.g. params__learning_rate__gt=0.1"
         )
@@ -282,7 +302,10 @@ def _json_compare(column: Any, path: list[str], op: str, value: Any, dialect: st
 
 
 def _json_path_sqlite(path: list[str]) -> str:
-    return "$" + "".join('."' + key.replace('"', '\\"') + '"' for key in path)
+    for key in path:
+        if '"' in key or "\\" in key:
+            raise ValidationError(f"JSON keys with quotes or backslashes cannot be looked up on SQLite: {key!r}")
+    return "$" + "".join('."' + key + '"' for key in path)
 
 
 def _json_type(column: Any, path: list[str], dialect: str) -> Any:
@@ -297,7 +320,8 @@ def _json_scalar(column: Any, path: list[str], kind: str, dialect: str) -> Any:
     text = column.op("#>>", return_type=sa.Text)(sa.cast(path, sa.ARRAY(sa.Text)))
     if kind == "number":
         # Only evaluated where jsonb_typeof says number, so the cast cannot fail.
-        return sa.case((_json_type(column, path, dialect) == "number", sa.cast(text, sa.Float)), else_=None)
+        # numeric, not float8: integers above 2**53 must compare exactly.
+        return sa.case((_json_type(column, path, dialect) == "number", sa.cast(text, sa.Numeric)), else_=None)
     if kind == "bool":
         return sa.case((_json_type(column, path, dialect) == "boolean", sa.cast(text, sa.Boolean)), else_=None)
     return text

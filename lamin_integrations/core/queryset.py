@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import keyword
 import re
 from collections import namedtuple
 from collections.abc import Iterator
@@ -11,7 +12,7 @@ import sqlalchemy as sa
 
 from ..errors import FieldError, MultipleResultsFound, ObjectDoesNotExist, ValidationError
 from .instance import Instance, current
-from .query import Q
+from .query import Q, negate
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -63,7 +64,7 @@ class QuerySet:
         return new
 
     def exclude(self, *queries: Q, **expressions: Any) -> QuerySet:
-        return self._where(sa.not_(self._q(queries, expressions).compile(self.model, self.instance.dialect)))
+        return self._where(negate(self._q(queries, expressions).compile(self.model, self.instance.dialect)))
 
     @staticmethod
     def _q(queries: tuple[Any, ...], expressions: dict[str, Any]) -> Q:
@@ -111,9 +112,11 @@ class QuerySet:
                 raise ValidationError("query sets support [start:stop] slices with non-negative bounds")
             new = self._clone()
             start = item.start or 0
+            stop = item.stop
+            if self._limit is not None:  # a slice of a slice stays inside the outer one
+                stop = self._limit if stop is None else min(stop, self._limit)
             new._offset = (self._offset or 0) + start
-            if item.stop is not None:
-                new._limit = max(item.stop - start, 0)
+            new._limit = None if stop is None else max(stop - start, 0)
             return new
         if item < 0:
             return self._fetch()[item]
@@ -188,14 +191,22 @@ class QuerySet:
             return conn.execute(sa.select(sa.func.count()).select_from(inner.subquery())).scalar_one()
 
     def exists(self) -> bool:
+        if self._limit == 0:
+            return False
+        stmt = self._select(self.model.__table__.c.id)
+        if self._limit is None:
+            stmt = stmt.limit(1)
         with self.instance.read() as conn:
-            return conn.execute(self._select(self.model.__table__.c.id).limit(1)).first() is not None
+            return conn.execute(stmt).first() is not None
 
     def first(self) -> Any:
         rows = self[:1]._fetch() if self._cache is None else self._cache[:1]
         return rows[0] if rows else None
 
     def last(self) -> Any:
+        if self._limit is not None or self._offset:
+            rows = self._fetch()  # a slice: its last row, not the query's
+            return rows[-1] if rows else None
         order = self._order or [self.model.__table__.c.id.asc()]
         reversed_order = [o.element.desc() if getattr(o, "modifier", None) is sa.sql.operators.asc_op else o.element.asc() for o in order]
         new = self._clone()
@@ -218,10 +229,10 @@ class QuerySet:
 
     def get(self, idlike: int | str | None = None, **expressions: Any) -> Any:
         model = self.model
-        what = ", ".join([repr(idlike)] if idlike is not None else [] + [f"{k}={v!r}" for k, v in expressions.items()])
+        what = ", ".join(([repr(idlike)] if idlike is not None else []) + [f"{k}={v!r}" for k, v in expressions.items()])
         if idlike is not None:
-            if isinstance(idlike, bool) or not isinstance(idlike, (int, str)):
-                raise ValidationError(f"{model.__name__}.get() takes an int id or a uid string, got {idlike!r}")
+            if isinstance(idlike, bool) or not isinstance(idlike, (int, str)) or idlike == "":
+                raise ValidationError(f"{model.__name__}.get() takes an int id or a non-empty uid string, got {idlike!r}")
             if isinstance(idlike, int):
                 qs = self.filter(id=idlike, **expressions)
             else:
@@ -299,6 +310,9 @@ class QuerySet:
             raise ValidationError("search() needs a non-empty string")
         if "\x00" in string:
             raise ValidationError("search(): strings cannot contain NUL bytes")
+        from .query import check_pattern_length
+
+        check_pattern_length("search()", string)
         meta = self.model._meta
         fields = [field] if isinstance(field, str) else list(field or meta.string_fields)
         table = self.model.__table__
@@ -326,7 +340,8 @@ class QuerySet:
     def lookup(self, field: str | None = None, return_field: str | None = None) -> Any:
         """An auto-complete object: one attribute per value of `field` (default: first string field)."""
         meta = self.model._meta
-        field = field or ("name" if "name" in meta.columns else (meta.string_fields[0] if meta.string_fields else "uid"))
+        default = next((f for f in ("name", "key", "handle", "root") if f in meta.columns), "uid")
+        field = field or default
         if field not in meta.columns:
             raise FieldError(f"{self.model.__name__} has no field {field!r}")
         if return_field is not None and return_field not in meta.columns:
@@ -339,11 +354,13 @@ class QuerySet:
             values.setdefault(str(key), getattr(record, return_field) if return_field else record)
         attrs: dict[str, Any] = {}
         for key, value in values.items():
-            name = re.sub(r"\W+", "_", key).strip("_").lower() or "_"
+            name = re.sub(r"\W+", "_", key).strip("_").lower() or "value"
             if name[0].isdigit():
-                name = "_" + name
-            attrs.setdefault(name, value)
-        Lookup = namedtuple(f"Lookup{self.model.__name__}", list(attrs), rename=True)  # type: ignore[misc]
+                name = "v_" + name
+            if keyword.iskeyword(name):
+                name += "_"
+            attrs.setdefault(name, value)  # namedtuple fields: identifiers, no keywords, no leading _
+        Lookup = namedtuple(f"Lookup{self.model.__name__}", list(attrs))  # type: ignore[misc]
         lookup = Lookup(**attrs) if attrs else Lookup()
         lookup.__class__.dict = lambda self_: dict(values)  # type: ignore[attr-defined]
         return lookup
