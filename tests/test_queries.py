@@ -301,3 +301,16 @@ def test_reparenting_moves_the_subtree_and_refuses_cycles(lineage):
         other_top.initiated_by_run = L["grandchild"]
         other_top.save()
     assert ln.Run.get(other_top.uid).initiated_by_run is None
+
+
+def test_in_place_changes_to_loaded_json_are_saved(lineage):
+    run = ln.Run.get(lineage["top"].uid)
+    run.params["learning_rate"] = 0.2
+    run.params["pre"]["norm"] = "warm"
+    run.save()
+    again = ln.Run.get(run.uid)
+    assert again.params["learning_rate"] == 0.2 and again.params["pre"]["norm"] == "warm"
+    untouched = ln.Run.get(lineage["child"].uid)
+    untouched.name = "renamed"
+    untouched.save()
+    assert ln.Run.get(untouched.uid).params == {"learning_rate": 0.5, "tag": 7}, "unread JSON is left alone"

@@ -230,6 +230,8 @@ class SQLRecord:
             setattr(cls, name, rel)
         meta.aliases = dict(cls._aliases)
         meta.json_columns = frozenset(c.name for c in table.columns if isinstance(c.type, sa.JSON))
+        for name in meta.json_columns:
+            setattr(cls, name, _JSONField(name))
         meta.string_fields = [
             c.name for c in table.columns
             if isinstance(c.type, (sa.String, sa.Text)) and not c.name.startswith("_")
@@ -301,19 +303,26 @@ class SQLRecord:
         return obj
 
     def _snapshot(self) -> None:
-        # JSON values can be mutated in place (run.params["x"] = 1), so they are kept as
-        # text: cheaper than a deep copy, and compared the same way at save time.
         d = self.__dict__
         json_columns = self._meta.json_columns
-        d["_orig"] = {name: (_json_text(d.get(name)) if name in json_columns else d.get(name)) for name in self._meta.columns}
+        d["_orig"] = {name: d.get(name) for name in self._meta.columns if name not in json_columns}
+        d["_json_seen"] = {}  # JSON values are snapshotted when first read (see _JSONField)
 
     def _changed(self) -> dict[str, Any]:
         d, orig = self.__dict__, self.__dict__.get("_orig", {})
+        seen = d.get("_json_seen", {})
         json_columns = self._meta.json_columns
-        return {
-            n: d.get(n) for n in self._meta.columns
-            if n != "id" and ((_json_text(d.get(n)) if n in json_columns else d.get(n)) != orig.get(n))
-        }
+        changed = {}
+        for n in self._meta.columns:
+            if n == "id":
+                continue
+            if n in json_columns:
+                # A JSON value never read through its attribute cannot have been mutated.
+                if n in seen and _json_text(d.get(n)) != seen[n]:
+                    changed[n] = d.get(n)
+            elif d.get(n) != orig.get(n):
+                changed[n] = d.get(n)
+        return changed
 
     @classmethod
     def _field_names(cls, writable: bool = False) -> list[str]:
@@ -554,6 +563,31 @@ class SQLRecord:
         with instance.read() as conn:
             row = conn.execute(sa.select(table).where(table.c.id == id_)).mappings().first()
         return cls._from_row(row, instance) if row is not None else None
+
+
+class _JSONField:
+    """JSON columns can be mutated in place (`run.params["x"] = 1`), so saving must compare
+    against a copy. The copy (as JSON text) is taken when the value is first read through
+    the attribute, which is the only way user code can reach it: records whose JSON is never
+    touched (most rows of a query) pay nothing.
+    """
+
+    def __init__(self, name: str):
+        self.name = name
+
+    def __get__(self, obj: Any, owner: type) -> Any:
+        if obj is None:
+            return self
+        d = obj.__dict__
+        value = d.get(self.name)
+        seen = d.get("_json_seen")
+        if seen is not None and self.name not in seen:
+            seen[self.name] = _json_text(value)
+        return value
+
+    def __set__(self, obj: Any, value: Any) -> None:
+        self.__get__(obj, type(obj))  # remember what was stored before replacing it
+        obj.__dict__[self.name] = value
 
 
 def _json_text(value: Any) -> Any:
