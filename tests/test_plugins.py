@@ -56,6 +56,11 @@ RECORDER = textwrap.dedent('''
     @hookimpl
     def run_inputs_linked(run, artifacts):
         _log("run_inputs_linked", run=run.uid, artifacts=sorted(a.uid for a in artifacts))
+
+
+    @hookimpl
+    def artifact_recreated(artifact, run):
+        _log("artifact_recreated", artifact=artifact.uid, run=run.uid)
 ''')
 
 RAISER = textwrap.dedent('''
@@ -129,7 +134,15 @@ LIFECYCLE = textwrap.dedent('''
     run.save()  # saving again without a status change announces nothing
     consumer = ln.Run(t, status="started").save()
     consumer.input_artifacts.add(output)
-    print(json.dumps({"transform": t.uid, "run": run.uid, "consumer": consumer.uid, "artifact": output.uid}))
+    from pathlib import Path
+    from lamin_integrations.core.context import set_current_run
+    data = Path("same.txt")
+    data.write_text("same bytes")
+    first = ln.Artifact(data, key="same.txt", run=run).save()
+    set_current_run(consumer)
+    ln.Artifact(data, key="same.txt").save()  # the same content again: recreated by consumer
+    print(json.dumps({"transform": t.uid, "run": run.uid, "consumer": consumer.uid, "artifact": output.uid,
+                      "same": first.uid}))
 ''')
 
 
@@ -178,7 +191,10 @@ def test_entry_point_plugin_receives_lifecycle_events(registry, tmp_path):
     finished = [e for e in got if e["event"] == "run_finished"]
     assert finished == [{"event": "run_finished", "run": ids["run"], "status": "completed", "finished": True}]
     saved = [e for e in got if e["event"] == "artifact_saved"]
-    assert saved == [{"event": "artifact_saved", "artifact": ids["artifact"], "key": "out.txt", "run": ids["run"]}]
+    assert saved == [{"event": "artifact_saved", "artifact": ids["artifact"], "key": "out.txt", "run": ids["run"]},
+                     {"event": "artifact_saved", "artifact": ids["same"], "key": "same.txt", "run": ids["run"]}]
+    recreated = [e for e in got if e["event"] == "artifact_recreated"]
+    assert recreated == [{"event": "artifact_recreated", "artifact": ids["same"], "run": ids["consumer"]}]
     linked = [e for e in got if e["event"] == "run_inputs_linked"]
     assert linked == [{"event": "run_inputs_linked", "run": ids["consumer"], "artifacts": [ids["artifact"]]}]
     order = [e["event"] for e in got]
@@ -213,7 +229,7 @@ def test_a_raising_plugin_never_breaks_a_save(registry, tmp_path):
     assert ln.Artifact.get(ids["artifact"]).key == "out.txt"
     assert [a.uid for a in ln.Run.get(ids["consumer"]).input_artifacts] == [ids["artifact"]]
     # ... and the healthy plugin still heard about all of it.
-    assert {e["event"] for e in events(log)} == {"run_started", "run_finished", "artifact_saved", "run_inputs_linked"}
+    assert {e["event"] for e in events(log)} == {"run_started", "run_finished", "artifact_saved", "run_inputs_linked", "artifact_recreated"}
 
 
 def test_cli_lists_plugins_and_their_hooks(tmp_path):
@@ -223,7 +239,7 @@ def test_cli_lists_plugins_and_their_hooks(tmp_path):
     listed = run_cli("plugins", env=env_with(site))
     assert listed.returncode == 0, listed.stderr
     lines = {line.split(" ", 1)[0]: line for line in listed.stdout.splitlines()}
-    assert lines["myplugin"] == "myplugin (myplugin): artifact_saved, run_finished, run_inputs_linked, run_started"
+    assert lines["myplugin"] == "myplugin (myplugin): artifact_recreated, artifact_saved, run_finished, run_inputs_linked, run_started"
     assert lines["cmdplugin"] == "cmdplugin (cmdplugin): register_commands"
 
     bare = run_cli("plugins", env=env_with(tmp_path / "empty"))
@@ -278,7 +294,7 @@ def test_a_plugin_that_fails_to_import_does_not_hide_the_others(tmp_path):
     listed = run_cli("plugins", env=env_with(broken, site))
     assert listed.returncode == 0, listed.stderr
     assert "missing dependency" in listed.stderr, "the broken plugin is reported"
-    assert "myplugin (myplugin): artifact_saved, run_finished, run_inputs_linked, run_started" in listed.stdout
+    assert "myplugin (myplugin): artifact_recreated, artifact_saved, run_finished, run_inputs_linked, run_started" in listed.stdout
 
 
 def test_hook_tracing(registry, tmp_path):
