@@ -314,3 +314,12 @@ def test_in_place_changes_to_loaded_json_are_saved(lineage):
     untouched.name = "renamed"
     untouched.save()
     assert ln.Run.get(untouched.uid).params == {"learning_rate": 0.5, "tag": 7}, "unread JSON is left alone"
+
+
+def test_a_query_set_as_a_relation_value(lineage):
+    steps = ln.Transform.filter(kind="step")
+    assert names(ln.Run.filter(transform__in=steps)) == {"align[A]", "align[B]"}
+    assert {a.key for a in ln.Artifact.filter(run__in=ln.Run.filter(name="align[B]"))} == {"b.csv"}
+    assert names(ln.Run.filter(input_artifacts__in=ln.Artifact.filter(key="a.txt"))) == {"align[B]"}
+    with pytest.raises(ValidationError, match="expects Transform records"):
+        ln.Run.filter(transform__in=ln.Project.filter()).count()

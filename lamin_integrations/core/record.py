@@ -71,6 +71,12 @@ class Relation:
                 return self._isnull(model, value)
             if value is None:
                 return self._isnull(model, True)
+            from .queryset import QuerySet
+
+            if isinstance(value, QuerySet):  # Django-style: a query set as a subquery of ids
+                if value.model is not self.target:
+                    raise ValidationError(f"{where} expects {self.target.__name__} records, got a {value.model.__name__} query set")
+                return self._in_ids(model, value._ids_subquery())  # type: ignore[arg-type]
             if op == "in" and not isinstance(value, (list, tuple, set, frozenset)):
                 raise ValidationError(f"{where} expects a list, got {value!r}")
             return self._in_ids(model, _ids_of(self.target, where, value))
