@@ -1,0 +1,67 @@
+"""The state hooks attached to every instrumented Flow and Task.
+
+They are module-level functions so that a Task pickled to a process-pool worker carries
+them by reference, and so that "is this hook already attached" is an identity check.
+Recording must never change what the flow does: any error is caught here, logged once per
+kind of error (a broken registry would otherwise log for each of thousands of task runs),
+and the hook returns normally.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from . import recorder
+
+logger = logging.getLogger("lamin_integrations")
+
+_reported: set[str] = set()
+_reported_lock = threading.Lock()
+
+
+def _guarded(what: str, fn: Callable[[Any, Any, Any], None], obj: Any, run: Any, state: Any) -> None:
+    try:
+        fn(obj, run, state)
+    except Exception as e:
+        signature = type(e).__name__  # a down registry fails every hook alike: say it once
+        with _reported_lock:
+            first = signature not in _reported
+            _reported.add(signature)
+        if first:
+            logger.warning("lamin-integrations: could not record %s of %s (the run itself is not affected): %s: %s",
+                           what, getattr(run, "name", run), type(e).__name__, e, exc_info=True)
+        else:
+            logger.debug("lamin-integrations: could not record %s: %s", what, e)
+
+
+def lamin_flow_running(flow: Any, flow_run: Any, state: Any) -> None:
+    _guarded("the start of flow run", recorder.flow_started, flow, flow_run, state)
+
+
+def lamin_flow_finished(flow: Any, flow_run: Any, state: Any) -> None:
+    _guarded("the end of flow run", recorder.flow_finished, flow, flow_run, state)
+
+
+def lamin_task_running(task: Any, task_run: Any, state: Any) -> None:
+    _guarded("the start of task run", recorder.task_started, task, task_run, state)
+
+
+def lamin_task_finished(task: Any, task_run: Any, state: Any) -> None:
+    _guarded("the end of task run", recorder.task_finished, task, task_run, state)
+
+
+FLOW_HOOKS: dict[str, Callable[..., None]] = {
+    "on_running_hooks": lamin_flow_running,
+    "on_completion_hooks": lamin_flow_finished,
+    "on_failure_hooks": lamin_flow_finished,
+    "on_crashed_hooks": lamin_flow_finished,
+    "on_cancellation_hooks": lamin_flow_finished,
+}
+TASK_HOOKS: dict[str, Callable[..., None]] = {
+    "on_running_hooks": lamin_task_running,
+    "on_completion_hooks": lamin_task_finished,
+    "on_failure_hooks": lamin_task_finished,
+}

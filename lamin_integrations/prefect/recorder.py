@@ -1,0 +1,432 @@
+"""Flow runs and task runs as registry Runs: everything the hooks write.
+
+Hooks fire in whichever thread or process runs the flow or task (pool threads, process
+pool workers, async event loops), so the only state kept here is a per-process cache of
+the Runs this process opened, keyed by Prefect's run id. Anything not in the cache (a
+parent flow run seen from a worker process, a flow whose end hook runs in a runner) is
+found in the registry by its `reference`. Nothing here writes SQL: Runs and Transforms go
+through the core records, files through `core.pipeline`.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import os
+import socket
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+from ..core.context import get_current_run, parent_run_from_env, reset_current_run, set_current_run
+from .values import existing_paths, params_json
+
+logger = logging.getLogger("lamin_integrations")
+
+FLOW_RUN = "prefect_flow_run"
+TASK_RUN = "prefect_task_run"
+
+# Prefect state type -> registry status. Cancelling counts: the engine fires
+# on_cancellation on Cancelling, and nothing fires on the later Cancelled.
+STATUS = {"COMPLETED": "completed", "FAILED": "errored", "CRASHED": "aborted",
+          "CANCELLING": "aborted", "CANCELLED": "aborted"}
+OPEN = ("started", "restarted", "scheduled")
+_FACTS = "prefect"  # params key holding engine facts (attempt, cached, map index, ...)
+
+
+@dataclass
+class _Open:
+    run: Any
+    attempt: int
+    token: Any = None
+    previous: Any = None
+    inputs: frozenset[str] = frozenset()  # real paths of input files: returning one is no output
+
+
+class _State:
+    """This process's view: open runs, transforms and parents it already looked up."""
+
+    def __init__(self) -> None:
+        self.lock = threading.RLock()
+        self.instance: Any = None
+        self.open: dict[str, _Open] = {}
+        self.transforms: dict[tuple, Any] = {}
+        self.known: dict[str, Any] = {}  # reference -> Run found in the registry (parents)
+        self.map_index: dict[str, int] = {}
+        self.host = socket.gethostname()[:255]
+
+    def check_instance(self) -> None:
+        """Forget cached records when the process switched registries (tests, ln.connect)."""
+        from ..core.instance import current
+
+        instance = current()
+        if instance is not self.instance:
+            with self.lock:
+                self.instance = instance
+                self.open.clear()
+                self.transforms.clear()
+                self.known.clear()
+
+
+state = _State()
+
+
+# -- helpers ------------------------------------------------------------------------------
+
+
+def _source(fn: Any) -> str | None:
+    try:
+        return inspect.getsource(fn)
+    except (OSError, TypeError):
+        return None
+
+
+def _transform(key: str, kind: str, version: str | None, fn: Any, description: str | None = None) -> Any:
+    from ..core.models import Transform
+
+    cache_key = (key, kind, version, getattr(fn, "__code__", None))
+    found = state.transforms.get(cache_key)
+    if found is None:
+        found = Transform(key=key[:1024], kind=kind, version=version, source_code=_source(fn),
+                          description=description).save()
+        state.transforms[cache_key] = found
+    return found
+
+
+def _by_reference(reference: str, reference_type: str) -> Any:
+    """A Run opened by another process (or an earlier attempt), found by Prefect's id."""
+    from ..core.models import Run
+
+    found = state.known.get(reference)
+    if found is None:
+        found = Run.filter(reference=reference, reference_type=reference_type).order_by("-id").first()
+        if found is not None:
+            state.known[reference] = found
+    return found
+
+
+def _with_facts(params: dict[str, Any], facts: dict[str, Any]) -> dict[str, Any]:
+    key = _FACTS if _FACTS not in params else f"_{_FACTS}"
+    return {**params, key: {k: v for k, v in facts.items() if v is not None}}
+
+
+def _facts_of(run: Any) -> dict[str, Any]:
+    params = run.params or {}
+    value = params.get(f"_{_FACTS}") if isinstance(params.get(f"_{_FACTS}"), dict) else params.get(_FACTS)
+    return dict(value) if isinstance(value, dict) else {}
+
+
+def _set_current(entry: _Open) -> None:
+    entry.previous = get_current_run()
+    entry.token = set_current_run(entry.run)
+
+
+def _unset_current(entry: _Open) -> None:
+    """Undo the ContextVar set at start; end hooks may run in another context, so tolerate it."""
+    if entry.token is None:
+        return
+    try:
+        reset_current_run(entry.token)
+    except (ValueError, RuntimeError):
+        if get_current_run() is entry.run:
+            set_current_run(entry.previous)
+    entry.token = None
+
+
+def _record_inputs(entry: _Open, values: Any) -> None:
+    from ..core.pipeline import record_inputs
+
+    paths = existing_paths(values)
+    if paths:
+        entry.inputs = frozenset(os.path.realpath(p) for p in paths)
+        record_inputs(entry.run, paths, workdir=os.getcwd())
+
+
+def _record_outputs(run: Any, result: Any, entry: _Open) -> list[Any]:
+    from ..core.pipeline import record_outputs
+
+    paths = [p for p in existing_paths([result]) if os.path.realpath(p) not in entry.inputs]
+    if not paths:
+        return []
+    return record_outputs(run, paths, workdir=os.getcwd())
+
+
+def _result(state_obj: Any) -> Any:
+    """The return value of a completed run (sync even inside async flows)."""
+    data = getattr(state_obj, "data", None)
+    if data is None:
+        return None
+    try:
+        return state_obj.result(raise_on_failure=False, _sync=True)
+    except TypeError:
+        return state_obj.result(raise_on_failure=False)
+
+
+def _storage_key(state_obj: Any) -> str | None:
+    """Where Prefect persisted the result: the same for the producing run and its cache hits."""
+    try:
+        key = state_obj.data.metadata.storage_key
+    except AttributeError:
+        return None
+    return str(key) if key else None
+
+
+# -- flow runs ----------------------------------------------------------------------------
+
+
+def _flow_parent(flow_run: Any) -> Any:
+    """The run that started this flow run: a task (subflow in a task), a flow, or the script."""
+    from prefect.context import FlowRunContext, TaskRunContext
+
+    own = str(flow_run.id)
+    task_ctx = TaskRunContext.get()
+    if task_ctx is not None and task_ctx.task_run is not None:
+        entry = state.open.get(str(task_ctx.task_run.id))
+        if entry is not None:
+            return entry.run
+    flow_ctx = FlowRunContext.get()
+    if flow_ctx is not None and flow_ctx.flow_run is not None and str(flow_ctx.flow_run.id) != own:
+        ref = str(flow_ctx.flow_run.id)
+        entry = state.open.get(ref)
+        return entry.run if entry is not None else _by_reference(ref, FLOW_RUN)
+    current = get_current_run()
+    if current is not None and current.reference != own:
+        return current
+    if flow_ctx is None and task_ctx is None:
+        return parent_run_from_env()
+    return None
+
+
+def _flow_facts(flow_run: Any, attempt: int, **extra: Any) -> dict[str, Any]:
+    return {"attempt": attempt, "tags": list(flow_run.tags or []) or None,
+            "deployment_id": str(flow_run.deployment_id) if flow_run.deployment_id else None, **extra}
+
+
+def _new_flow_run(flow: Any, flow_run: Any, attempt: int) -> Any:
+    from ..core.models import Run
+
+    transform = _transform(flow.name, "pipeline", flow.version, flow.fn, flow.description)
+    params = _with_facts(params_json(flow_run.parameters), _flow_facts(flow_run, attempt))
+    run = Run(transform, name=(flow_run.name or "")[:150] or None, params=params, reference=str(flow_run.id),
+              reference_type=FLOW_RUN, initiated_by_run=_flow_parent(flow_run), status="started",
+              entrypoint=getattr(flow, "_entrypoint", None))
+    run.host, run.pid = state.host, os.getpid()
+    return run.save()
+
+
+def flow_started(flow: Any, flow_run: Any, state_obj: Any) -> None:
+    state.check_instance()
+    ref = str(flow_run.id)
+    attempt = int(flow_run.run_count or 0) + 1  # run_count is the count before this attempt
+    entry = state.open.get(ref)
+    if entry is not None or (attempt > 1 and _by_reference(ref, FLOW_RUN) is not None):
+        if entry is None:
+            entry = state.open[ref] = _Open(_by_reference(ref, FLOW_RUN), attempt - 1)
+        if attempt > entry.attempt:  # a flow retry: same run, next attempt
+            entry.attempt = attempt
+            entry.run.status = "restarted"
+            entry.run.params = _with_facts({k: v for k, v in (entry.run.params or {}).items() if k not in (_FACTS, f"_{_FACTS}")},
+                                           {**_facts_of(entry.run), "attempt": attempt})
+            entry.run.save()
+        return
+    run = _new_flow_run(flow, flow_run, attempt)
+    entry = _Open(run, attempt)
+    with state.lock:
+        state.open[ref] = entry
+    _set_current(entry)
+    _record_inputs(entry, (flow_run.parameters or {}).values())
+
+
+def flow_finished(flow: Any, flow_run: Any, state_obj: Any) -> None:
+    from prefect.context import FlowRunContext
+
+    from ..core.pipeline import close_run
+
+    state.check_instance()
+    ref = str(flow_run.id)
+    with state.lock:
+        entry = state.open.pop(ref, None)
+    run = entry.run if entry is not None else _by_reference(ref, FLOW_RUN)
+    if run is None:  # parameter validation failed: no running hook fired
+        attempt = max(int(flow_run.run_count or 0), 1)
+        run = _new_flow_run(flow, flow_run, attempt)
+        entry = _Open(run, attempt)
+    elif entry is None:
+        entry = _Open(run, int(flow_run.run_count or 1))
+    kind = state_obj.type.value if hasattr(state_obj.type, "value") else str(state_obj.type)
+    status = STATUS.get(kind, "aborted")
+    try:
+        ctx = FlowRunContext.get()
+        params = run.params or {}
+        if ctx is not None and ctx.flow_run is not None and str(ctx.flow_run.id) == ref and ctx.parameters is not None:
+            params = _with_facts(params_json(ctx.parameters), _facts_of(run))  # validated values
+        run.params = _with_facts({k: v for k, v in params.items() if k not in (_FACTS, f"_{_FACTS}")},
+                                 {**_facts_of(run), "state": state_obj.name})
+        if status == "completed":
+            _record_outputs(run, _result(state_obj), entry)
+        _close_children(run, entry)
+    finally:
+        _unset_current(entry)
+        close_run(run, status, error=None if status == "completed" else (state_obj.message or state_obj.name))
+        state.known.pop(ref, None)
+
+
+def _close_children(run: Any, entry: _Open) -> None:
+    """Task runs (and subflows) this flow started that never reported an end: aborted.
+
+    A task that crashes (BaseException) fires no end hook, and a killed worker process
+    fires nothing at all; without this those runs would stay `started` forever.
+    """
+    from ..core.models import Run
+    from ..core.pipeline import close_run
+
+    reason = "the flow run ended before this run reported a final state (crashed or killed)"
+    with state.lock:
+        mine = [(ref, e) for ref, e in state.open.items() if e.run.initiated_by_run_id == run.id]
+        for ref, _ in mine:
+            state.open.pop(ref, None)
+    closed = set()
+    for _, child in mine:
+        _unset_current(child)
+        close_run(child.run, "aborted", error=reason)
+        closed.add(child.run.id)
+    stale = Run.filter(initiated_by_run=run, status__in=list(OPEN)).exclude(id__in=list(closed) or [-1])
+    for child in stale:
+        close_run(child, "aborted", error=reason)
+    _apply_map_indexes(run)
+
+
+def _apply_map_indexes(run: Any) -> None:
+    """Map indexes learnt after their runs were written (process pools, fast tasks)."""
+    from ..core.models import Run
+
+    with state.lock:
+        pending = dict(state.map_index)
+    if not pending:
+        return
+    done = []
+    for child in Run.filter(initiated_by_run=run, reference__in=list(pending), reference_type=TASK_RUN):
+        facts = _facts_of(child)
+        index = pending[child.reference]
+        if facts.get("map_index") != index:
+            child.params = _with_facts({k: v for k, v in (child.params or {}).items() if k not in (_FACTS, f"_{_FACTS}")},
+                                       {**facts, "map_index": index})
+            child.save()
+        done.append(child.reference)
+    with state.lock:
+        for ref in done if any(e.run.reference_type == FLOW_RUN for e in state.open.values()) else pending:
+            state.map_index.pop(ref, None)  # the last flow to end forgets the rest
+
+
+# -- task runs ----------------------------------------------------------------------------
+
+
+def _task_parent(task_run: Any) -> Any:
+    flow_ref = str(task_run.flow_run_id) if task_run.flow_run_id else None
+    current = get_current_run()
+    if flow_ref is None:
+        return current  # a task called outside any flow: child of the script's run, if any
+    entry = state.open.get(flow_ref)
+    parent = entry.run if entry is not None else _by_reference(flow_ref, FLOW_RUN)
+    # a task called inside another task's body: the outer task run started it
+    if (current is not None and parent is not None and current.reference_type == TASK_RUN
+            and current.initiated_by_run_id == parent.id and current.reference != str(task_run.id)):
+        return current
+    return parent
+
+
+def _flow_name(parent: Any) -> str | None:
+    from prefect.context import FlowRunContext
+
+    ctx = FlowRunContext.get()
+    flow = getattr(ctx, "flow", None) if ctx is not None else None
+    if flow is not None:
+        return str(flow.name)
+    if parent is not None and parent.reference_type == FLOW_RUN:
+        return str(parent.transform.key)
+    if parent is not None and parent.reference_type == TASK_RUN:
+        return str(parent.transform.key).split(":", 1)[0]
+    return None
+
+
+def task_started(task: Any, task_run: Any, state_obj: Any) -> None:
+    from prefect.context import TaskRunContext
+
+    from ..core.models import Run
+
+    state.check_instance()
+    ref = str(task_run.id)
+    attempt = int(task_run.run_count or 1)
+    entry = state.open.get(ref)
+    if entry is not None:
+        # a retry (next attempt), or the duplicate running hook of a crash (same attempt)
+        if attempt > entry.attempt:
+            entry.attempt = attempt
+            run = entry.run
+            run.status = "restarted"
+            run.params = _with_facts({k: v for k, v in (run.params or {}).items() if k not in (_FACTS, f"_{_FACTS}")},
+                                     {**_facts_of(run), "attempt": attempt})
+            run.save()
+        return
+    ctx = TaskRunContext.get()
+    parameters = ctx.parameters if ctx is not None else {}
+    parent = _task_parent(task_run)
+    flow_name = _flow_name(parent)
+    key = f"{flow_name}:{task.name}" if flow_name else str(task.name)
+    transform = _transform(key, "step", task.version, task.fn, task.description)
+    facts = {"attempt": attempt, "cached": False, "map_index": state.map_index.get(ref),
+             "task_key": task_run.task_key, "tags": list(task_run.tags or []) or None}
+    run = Run(transform, name=(task_run.name or "")[:150] or None, params=_with_facts(params_json(parameters), facts),
+              reference=ref, reference_type=TASK_RUN, initiated_by_run=parent, status="started")
+    run.host, run.pid = state.host, os.getpid()
+    run.save()
+    entry = _Open(run, attempt)
+    with state.lock:
+        state.open[ref] = entry
+    _set_current(entry)
+    if parameters:
+        _record_inputs(entry, parameters.values())
+
+
+def task_finished(task: Any, task_run: Any, state_obj: Any) -> None:
+    from ..core.pipeline import close_run
+
+    state.check_instance()
+    ref = str(task_run.id)
+    with state.lock:
+        entry = state.open.pop(ref, None)
+    if entry is None:  # no running hook seen (instrumented mid-run): record the end alone
+        task_started(task, task_run, state_obj)
+        with state.lock:
+            entry = state.open.pop(ref, None)
+        if entry is None:
+            return
+    run = entry.run
+    kind = state_obj.type.value if hasattr(state_obj.type, "value") else str(state_obj.type)
+    status = STATUS.get(kind, "aborted")
+    cached = state_obj.name == "Cached"
+    try:
+        facts = {**_facts_of(run), "attempt": int(task_run.run_count or entry.attempt), "cached": cached,
+                 "state": state_obj.name, "result_key": _storage_key(state_obj)}
+        with state.lock:
+            index = state.map_index.pop(ref, None)
+        if index is not None:
+            facts["map_index"] = index
+        run.params = _with_facts({k: v for k, v in (run.params or {}).items() if k not in (_FACTS, f"_{_FACTS}")}, facts)
+        if status == "completed":
+            _record_outputs(run, _result(state_obj), entry)
+    finally:
+        _unset_current(entry)
+        close_run(run, status, error=None if status == "completed" else (state_obj.message or state_obj.name))
+
+
+def note_map_indexes(task_run_ids: list[Any]) -> None:
+    """Remember which map index each task run has (Prefect does not tell the task run).
+
+    Runs already written get their index at their end hook or, if they ended before `.map()`
+    returned, when their flow ends.
+    """
+    with state.lock:
+        for i, task_run_id in enumerate(task_run_ids):
+            if task_run_id is not None:
+                state.map_index[str(task_run_id)] = i

@@ -1,0 +1,72 @@
+"""Turning Prefect parameters and results into params JSON and file paths.
+
+Prefect hands hooks live Python objects (validated flow parameters, resolved task inputs,
+return values). The registry stores JSON and links files, so this module decides what is
+plain data, what is a readable repr, and which values name files on disk.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from ..core.step import json_safe
+
+# A parameter holding a huge list of paths is still linked, but we stop looking after this
+# many items: stat()-ing a million strings would cost more than the task.
+MAX_PATHS = 10_000
+_MAX_PATH_LEN = 4096
+
+
+def params_json(parameters: Mapping[str, Any] | None) -> dict[str, Any]:
+    """JSON-safe params (plain values as they are, others as a readable repr)."""
+    if not parameters:
+        return {}
+    return {str(k): json_safe(v) for k, v in parameters.items()}
+
+
+def _candidates(value: Any) -> Iterable[str]:
+    if isinstance(value, os.PathLike):
+        yield os.fspath(value)  # type: ignore[misc]
+    elif isinstance(value, str):
+        yield value
+    elif isinstance(value, (list, tuple, set, frozenset)):
+        for i, item in enumerate(value):
+            if i >= MAX_PATHS:
+                return
+            if isinstance(item, (str, os.PathLike)):
+                yield os.fspath(item)  # type: ignore[misc]
+    elif isinstance(value, Mapping):
+        for item in list(value.values())[:MAX_PATHS]:
+            if isinstance(item, (str, os.PathLike)):
+                yield os.fspath(item)  # type: ignore[misc]
+
+
+def _too_broad(path: str) -> bool:
+    """The working directory, one of its ancestors or the home folder: never an artifact.
+
+    A parameter like `"."` or `"/"` is an existing folder, but hashing the whole tree would
+    cost far more than the run and is not what the user meant as an input.
+    """
+    real = Path(os.path.realpath(path))
+    cwd = Path.cwd()
+    return real == cwd or real in cwd.parents or real == Path.home()
+
+
+def existing_paths(values: Iterable[Any]) -> list[str]:
+    """Existing files or folders named by the values (str, Path, or collections of them)."""
+    out: list[str] = []
+    seen: set[str] = set()
+    for value in values:
+        for text in _candidates(value):
+            if not text or len(text) > _MAX_PATH_LEN or "\n" in text or "\x00" in text or text in seen:
+                continue
+            seen.add(text)
+            try:
+                if os.path.exists(text) and not _too_broad(text):
+                    out.append(text)
+            except (OSError, ValueError):
+                continue
+    return out

@@ -1,0 +1,415 @@
+"""Prefect adapter: real flows against one ephemeral Prefect server for this module.
+
+Starting Prefect's server costs ~15 s and each flow run ~1.2 s (engine notes), so the
+server is shared by the module and each test runs one or two small flows, then asserts on
+the Runs, statuses, params and artifact links the hooks wrote.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+# Prefect reads its settings when first imported: point it at a throw-away home first.
+os.environ.setdefault("PREFECT_HOME", tempfile.mkdtemp(prefix="prefect-home-"))
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("DO_NOT_TRACK", "1")
+os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
+
+prefect = pytest.importorskip("prefect")
+
+import lamin_integrations as ln  # noqa: E402
+from lamin_integrations.prefect import LaminFlow, LaminTask, flow, instrument, task  # noqa: E402
+from lamin_integrations.prefect import hooks as prefect_hooks  # noqa: E402
+from lamin_integrations.prefect import recorder as recorder  # noqa: E402
+
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def prefect_server(tmp_path_factory: pytest.TempPathFactory):
+    from prefect.settings import PREFECT_HOME, PREFECT_LOCAL_STORAGE_PATH, temporary_settings
+    from prefect.testing.utilities import prefect_test_harness
+
+    home = tmp_path_factory.mktemp("prefect_home")
+    settings = {PREFECT_HOME: home, PREFECT_LOCAL_STORAGE_PATH: home / "storage"}
+    with temporary_settings(updates=settings), prefect_test_harness(server_startup_timeout=120):
+        yield
+
+
+@pytest.fixture
+def work(sqlite_registry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    folder = tmp_path / "work"
+    folder.mkdir()
+    monkeypatch.chdir(folder)
+    return folder
+
+
+def runs(**lookups):
+    return list(ln.Run.filter(**lookups).order_by("id"))
+
+
+def facts(run) -> dict:
+    return run.params["prefect"]
+
+
+# -- flows and tasks used by the tests (module level: process pools pickle them by reference) --
+
+
+@task
+def count_lines(path: str) -> int:
+    return len(Path(path).read_text().splitlines())
+
+
+@task
+def write_item(i: int, prefix: str = "item") -> str:
+    out = Path(f"{prefix}_{i}.txt")
+    out.write_text(f"{prefix} {i}\n")
+    return str(out)
+
+
+@task
+def save_inside(name: str) -> str:
+    Path(name).write_text("saved from a task body\n")
+    ln.Artifact(name, key=f"manual/{name}").save()
+    return "ok"
+
+
+@flow
+def simple_flow(input_path: Path, n: int = 2) -> list[str]:
+    lines = count_lines(str(input_path))
+    save_inside("manual.txt")
+    return [write_item(i + lines) for i in range(n)]
+
+
+def test_flow_with_tasks(work: Path) -> None:
+    data = work / "in.csv"
+    data.write_text("a,b\n1,2\n")
+    result = simple_flow(data, n=2)
+    assert result == ["item_2.txt", "item_3.txt"]
+
+    [flow_run] = runs(reference_type="prefect_flow_run")
+    assert isinstance(simple_flow, prefect.Flow)
+    assert flow_run.status == "completed" and flow_run.finished_at is not None
+    assert flow_run.transform.kind == "pipeline" and flow_run.transform.key == "simple-flow"
+    assert flow_run.transform.version == simple_flow.version
+    assert "def simple_flow" in flow_run.transform.source_code
+    assert flow_run.initiated_by_run is None
+    assert flow_run.params["input_path"] == str(data) and flow_run.params["n"] == 2
+    assert facts(flow_run)["attempt"] == 1 and flow_run.name
+
+    tasks = runs(reference_type="prefect_task_run")
+    assert [r.transform.key for r in tasks] == ["simple-flow:count_lines", "simple-flow:save_inside",
+                                               "simple-flow:write_item", "simple-flow:write_item"]
+    assert all(r.transform.kind == "step" and r.status == "completed" for r in tasks)
+    assert all(r.initiated_by_run_id == flow_run.id and r.root_run_id == flow_run.id for r in tasks)
+    assert [r.params.get("i") for r in tasks[2:]] == [2, 3]
+    assert all(facts(r)["attempt"] == 1 and facts(r)["cached"] is False for r in tasks)
+    import uuid
+
+    uuid.UUID(tasks[0].reference)  # the task run id, whole
+
+    # files: the path parameter is an input of the flow and of the task; returned paths are outputs
+    source = ln.Artifact.get(key="in.csv")
+    assert {r.id for r in source.input_of_runs} == {flow_run.id, tasks[0].id}
+    assert ln.Artifact.get(key="item_2.txt").run_id == tasks[2].id
+    assert ln.Artifact.get(key="item_3.txt").run_id == tasks[3].id
+    # an artifact saved inside a task body belongs to that task's run
+    assert ln.Artifact.get(key="manual/manual.txt").run_id == tasks[1].id
+    # the flow returned the task outputs: recreated by the flow run, not re-created
+    assert flow_run.id in {r.id for r in ln.Artifact.get(key="item_2.txt").recreating_runs}
+
+
+@flow
+def mapped_flow(n: int) -> list[str]:
+    return [f.result() for f in write_item.map(range(n), prefix="m")]
+
+
+def test_mapped_tasks_know_their_index(work: Path) -> None:
+    assert mapped_flow(4) == [f"m_{i}.txt" for i in range(4)]
+    [flow_run] = runs(reference_type="prefect_flow_run")
+    tasks = runs(reference_type="prefect_task_run")
+    assert len(tasks) == 4 and all(r.status == "completed" and r.initiated_by_run_id == flow_run.id for r in tasks)
+    assert sorted((r.params["i"], facts(r)["map_index"]) for r in tasks) == [(i, i) for i in range(4)]
+    assert all(r.params["prefix"] == "m" for r in tasks)
+    assert sorted(a.key for a in ln.Artifact.filter(run__in=tasks)) == [f"m_{i}.txt" for i in range(4)]
+
+
+FLAKY_CALLS: dict[str, int] = {}
+
+
+@task(retries=2, retry_delay_seconds=0)
+def flaky(tag: str) -> str:
+    FLAKY_CALLS[tag] = FLAKY_CALLS.get(tag, 0) + 1
+    if FLAKY_CALLS[tag] < 2:
+        raise ValueError("first attempt fails")
+    return "ok"
+
+
+@task(retries=1, retry_delay_seconds=0)
+def always_fails(x: int) -> int:
+    raise ValueError(f"boom {x}")
+
+
+@flow
+def retry_flow(tag: str) -> str:
+    state = always_fails(1, return_state=True)
+    assert state.is_failed()
+    return flaky(tag)
+
+
+def test_retries_are_one_run_and_failure_after_retries_is_errored(work: Path) -> None:
+    assert retry_flow(str(work)) == "ok"
+    [flow_run] = runs(reference_type="prefect_flow_run")
+    assert flow_run.status == "completed"
+    failed = ln.Run.get(transform__key="retry-flow:always_fails")
+    assert failed.status == "errored" and facts(failed)["attempt"] == 2
+    assert "boom 1" in failed._aux["error"]
+    ok = ln.Run.get(transform__key="retry-flow:flaky")
+    assert ok.status == "completed" and facts(ok)["attempt"] == 2
+    assert len(runs(reference_type="prefect_task_run")) == 2  # one run per task run, not per attempt
+
+
+@task(cache_policy=prefect.cache_policies.INPUTS, persist_result=True)
+def cached_write(folder: str) -> str:
+    out = Path(folder) / "cached.txt"
+    out.write_text("computed once\n")
+    return str(out)
+
+
+@flow
+def cache_flow(folder: str) -> str:
+    return cached_write(folder)
+
+
+def test_cache_hit_is_completed_cached_and_recreates_outputs(work: Path) -> None:
+    out_dir = work / "out"
+    out_dir.mkdir()
+    cache_flow(str(out_dir))
+    cache_flow(str(out_dir))
+    first, second = runs(reference_type="prefect_task_run")
+    assert first.status == second.status == "completed"
+    assert facts(first)["cached"] is False and facts(second)["cached"] is True
+    assert facts(second)["state"] == "Cached"
+    assert facts(first)["result_key"] == facts(second)["result_key"]  # Prefect's cache join key
+    artifact = ln.Artifact.get(key="out/cached.txt")
+    assert artifact.run_id == first.id
+    assert second.id in {r.id for r in artifact.recreating_runs}
+
+
+@flow
+def child_flow(n: int) -> int:
+    return count_lines.with_options(name="count_child")(n_path(n))
+
+
+def n_path(n: int) -> str:
+    path = Path(f"child_{n}.txt")
+    path.write_text("x\n" * n)
+    return str(path)
+
+
+@flow
+def parent_flow() -> int:
+    return child_flow(3)
+
+
+def test_subflow_chains_to_parent(work: Path) -> None:
+    assert parent_flow() == 3
+    parent, child = runs(reference_type="prefect_flow_run")
+    assert parent.transform.key == "parent-flow" and child.transform.key == "child-flow"
+    assert child.initiated_by_run_id == parent.id and child.root_run_id == parent.id
+    assert child.params["n"] == 3 and parent.status == child.status == "completed"
+    [step] = runs(reference_type="prefect_task_run")
+    assert step.initiated_by_run_id == child.id and step.root_run_id == parent.id
+    assert step.transform.key == "child-flow:count_child"  # with_options(name=...) keeps recording
+
+
+@task
+async def async_write(k: int) -> str:
+    await asyncio.sleep(0)
+    out = Path(f"async_{k}.txt")
+    out.write_text(str(k))
+    ln.Artifact(str(out), key=f"manual/async_{k}.txt").save()
+    return str(out)
+
+
+@flow
+async def async_flow(k: int) -> str:
+    return await async_write(k)
+
+
+def test_async_flow(work: Path) -> None:
+    assert asyncio.run(async_flow(5)) == "async_5.txt"
+    [flow_run] = runs(reference_type="prefect_flow_run")
+    [task_run] = runs(reference_type="prefect_task_run")
+    assert flow_run.status == task_run.status == "completed"
+    assert task_run.initiated_by_run_id == flow_run.id and task_run.params["k"] == 5
+    assert ln.Artifact.get(key="async_5.txt").run_id == task_run.id
+    assert ln.Artifact.get(key="manual/async_5.txt").run_id == task_run.id
+
+
+@flow
+def failing_flow(x: int) -> None:
+    count_lines(n_path(x))
+    raise RuntimeError("flow-level failure")
+
+
+def test_failing_flow_is_errored_and_validation_failure_still_recorded(work: Path) -> None:
+    with pytest.raises(RuntimeError, match="flow-level failure"):
+        failing_flow("7")
+    [flow_run] = runs(reference_type="prefect_flow_run")
+    assert flow_run.status == "errored" and "flow-level failure" in flow_run._aux["error"]
+    assert flow_run.params["x"] == 7  # validated value, not the raw "7"
+    [task_run] = runs(reference_type="prefect_task_run")
+    assert task_run.status == "completed"
+
+    with pytest.raises(Exception, match="(?i)valid"):
+        failing_flow("not-an-int")
+    invalid = ln.Run.filter(reference_type="prefect_flow_run").order_by("-id").first()
+    assert invalid.id != flow_run.id and invalid.status == "errored"
+    assert "not-an-int" in str(invalid.params) and "invalid parameters" in invalid._aux["error"]
+
+
+class Boom(BaseException):
+    pass
+
+
+@task
+def crashing() -> None:
+    raise Boom("simulated crash")
+
+
+@flow
+def crashing_flow() -> None:
+    count_lines(n_path(1))
+    crashing()
+
+
+def test_crashing_task_aborts_task_and_flow(work: Path) -> None:
+    with pytest.raises(Boom):
+        crashing_flow()
+    [flow_run] = runs(reference_type="prefect_flow_run")
+    assert flow_run.status == "aborted"
+    ok, crashed = runs(reference_type="prefect_task_run")
+    assert ok.status == "completed"
+    # a crashed task fires no end hook: the flow's end closes it
+    assert crashed.status == "aborted" and crashed.finished_at is not None
+    assert "ended before" in crashed._aux["error"]
+    assert ln.context.run is None and recorder.state.open == {}
+
+
+@task
+def in_process(i: int) -> str:
+    out = Path(f"proc_{i}.txt")
+    out.write_text(f"{os.getpid()}\n")
+    return str(out)
+
+
+@flow(task_runner=prefect.task_runners.ProcessPoolTaskRunner(max_workers=2))
+def process_flow(n: int) -> list[str]:
+    return [f.result() for f in in_process.map(range(n))]
+
+
+def test_process_pool_tasks_find_their_parent(work: Path) -> None:
+    assert process_flow(2) == ["proc_0.txt", "proc_1.txt"]
+    [flow_run] = runs(reference_type="prefect_flow_run")
+    tasks = runs(reference_type="prefect_task_run")
+    assert len(tasks) == 2 and all(r.status == "completed" and r.initiated_by_run_id == flow_run.id for r in tasks)
+    assert all(r.pid != os.getpid() for r in tasks)  # written from the worker processes
+    assert sorted(facts(r)["map_index"] for r in tasks) == [0, 1]
+    assert ln.Artifact.get(key="proc_0.txt").run_id in {r.id for r in tasks}
+
+
+def test_with_options_keeps_our_hooks_next_to_the_users(work: Path) -> None:
+    seen: list[str] = []
+
+    def user_flow_hook(flow, flow_run, state):
+        seen.append(f"flow {state.name}")
+
+    def user_task_hook(task, task_run, state):
+        seen.append(f"task {state.name}")
+
+    tweaked_task = write_item.with_options(name="renamed", on_completion=[user_task_hook], on_running=[user_task_hook])
+    assert isinstance(tweaked_task, LaminTask) and isinstance(tweaked_task, prefect.Task)
+
+    def body() -> str:
+        return tweaked_task(7)
+
+    tweaked = flow(body, name="tweaked").with_options(name="tweaked-2", on_completion=[user_flow_hook])
+    assert isinstance(tweaked, LaminFlow) and tweaked.name == "tweaked-2"
+    assert tweaked() == "item_7.txt"
+    assert seen == ["task Running", "task Completed", "flow Completed"]
+    [flow_run] = runs(reference_type="prefect_flow_run")
+    [task_run] = runs(reference_type="prefect_task_run")
+    assert flow_run.transform.key == "tweaked-2" and flow_run.status == "completed"
+    assert task_run.transform.key == "tweaked-2:renamed" and task_run.status == "completed"
+    assert tweaked.on_completion_hooks.count(prefect_hooks.lamin_flow_finished) == 1
+
+
+def plain_double(x: int) -> int:
+    return 2 * x
+
+
+def test_instrument_plain_prefect_task_is_idempotent(work: Path) -> None:
+    third_party = prefect.task(plain_double, name="third_party")
+    assert instrument(third_party) is third_party
+    instrument(third_party)
+    assert third_party.on_running_hooks.count(prefect_hooks.lamin_task_running) == 1
+    assert third_party.on_failure_hooks.count(prefect_hooks.lamin_task_finished) == 1
+
+    plain_flow = prefect.flow(lambda: third_party(21), name="plain-flow")
+    instrument(instrument(plain_flow))
+    assert plain_flow() == 42
+    [flow_run] = runs(reference_type="prefect_flow_run")
+    [task_run] = runs(reference_type="prefect_task_run")
+    assert task_run.transform.key == "plain-flow:third_party" and task_run.params["x"] == 21
+    assert task_run.initiated_by_run_id == flow_run.id
+    with pytest.raises(TypeError):
+        instrument(plain_double)
+
+
+def test_recording_errors_never_change_the_flow(work: Path, monkeypatch: pytest.MonkeyPatch,
+                                                caplog: pytest.LogCaptureFixture) -> None:
+    def broken(*args, **kwargs):
+        raise RuntimeError("registry is down")
+
+    monkeypatch.setattr(recorder, "task_started", broken)
+    monkeypatch.setattr(prefect_hooks, "_reported", set())
+    with caplog.at_level(logging.WARNING, logger="lamin_integrations"):
+        assert mapped_flow(3) == [f"m_{i}.txt" for i in range(3)]
+    messages = [r.getMessage() for r in caplog.records if "registry is down" in r.getMessage()]
+    assert len(messages) == 1  # logged once, not once per task run
+    [flow_run] = runs(reference_type="prefect_flow_run")
+    assert flow_run.status == "completed"
+
+
+def test_flow_inside_a_tracked_script_is_its_child(work: Path) -> None:
+    script_run = ln.track(path=str(Path(__file__)))
+    try:
+        mapped_flow(1)
+    finally:
+        ln.finish()
+    [flow_run] = runs(reference_type="prefect_flow_run")
+    assert flow_run.initiated_by_run_id == script_run.id
+
+
+def test_postgres_flow_with_tasks(registry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert mapped_flow(2) == ["m_0.txt", "m_1.txt"]
+    [flow_run] = runs(reference_type="prefect_flow_run")
+    tasks = runs(reference_type="prefect_task_run")
+    assert flow_run.status == "completed" and [r.status for r in tasks] == ["completed"] * 2
+    assert {r.initiated_by_run_id for r in tasks} == {flow_run.id}
+
+
+def test_importing_the_package_does_not_import_prefect() -> None:
+    code = "import sys, lamin_integrations as ln; ln.Run; assert 'prefect' not in sys.modules, 'prefect imported'"
+    subprocess.run([sys.executable, "-c", code], check=True)
