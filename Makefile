@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml | $(BIN)/python
 install: $(STAMP)
 
 lint: $(STAMP)
-	$(BIN)/ruff check lamin_integrations tests benchmarks examples
+	$(BIN)/ruff check lamin_integrations snakemake_logger_plugin_lamin tests benchmarks examples
 	$(BIN)/mypy
 
 test: lint

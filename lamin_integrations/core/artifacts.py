@@ -190,8 +190,12 @@ def _roots(instance: Any) -> dict[int, str]:
     return dict(registered_roots(instance))
 
 
-def save_artifacts(artifacts: Sequence[Artifact]) -> None:
-    """Save new artifacts in bulk (existing ones are updated one by one)."""
+def save_artifacts(artifacts: Sequence[Artifact], run: Run | None = None) -> None:
+    """Save new artifacts in bulk (existing ones are updated one by one).
+
+    `run` is the run that writes them (default: the current run); adapters recording many
+    concurrent jobs pass it, since no single run is current for them.
+    """
     from . import plugins
     from .context import get_current_run
     for a in artifacts:
@@ -208,8 +212,11 @@ def save_artifacts(artifacts: Sequence[Artifact]) -> None:
             list(pool.map(lambda a: compute_stats(a, mode), pending))
     elif pending:
         compute_stats(pending[0], mode)
-    run = get_current_run()
+    run = run or get_current_run()
     for a in new:
+        if run is not None and a.__dict__.get("run_id") is None and "run" not in a.__dict__.get("_related", {}) \
+                and not a.__dict__.get("_no_lineage"):
+            a.__dict__["run_id"] = run.id
         a._prepare(instance)
     table = schema.artifact
     roots = _roots(instance)
@@ -289,7 +296,9 @@ def save_artifacts(artifacts: Sequence[Artifact]) -> None:
                 d = a.__dict__
                 if d.get("_no_lineage"):
                     continue  # logs and environments are shared, not outputs of each run
-                if d.get("run_id") is None:
+                if d.get("run_id") is None and d.get("key") == states_by_id[id(a)].get("key"):
+                    # saved before, outside any run, at this very key: this run made it. (A copy
+                    # elsewhere of an orphan file, e.g. a pipeline input, is only recreated.)
                     conn.execute(sa.update(table).where(table.c.id == d["id"]).values(run_id=run.id))
                     d["run_id"] = run.id
                 elif d["run_id"] != run.id:
@@ -305,6 +314,7 @@ def save_artifacts(artifacts: Sequence[Artifact]) -> None:
         return {"inserted": inserted, "existing": existing, "to_copy": to_copy, "recreated": recreated}
 
     states = [dict(a.__dict__) for a in new]
+    states_by_id = {id(a): state for a, state in zip(new, states, strict=True)}
     result = instance.write(write)
     failures = _copy_all(result["to_copy"], roots)
     if failures:
@@ -335,7 +345,9 @@ def _match(d: dict[str, Any], rows: list[Any]) -> Any:
     if not rows or d.get("n_files") is None and d.get("size") == 0:
         # Empty files all share one hash; identify them by location instead.
         return next((r for r in rows if r["key"] == d.get("key") and r["storage_id"] == d.get("storage_id")), None) if rows else None
-    if d.get("_key_is_virtual") is False:
+    if d.get("_key_is_virtual") is False or d.get("_same_key_only"):
+        # In-place files, and pipeline outputs: a file at another path is another artifact,
+        # even with the same bytes (two jobs writing "ok" to their own logs).
         return next((r for r in rows if r["key"] == d.get("key") and r["storage_id"] == d.get("storage_id")), None)
     same_key = [r for r in rows if r["key"] == d.get("key")]
     return (same_key or [r for r in rows if r["_key_is_virtual"]] or [None])[0]

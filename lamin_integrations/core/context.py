@@ -15,6 +15,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from contextvars import ContextVar
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -29,6 +30,7 @@ logger = logging.getLogger("lamin_integrations")
 
 ENV_RUN_UID = "LAMIN_INTEGRATIONS_RUN_UID"
 ENV_LAMINDB_RUN_UID = "LAMIN_INITIATED_BY_RUN_UID"  # lamindb's name, honoured too
+PARENT_WAIT_SECONDS = 10.0
 
 _current_run: ContextVar[Run | None] = ContextVar("lamin_integrations_current_run", default=None)
 
@@ -51,14 +53,25 @@ def parent_run_from_env() -> Run | None:
     """The run that launched this process, if it told us through the environment."""
     from .models import Run
 
-    uid = os.environ.get(ENV_RUN_UID) or os.environ.get(ENV_LAMINDB_RUN_UID)
+    ours = os.environ.get(ENV_RUN_UID)
+    uid = ours or os.environ.get(ENV_LAMINDB_RUN_UID)
     if not uid:
         return None
-    try:
-        return Run.get(uid)
-    except ObjectDoesNotExist:
-        logger.warning("parent run %s (from the environment) is not in this registry; starting a top-level run", uid)
-        return None
+    # Our variable is set by a process that records the run in the background (an engine
+    # adapter): give it a moment to appear. lamindb's variable may point at another registry.
+    deadline = time.monotonic() + (PARENT_WAIT_SECONDS if ours else 0)
+    while True:
+        run = Run.filter(uid=uid).one_or_none()
+        if run is not None:
+            from . import plugins
+
+            refined = plugins.fire("parent_run_for_process", run=run) if plugins.has_impls("parent_run_for_process") else []
+            return refined[0] if refined else run
+        if time.monotonic() >= deadline:
+            break
+        time.sleep(0.1)
+    logger.warning("parent run %s (from the environment) is not in this registry; starting a top-level run", uid)
+    return None
 
 
 def _caller_script() -> Path | None:
@@ -136,6 +149,22 @@ class Context:
     def project(self) -> Project | None:
         return self._project
 
+    def use_project(self, project: str | Project | None) -> Project | None:
+        """Label every record created from now on with `project` (a name, uid or Project)."""
+        from .models import Project
+
+        if project is None or isinstance(project, Project):
+            self._project = project
+            return project
+        try:
+            self._project = Project.get(name=project) if not _looks_like_uid(project) else Project.get(project)
+        except ObjectDoesNotExist:
+            try:
+                self._project = Project.get(name=project)
+            except ObjectDoesNotExist:
+                raise ValidationError(f"no project named {project!r}; create it with ln.Project(name={project!r}).save()") from None
+        return self._project
+
     def track(
         self,
         transform: str | Transform | None = None,
@@ -147,20 +176,14 @@ class Context:
         initiated_by_run: Run | None = None,
     ) -> Run:
         """Start (or resume) a run of this script; returns the Run."""
-        from .models import Project, Run
+        from .models import Run
 
         if params is not None:
             if not isinstance(params, dict):
                 raise ValidationError(f"params must be a dict, got {type(params).__name__}")
             check_json(params, "params")
         if project is not None:
-            try:
-                self._project = project if isinstance(project, Project) else Project.get(name=project) if not _looks_like_uid(project) else Project.get(project)
-            except ObjectDoesNotExist:
-                try:
-                    self._project = Project.get(name=project)
-                except ObjectDoesNotExist:
-                    raise ValidationError(f"no project named {project!r}; create it with ln.Project(name={project!r}).save()") from None
+            self.use_project(project)
         if initiated_by_run is not None and not isinstance(initiated_by_run, Run):
             raise ValidationError(f"initiated_by_run expects a Run, got {initiated_by_run!r}")
 

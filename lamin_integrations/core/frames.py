@@ -48,7 +48,7 @@ def to_dataframe(qs: QuerySet, include: str | list[str] | None = None, features:
     df = pd.DataFrame([dict(r) for r in rows], columns=[c.name for c in columns])
     if "_status_code" in table.c:
         with qs.instance.read() as conn:
-            codes = dict(conn.execute(qs._select(table.c.id, table.c._status_code)).all())
+            codes = {row[0]: row[1] for row in conn.execute(qs._select(table.c.id, table.c._status_code))}
         from .models import STATUS_NAMES
 
         df.insert(1, "status", [STATUS_NAMES.get(codes[i]) for i in df["id"]])

@@ -41,3 +41,8 @@ def run_inputs_linked(run: Any, artifacts: list[Any]) -> None:
 @hookspec
 def register_commands(cli: Any) -> None:
     """Add commands to the `lamin-integrations` click group `cli`."""
+
+
+@hookspec
+def parent_run_for_process(run: Any) -> Any:
+    """`run` launched this process (from the environment); return a more specific run it belongs to, or None."""

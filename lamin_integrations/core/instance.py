@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import sys
 import threading
 import time
@@ -57,6 +58,14 @@ def mask_url(url: str | sa.URL) -> str:
         return sa.make_url(url).render_as_string(hide_password=True)
     except Exception:
         return "<unparseable database URL>"
+
+
+_PASSWORD_IN_URL = re.compile(r"(?P<head>[a-zA-Z][a-zA-Z0-9+.-]*://[^/\s:@]*:)[^@\s/]*@")
+
+
+def mask_text(text: str) -> str:
+    """Any `scheme://user:password@` in free text (an error message) with the password hidden."""
+    return _PASSWORD_IN_URL.sub(lambda m: m.group("head") + "***@", text)
 
 
 def _read_config() -> dict[str, str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 from typing import Any
 
 from ..errors import ValidationError
@@ -38,3 +39,35 @@ def check_json(value: Any, where: str, _depth: int = 0) -> None:
         f"{where} is a {type(value).__name__} ({value!r:.80}), which is not a JSON value; "
         "pass str, int, float, bool, None, or lists / dicts of them"
     )
+
+
+def to_json(value: Any, _depth: int = 0) -> Any:
+    """A plain-JSON copy of an engine's value: what is not JSON becomes its readable repr.
+
+    Adapters store what engines hand them (configs, parameters, resources) and must never
+    fail on an odd type, so unlike `check_json` this converts instead of refusing.
+    """
+    if value is None or isinstance(value, (bool, int)):
+        return value
+    if isinstance(value, str):
+        return value.replace("\x00", "")
+    if isinstance(value, float):
+        return value if math.isfinite(value) else str(value)
+    if _depth >= MAX_DEPTH:
+        return _repr(value)
+    if isinstance(value, dict):
+        return {str(k).replace("\x00", ""): to_json(v, _depth + 1) for k, v in list(value.items())}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        items = sorted(value, key=repr) if isinstance(value, (set, frozenset)) else list(value)
+        return [to_json(v, _depth + 1) for v in items]
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    return _repr(value)
+
+
+def _repr(value: Any) -> str:
+    try:
+        text = repr(value)
+    except Exception as e:  # a broken __repr__ must not break recording
+        text = f"<{type(value).__name__}: repr failed: {e}>"
+    return text[:10_000].replace("\x00", "")

@@ -517,6 +517,7 @@ class Artifact(IsVersioned, SQLRecord):
     size: int | None
     hash: str | None
     n_files: int | None
+    _aux: dict | None
     n_observations: int | None
     version: str | None
     is_latest: bool

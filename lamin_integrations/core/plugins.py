@@ -18,7 +18,7 @@ from . import hookspecs
 
 logger = logging.getLogger("lamin_integrations")
 ENTRY_POINT_GROUP = "lamin_integrations"
-BUILTIN_PLUGINS: tuple[str, ...] = ()
+BUILTIN_PLUGINS: tuple[str, ...] = ("lamin_integrations.snakemake.parent",)
 
 _pm: pluggy.PluginManager | None = None
 

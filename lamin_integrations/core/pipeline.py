@@ -1,0 +1,195 @@
+"""What every engine adapter does with files and runs, in one place.
+
+Adapters see paths (a Snakemake job's input list, a Prefect task's arguments, a Nextflow
+work dir) and need the same answers: which key a path gets, which files are new, which are
+the same content as an artifact some earlier run produced, and how to close a run with the
+engine's own verdict. Keeping this here means the three engines agree on keys and lineage,
+and adapters never touch SQL.
+
+Keys: a path inside the working directory is keyed by its relative path (`results/a.csv`);
+a path outside it by its absolute location without the leading slash
+(`data/ref/genome.fa` for `/data/ref/genome.fa`). A file already inside a registered storage
+keeps that storage's key and is not copied (core's in-place rule).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import posixpath
+from collections.abc import Iterable
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..errors import LaminIntegrationsError, NotFoundOnDisk
+
+if TYPE_CHECKING:
+    from .models import Artifact, Run
+
+logger = logging.getLogger("lamin_integrations")
+
+
+def artifact_key(path: str | os.PathLike, workdir: str | os.PathLike | None = None) -> str:
+    """The key a pipeline file is registered under (see the module docstring)."""
+    text = os.fspath(path)
+    if "://" in text:
+        return text.split("://", 1)[1].split("/", 1)[-1]
+    absolute = Path(os.path.abspath(os.path.expanduser(text)))
+    base = Path(os.path.abspath(os.fspath(workdir))) if workdir is not None else Path.cwd()
+    try:
+        rel = absolute.relative_to(base).as_posix()
+    except ValueError:
+        rel = absolute.as_posix().lstrip("/")
+    if rel in ("", "."):
+        rel = absolute.name or "root"
+    return posixpath.normpath(rel)
+
+
+def _artifacts(paths: Iterable[str | os.PathLike], workdir: Any, run: Run | None, *, max_hash_size: int | None,
+               kind: str | None, as_input: bool) -> list[Artifact]:
+    from . import storage as st
+    from .artifacts import registered_roots
+    from .instance import current
+    from .models import Artifact
+
+    roots = [root for _, root in registered_roots(run._db if run is not None else current())]
+    out: list[Artifact] = []
+    seen: set[str] = set()
+    for path in paths:
+        text = os.fspath(path)
+        if text in seen:
+            continue
+        seen.add(text)
+        location = text if "://" in text else os.path.realpath(text)
+        in_place = any(st.relative_to_root(location, root) is not None for root in roots)
+        key = None if in_place else artifact_key(text, workdir)  # in place: the storage's own key
+        try:
+            if "://" not in text and max_hash_size is not None and not os.path.isdir(text):
+                size = os.stat(text).st_size
+                if size > max_hash_size:
+                    unhashed = _unhashed(text, key or artifact_key(text, workdir), size, run, kind, as_input)
+                    unhashed.__dict__["_given_path"] = text
+                    out.append(unhashed)
+                    continue
+            artifact = Artifact(text, key=key, kind=kind, run=None if as_input else run)
+        except (NotFoundOnDisk, FileNotFoundError) as e:
+            logger.info("lamin-integrations: not recording %s: %s", text, e)  # engines report missing files
+            continue
+        except (LaminIntegrationsError, OSError) as e:
+            logger.warning("lamin-integrations: not recording %s: %s", text, e)
+            continue
+        artifact.__dict__["_given_path"] = text  # lets callers map results back to their paths
+        if as_input:
+            artifact.__dict__["_no_lineage"] = True  # an input is not an output of this run
+        else:
+            artifact.__dict__["_same_key_only"] = True  # an output is the file at its path
+        out.append(artifact)
+    return out
+
+
+def _unhashed(path: str, key: str, size: int, run: Run | None, kind: str | None, as_input: bool) -> Artifact:
+    """A metadata-only record for a file too large to hash (the switch adapters offer)."""
+    from .models import Artifact
+
+    artifact = Artifact(key=key, kind=kind, run=None if as_input else run)
+    artifact.__dict__.update(size=size, suffix=_suffix(key), _key_is_virtual=False,
+                             _aux={"not_hashed": True, "path": os.path.abspath(path)})
+    return artifact
+
+
+def _suffix(key: str) -> str:
+    from .storage import suffix_of
+
+    return suffix_of(key)
+
+
+def given_path(artifact: Artifact) -> str | None:
+    """The path string an artifact returned by `record_inputs` / `record_outputs` was made from."""
+    return artifact.__dict__.get("_given_path")
+
+
+def record_outputs(run: Run, paths: Iterable[str | os.PathLike], *, workdir: str | os.PathLike | None = None,
+                   max_hash_size: int | None = None, kind: str | None = None) -> list[Artifact]:
+    """Register files or folders written by `run`; returns their artifacts (see `given_path`).
+
+    Content that already exists (same hash) is the existing artifact, recorded as recreated
+    by this run. Missing or unreadable paths are logged and skipped: a pipeline's missing
+    output is the engine's error to report, not ours. Files larger than `max_hash_size`
+    bytes get a metadata-only record (key, size, `_aux.not_hashed`).
+    """
+    from .artifacts import save_artifacts
+
+    artifacts = _artifacts(paths, workdir, run, max_hash_size=max_hash_size, kind=kind, as_input=False)
+    hashed = [a for a in artifacts if not (a._aux or {}).get("not_hashed")]
+    if hashed:
+        save_artifacts(hashed, run=run)
+    for a in artifacts:
+        if a.id is None:
+            a.save()
+    return artifacts
+
+
+def record_inputs(run: Run, paths: Iterable[str | os.PathLike], *, workdir: str | os.PathLike | None = None,
+                  max_hash_size: int | None = None) -> list[Artifact]:
+    """Link files or folders read by `run` as its inputs; returns their artifacts.
+
+    A file some earlier run produced is found by content hash, so lineage crosses pipeline
+    invocations and engines; an unknown file is registered without a creating run. An
+    artifact that `run` itself created or recreated is never linked as its input.
+    """
+    from .artifacts import save_artifacts
+
+    artifacts = _artifacts(paths, workdir, run, max_hash_size=max_hash_size, kind=None, as_input=True)
+    hashed = [a for a in artifacts if not (a._aux or {}).get("not_hashed")]
+    if hashed:
+        save_artifacts(hashed, run=run)
+    for a in artifacts:
+        if a.id is None:
+            a.save()
+    link_inputs(run, artifacts)
+    return artifacts
+
+
+def link_inputs(run: Run, artifacts: Iterable[Artifact]) -> int:
+    """Link saved artifacts as inputs of `run` in one statement (idempotent)."""
+    import sqlalchemy as sa
+
+    from . import plugins, schema
+    from .record import link
+
+    chosen = [a for a in artifacts if a.id is not None and a.run_id != run.id]
+    if not chosen or run.id is None:
+        return 0
+    ids = [a.id for a in chosen]
+    links = schema.run_recreated_artifact
+
+    def write(conn: sa.Connection) -> int:
+        mine = set(conn.execute(sa.select(links.c.artifact_id).where(links.c.run_id == run.id,
+                                                                    links.c.artifact_id.in_(ids))).scalars())
+        return link(conn, schema.run_input_artifact, [{"run_id": run.id, "artifact_id": i} for i in ids if i not in mine])
+
+    added = run._db.write(write)
+    if added and plugins.has_impls("run_inputs_linked"):
+        plugins.fire("run_inputs_linked", run=run, artifacts=chosen)
+    return added
+
+
+def close_run(run: Run, status: str, *, finished_at: datetime | None = None, error: str | None = None,
+              **aux: Any) -> Run:
+    """End `run` with the engine's verdict (completed / errored / aborted), its end time and error text.
+
+    The error text goes to `run._aux["error"]` (truncated to 10,000 characters); other
+    engine facts without a field go to `run._aux` by name.
+    """
+    from .schema import now
+
+    run.status = status  # type: ignore[assignment]
+    run.finished_at = finished_at or now()
+    extra = {k: v for k, v in aux.items() if v is not None}
+    if error:
+        extra["error"] = error[:10_000]
+    if extra:
+        run._aux = {**(run._aux or {}), **extra}
+    run.save()
+    return run

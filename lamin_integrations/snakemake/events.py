@@ -1,0 +1,176 @@
+"""Turning Snakemake 9 log records into plain event dicts, in the listener thread.
+
+This runs for every record Snakemake logs, so it only copies what later recording needs.
+It reads fields the way Snakemake actually sends them (see the engine notes: `jobs` not
+`job_ids`, `job_id` on job_finished, benchmark as a string, no exit code on job_error) and
+takes what the events leave out (config, params, attempt) from the live workflow object,
+guarded, because that is private API.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+from typing import Any
+
+from ..core.jsonutil import to_json
+
+# Snakemake appends these to io strings (snakemake/io/fmt.py); a checkpoint target is "<TBD>".
+_ANNOTATION = re.compile(
+    r"\s+\((?:retrieve from storage|send to storage|only provide storage uri|in storage|pipe|service|nodelocal"
+    r"|update|before update|cached|access: [^()]*)\)$"
+)
+
+# Plain messages that carry workflow state (there is no event for them).
+NOTHING_TO_DO = "Nothing to be done"
+SIGINT_MESSAGE = "Terminating processes on user request"
+SIGTERM_MESSAGE = "Will exit after finishing currently running jobs"
+
+
+def strip_annotation(path: str) -> str:
+    """`s3://b/x.txt (retrieve from storage)` -> `s3://b/x.txt`."""
+    previous = None
+    while previous != path:
+        previous, path = path, _ANNOTATION.sub("", path)
+    return path
+
+
+def paths(value: Any) -> list[str]:
+    """io lists (or the single benchmark string) as plain path strings, without placeholders."""
+    if value is None:
+        return []
+    items = [value] if isinstance(value, (str, os.PathLike)) else list(value)
+    out = []
+    for item in items:
+        text = strip_annotation(str(item))
+        if text and text != "<TBD>" and not text.startswith("<TBD>"):
+            out.append(text)
+    return out
+
+
+def event_name(record: Any) -> str | None:
+    event = getattr(record, "event", None)
+    if event is None:
+        return None
+    return str(getattr(event, "value", event))
+
+
+def translate(record: Any) -> dict[str, Any] | None:
+    """The event dict for one record, or None when the record matters to no one."""
+    name = event_name(record)
+    created = float(getattr(record, "created", 0.0) or 0.0)
+    get = record.__dict__.get
+    if name == "workflow_started":
+        _jobs_by_id.clear()
+        workflow = live_workflow()
+        return {
+            "event": name, "created": created, "cwd": os.getcwd(),
+            "workflow_id": str(get("workflow_id") or ""),
+            "snakefile": str(get("snakefile_main") or ""),
+            "configfiles": [str(p) for p in (get("configfiles") or [])],
+            "cmd": str(get("cmd") or ""),
+            "snakemake_version": get("snakemake_version"),
+            "host": get("host"), "user": get("user"),
+            "config": _config(workflow),
+        }
+    if name == "job_started":
+        return {"event": name, "created": created, "jobs": [int(j) for j in (get("jobs") or [])]}
+    if name == "job_info":
+        jobid = int(get("jobid"))
+        job = _live_job(jobid)
+        return {
+            "event": name, "created": created, "cwd": os.getcwd(), "jobid": jobid,
+            "rule": str(get("rule_name") or "unknown"),
+            "message": get("rule_msg"),
+            "input": paths(get("input")), "output": paths(get("output")),
+            "log": paths(get("log")), "benchmark": paths(get("benchmark")),
+            "wildcards": to_json(dict(get("wildcards") or {})),
+            "threads": get("threads"),
+            "resources": _resources(get("resources")),
+            "reason": None if get("reason") is None else str(get("reason")),
+            "priority": to_json(get("priority")),
+            "shellcmd": get("shellcmd"),
+            "params": _params(job),
+            "attempt": _attempt(job),
+        }
+    if name == "job_finished":
+        return {"event": name, "created": created, "jobid": int(get("job_id"))}
+    if name == "job_error":
+        return {"event": name, "created": created, "jobid": int(get("jobid")), "log": paths(get("log")),
+                "message": get("rule_msg"), "aux": to_json(get("aux") or {}), "thread": get("thread")}
+    if name == "error":
+        return {"event": name, "created": created, "text": _message(record), "exception": get("exception"),
+                "thread": get("thread")}
+    if name == "progress":
+        return {"event": name, "created": created, "done": get("done"), "total": get("total")}
+    if name == "run_info":
+        return {"event": name, "created": created, "stats": to_json(dict(get("stats") or {}))}
+    if name in (None, "None"):
+        text = _message(record)
+        for marker, kind in ((NOTHING_TO_DO, "nothing_to_do"), (SIGINT_MESSAGE, "interrupted"),
+                             (SIGTERM_MESSAGE, "terminating")):
+            if text.startswith(marker):
+                return {"event": kind, "created": created}
+    return None
+
+
+def _message(record: Any) -> str:
+    try:
+        return str(record.getMessage())
+    except Exception:
+        return str(getattr(record, "msg", ""))
+
+
+def _resources(value: Any) -> dict[str, Any]:
+    if value is None:
+        return {}
+    try:
+        items = list(value.items())
+    except Exception:
+        return {}
+    return {str(k): to_json(v) for k, v in items if not str(k).startswith("_")}
+
+
+def live_workflow() -> Any:
+    """The running `Workflow` (a module global Snakemake sets), or None."""
+    module = sys.modules.get("snakemake.workflow")
+    return getattr(module, "workflow", None) if module is not None else None
+
+
+def _config(workflow: Any) -> Any:
+    try:
+        return to_json(dict(workflow.config)) if workflow is not None else None
+    except Exception:
+        return None
+
+
+_jobs_by_id: dict[int, Any] = {}
+
+
+def _live_job(jobid: int) -> Any:
+    """The Job object behind a jobid, from the live DAG (private API, so guarded)."""
+    try:
+        job = _jobs_by_id.get(jobid)
+        if job is None:
+            dag = live_workflow().dag
+            _jobs_by_id.clear()
+            _jobs_by_id.update({v: k for k, v in list(dag._jobid.items())})
+            job = _jobs_by_id.get(jobid)
+        return job
+    except Exception:
+        return None
+
+
+def _params(job: Any) -> dict[str, Any] | None:
+    try:
+        return {str(k): to_json(v) for k, v in list(job.params.items())} if job is not None else None
+    except Exception:
+        return None
+
+
+def _attempt(job: Any) -> int | None:
+    try:
+        return int(job.attempt) if job is not None else None
+    except Exception:
+        return None

@@ -1,0 +1,49 @@
+"""Attaching a job's own script to the job's run (a built-in plugin; no Snakemake import).
+
+The logger exports the workflow run's uid to every job, but all jobs share one environment,
+so it cannot say which job a process is. A `script:` directive can: Snakemake injects a
+`snakemake` object (rule, wildcards) into the script's `__main__`. With it, `ln.track()`
+in the script becomes a child of that job's run; a `shell:` command calling Python has no
+such object and its run stays a child of the workflow run.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Any
+
+from ..core.hookspecs import hookimpl
+
+JOB_WAIT_SECONDS = 10.0
+
+
+def job_name(rule: str, wildcards: Any) -> str:
+    """The run name of a job: `rule` or `rule[sample=a, lane=1]` (shared with the logger)."""
+    try:
+        items = list(wildcards.items()) if wildcards else []
+    except Exception:
+        items = []
+    if not items:
+        return rule
+    return f"{rule}[{', '.join(f'{k}={v}' for k, v in items)}]"
+
+
+@hookimpl
+def parent_run_for_process(run: Any) -> Any:
+    if run.reference_type != "snakemake_id":
+        return None
+    job = getattr(sys.modules.get("__main__"), "snakemake", None)
+    rule = getattr(job, "rule", None)
+    if not isinstance(rule, str):
+        return None
+    from ..core.models import Run
+
+    name = job_name(rule, getattr(job, "wildcards", None))
+    deadline = time.monotonic() + JOB_WAIT_SECONDS  # the logger records the job in the background
+    while True:
+        found = (Run.filter(initiated_by_run=run, reference_type="snakemake_job", name=name, status="started")
+                 .order_by("-id").first())
+        if found is not None or time.monotonic() >= deadline:
+            return found
+        time.sleep(0.1)

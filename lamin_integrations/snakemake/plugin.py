@@ -1,0 +1,118 @@
+"""The `lamin` logger plugin: Snakemake's log records in, runs and artifacts out.
+
+Snakemake calls `emit` from one listener thread for every record; an exception there kills
+that thread silently, so `emit` catches everything. It only translates the record (cheap)
+and hands it to a `Recorder`, whose own thread does the hashing and registry writes.
+`close()` is the end-of-workflow hook (there is no event for it) and is called twice.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any
+
+from snakemake_interface_logger_plugins.base import LogHandlerBase
+
+from .settings import LogHandlerSettings
+
+__all__ = ["LogHandler", "LogHandlerSettings"]
+
+
+class LogHandler(LogHandlerBase):
+    def __post_init__(self) -> None:
+        # Runs before Snakemake applies --directory / workdir:, and also for --list-rules:
+        # resolve relative settings now, and leave the registry alone until a workflow starts.
+        self._recorder: Any = None
+        self._closed = False
+        self._failed = False
+        self._config = _config(self.settings)
+
+    def emit(self, record: Any) -> None:
+        try:
+            if self._closed or self._failed or getattr(self.common_settings, "dryrun", False):
+                return
+            from .events import translate
+
+            event = translate(record)
+            if event is None:
+                return
+            if event["event"] == "workflow_started":
+                self._start()
+            if self._recorder is not None:
+                self._recorder.put(event)
+        except Exception as e:  # never let the listener thread die
+            self._fail(e)
+
+    def _start(self) -> None:
+        from ..core.context import ENV_RUN_UID
+        from ..core.uids import base62
+        from .recorder import Recorder
+
+        if self._recorder is not None:
+            return
+        run_uid = base62(16)
+        # Jobs inherit this, so a script calling ln.track() becomes a child of this workflow.
+        os.environ[ENV_RUN_UID] = run_uid
+        # ...and records into the same registry as the logger.
+        if self._config.db:
+            os.environ["LAMIN_INTEGRATIONS_DB"] = self._config.db
+        if self._config.storage:
+            os.environ["LAMIN_INTEGRATIONS_STORAGE"] = self._config.storage
+        self._recorder = Recorder(self._config, run_uid)
+
+    def _fail(self, error: Exception) -> None:
+        if not self._failed:
+            self._failed = True
+            sys.stderr.write(f"lamin-integrations: the lamin logger stopped recording: {type(error).__name__}: {error}\n")
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            if self._recorder is not None:
+                self._recorder.close()
+        except Exception as e:
+            self._fail(e)
+        finally:
+            super().close()
+
+    @property
+    def writes_to_stream(self) -> bool:
+        return False
+
+    @property
+    def writes_to_file(self) -> bool:
+        return False
+
+    @property
+    def has_filter(self) -> bool:
+        return True  # Snakemake's default filter would drop events under --quiet
+
+    @property
+    def has_formatter(self) -> bool:
+        return True
+
+    @property
+    def needs_rulegraph(self) -> bool:
+        return False
+
+
+def _config(settings: Any) -> Any:
+    from .recorder import DEFAULT_DRAIN_SECONDS, Config
+
+    def get(name: str) -> Any:
+        return getattr(settings, name, None) if settings is not None else None
+
+    db, storage = get("db"), get("storage")
+    if db and "://" not in db:
+        db = "sqlite:///" + os.path.abspath(os.path.expanduser(db))  # relative to where snakemake was started
+    if storage and "://" not in storage:
+        storage = os.path.abspath(os.path.expanduser(storage))
+    max_mb = get("max_hash_mb")
+    drain = get("drain_seconds")
+    return Config(db=db, storage=storage, project=get("project"),
+                  max_hash_bytes=int(max_mb) * 1024 * 1024 if max_mb is not None else None,
+                  drain_seconds=float(drain) if drain is not None else DEFAULT_DRAIN_SECONDS,
+                  record_inputs=not get("no_inputs"))
