@@ -153,9 +153,17 @@ def _record_outputs(run: Any, result: Any, entry: _Open) -> list[Any]:
 
 def _result(state_obj: Any) -> Any:
     """The return value of a completed run (sync even inside async flows)."""
+    from prefect.results import ResultRecord, ResultRecordMetadata
+
     data = getattr(state_obj, "data", None)
     if data is None:
         return None
+    # the common cases without state.result(), which hops to Prefect's event-loop thread
+    # (~1 ms per task run, measured)
+    if isinstance(data, ResultRecord):
+        return data.result
+    if not isinstance(data, ResultRecordMetadata):
+        return data
     try:
         return state_obj.result(raise_on_failure=False, _sync=True)
     except TypeError:
