@@ -413,3 +413,21 @@ def test_postgres_flow_with_tasks(registry, tmp_path: Path, monkeypatch: pytest.
 def test_importing_the_package_does_not_import_prefect() -> None:
     code = "import sys, lamin_integrations as ln; ln.Run; assert 'prefect' not in sys.modules, 'prefect imported'"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+FLOW_ATTEMPTS: dict[str, int] = {}
+
+
+@flow(retries=1, retry_delay_seconds=0)
+def retrying_flow(tag: str) -> str:
+    FLOW_ATTEMPTS[tag] = FLOW_ATTEMPTS.get(tag, 0) + 1
+    if FLOW_ATTEMPTS[tag] == 1:
+        raise ValueError("first flow attempt fails")
+    return f"ok on attempt {FLOW_ATTEMPTS[tag]}"
+
+
+def test_flow_retry_is_one_run_with_attempts(work: Path) -> None:
+    assert retrying_flow(str(work)) == "ok on attempt 2"
+    [flow_run] = runs(reference_type="prefect_flow_run")
+    assert flow_run.status == "completed" and facts(flow_run)["attempt"] == 2
+    assert flow_run.initiated_by_run_id is None  # not its own parent on the second attempt
