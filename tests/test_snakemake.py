@@ -301,6 +301,25 @@ def test_signals_while_a_job_runs(sqlite_registry, tmp_path, sig):
     assert ln.Run.filter(status="started").count() == 0
 
 
+def test_sigkill_of_snakemake_is_recorded_as_aborted(sqlite_registry, tmp_path):
+    """The recorder lives in its own process: it sees Snakemake vanish and closes the runs."""
+    wd = tmp_path / "killed"
+    wd.mkdir()
+    (wd / "Snakefile").write_text('rule slow:\n    output: "a.txt"\n    shell: "sleep 30; touch {output}"\n')
+    proc = subprocess.Popen([sys.executable, "-m", "snakemake", "--cores", "1", "--logger", "lamin"], cwd=wd,
+                            env=python_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        _wait_for(lambda: ln.Run.filter(name="slow", status="started").first())
+        proc.kill()
+        proc.wait(timeout=30)
+    finally:
+        proc.kill()
+    wf = _wait_for(lambda: ln.Run.filter(reference_type="snakemake_id", status="aborted").first())
+    assert "without closing" in wf._aux["reason"]
+    [slow] = jobs(wf)["slow"]
+    assert slow.status == "aborted"
+
+
 def test_unreachable_registry_leaves_the_workflow_alone(tmp_path, workflow):
     proc = snakemake(workflow, "--configfile", "config.yaml", "--logger-lamin-db",
                      "postgresql+psycopg://nobody:secret@127.0.0.1:1/none")

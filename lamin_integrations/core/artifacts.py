@@ -48,11 +48,36 @@ def hash_mode(instance: Any) -> str:
     return instance.hash_mode
 
 
+ROOTS_TTL_SECONDS = 2.0
+
+
 def registered_roots(instance: Any) -> list[tuple[int, str]]:
+    """Storage roots, longest first; cached briefly (adapters register thousands of files).
+
+    Roots registered by this process are seen at once (the count changes); ones registered
+    by another process within the last seconds may be missed, and the file is then copied
+    rather than registered in place: slower, never wrong.
+    """
+    import time
+
     instance.storage  # noqa: B018  (the default root must be registered to be recognised)
+    cached = getattr(instance, "_roots_cache", None)
+    if cached is not None and time.monotonic() - cached[0] < ROOTS_TTL_SECONDS and cached[1] == _storage_writes:
+        return cached[2]
     with instance.read() as conn:
         rows = conn.execute(sa.select(schema.storage.c.id, schema.storage.c.root)).all()
-    return sorted(((r[0], r[1]) for r in rows), key=lambda r: -len(r[1]))
+    roots = sorted(((r[0], r[1]) for r in rows), key=lambda r: -len(r[1]))
+    instance._roots_cache = (time.monotonic(), _storage_writes, roots)
+    return roots
+
+
+_storage_writes = 0
+
+
+def storage_registered() -> None:
+    """Called when this process registers a storage root: forget cached roots."""
+    global _storage_writes
+    _storage_writes += 1
 
 
 def describe_source(artifact: Artifact, data: Any, key: str | None) -> None:
@@ -291,21 +316,21 @@ def save_artifacts(artifacts: Sequence[Artifact], run: Run | None = None) -> Non
             if d["_storage_ongoing"]:
                 to_copy.append(a)
         recreated = []
-        if run is not None and run.id is not None:
-            for a in existing:
-                d = a.__dict__
-                if d.get("_no_lineage"):
-                    continue  # logs and environments are shared, not outputs of each run
-                if d.get("run_id") is None and d.get("key") == states_by_id[id(a)].get("key"):
-                    # saved before, outside any run, at this very key: this run made it. (A copy
-                    # elsewhere of an orphan file, e.g. a pipeline input, is only recreated.)
-                    conn.execute(sa.update(table).where(table.c.id == d["id"]).values(run_id=run.id))
-                    d["run_id"] = run.id
-                elif d["run_id"] != run.id:
-                    recreated.append(a)
-            from .record import link
+        for a in existing:
+            d = a.__dict__
+            writer = d.get("_related", {}).get("run") or run  # adapters save for many runs at once
+            if writer is None or writer.id is None or d.get("_no_lineage"):
+                continue  # logs and environments are shared, not outputs of each run
+            if d.get("run_id") is None and d.get("key") == states_by_id[id(a)].get("key"):
+                # saved before, outside any run, at this very key: this run made it. (A copy
+                # elsewhere of an orphan file, e.g. a pipeline input, is only recreated.)
+                conn.execute(sa.update(table).where(table.c.id == d["id"]).values(run_id=writer.id))
+                d["run_id"] = writer.id
+            elif d["run_id"] != writer.id:
+                recreated.append((a, writer))
+        from .record import link
 
-            link(conn, schema.run_recreated_artifact, [{"run_id": run.id, "artifact_id": a.id} for a in recreated])
+        link(conn, schema.run_recreated_artifact, [{"run_id": w.id, "artifact_id": a.id} for a, w in recreated])
         for a in inserted:
             from .models import _link_current_project
 
@@ -335,8 +360,8 @@ def save_artifacts(artifacts: Sequence[Artifact], run: Run | None = None) -> Non
         a._snapshot()
     for a in result["inserted"]:
         events.append(("artifact_saved", {"artifact": a, "run": run if a.run_id and run is not None and a.run_id == run.id else a.run}))
-    for a in result["recreated"]:
-        events.append(("artifact_recreated", {"artifact": a, "run": run}))
+    for a, writer in result["recreated"]:
+        events.append(("artifact_recreated", {"artifact": a, "run": writer}))
     plugins.fire_all(events)
 
 

@@ -36,6 +36,31 @@ def save(records: Iterable[SQLRecord]) -> list[SQLRecord]:
     return records
 
 
+def update_all(records: list[Any]) -> None:
+    """Save changes to many existing records in one transaction (adapters closing job runs)."""
+    from . import plugins
+
+    if not records:
+        return
+    instance = records[0]._db
+    for r in records:
+        r._prepare(instance)
+    states = [dict(r.__dict__) for r in records]
+
+    def attempt(conn: sa.Connection) -> list:
+        events: list = []
+        for r, state in zip(records, states, strict=True):
+            r.__dict__.clear()
+            r.__dict__.update(state)
+            r._update(conn, events)
+        return events
+
+    events = instance.write(attempt)
+    for r in records:
+        r._snapshot()
+    plugins.fire_all(events)
+
+
 def _without_empty_columns(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Drop columns that are NULL in every row: fewer parameters to bind, same result."""
     keep = [k for k in rows[0] if any(row[k] is not None for row in rows)]
@@ -46,9 +71,7 @@ def _save_runs(runs: list[Any]) -> None:
     from . import plugins, schema
 
     new = [r for r in runs if r.id is None]
-    for r in runs:
-        if r.id is not None:
-            r.save()
+    update_all([r for r in runs if r.id is not None])
     if not new:
         return
     instance = new[0]._db
@@ -86,6 +109,9 @@ def _save_runs(runs: list[Any]) -> None:
                 r._status_events(None, events)
             if roots:
                 conn.execute(sa.update(table).where(table.c.id.in_(roots)).values(root_run_id=table.c.id))
+            from .models import _link_current_project
+
+            _link_current_project(conn, "run", [r.__dict__["id"] for r in ready])
             pending = [r for r in pending if r.id is None]
         return events
 

@@ -40,13 +40,14 @@ def _load_into(record: SQLRecord, row: Any) -> None:
     record.__dict__.update(dict(row))
 
 
-def _link_current_project(conn: sa.Connection, kind: str, record_id: int | None) -> None:
+def _link_current_project(conn: sa.Connection, kind: str, record_id: int | list[int] | None) -> None:
     """`ln.track(project=...)` labels every record created during the run with the project."""
     from .context import context
 
     project = context.project
-    if project is not None and project.id is not None and record_id is not None:
-        link(conn, getattr(schema, f"project_{kind}"), [{"project_id": project.id, f"{kind}_id": record_id}])
+    ids = record_id if isinstance(record_id, list) else [record_id] if record_id is not None else []
+    if project is not None and project.id is not None and ids:
+        link(conn, getattr(schema, f"project_{kind}"), [{"project_id": project.id, f"{kind}_id": i} for i in ids])
 
 
 class User(SQLRecord):
@@ -134,7 +135,17 @@ class Storage(SQLRecord):
             })
             return conn.execute(sa.select(table).where(table.c.root == root)).mappings().one()
 
-        return cls._from_row(instance.write(get_or_create), instance)
+        row = instance.write(get_or_create)
+        from .artifacts import storage_registered
+
+        storage_registered()
+        return cls._from_row(row, instance)
+
+    def _insert(self, conn: sa.Connection, events: list) -> None:
+        super()._insert(conn, events)
+        from .artifacts import storage_registered
+
+        storage_registered()
 
 
 class IsVersioned:

@@ -109,28 +109,54 @@ def given_path(artifact: Artifact) -> str | None:
     return artifact.__dict__.get("_given_path")
 
 
-def record_outputs(run: Run, paths: Iterable[str | os.PathLike], *, workdir: str | os.PathLike | None = None,
-                   max_hash_size: int | None = None, kind: str | None = None) -> list[Artifact]:
-    """Register files or folders written by `run`; returns their artifacts (see `given_path`).
+Files = Iterable[str | os.PathLike]
 
-    Content that already exists (same hash) is the existing artifact, recorded as recreated
-    by this run. Missing or unreadable paths are logged and skipped: a pipeline's missing
-    output is the engine's error to report, not ours. Files larger than `max_hash_size`
-    bytes get a metadata-only record (key, size, `_aux.not_hashed`).
+
+def record_files(outputs: Iterable[tuple[Run, Files, Any]] = (), inputs: Iterable[tuple[Run, Files, Any]] = (),
+                 links: Iterable[tuple[Run, Artifact]] = (), *, max_hash_size: int | None = None,
+                 kind: str | None = None) -> tuple[list[Artifact], list[Artifact]]:
+    """Record the files of many runs at once: (run, paths, workdir) triples for outputs and inputs.
+
+    An adapter that sees many jobs finish together records them all with one hashing pool,
+    one lookup and one insert per kind, and one statement for every input link, instead of
+    a few transactions per job. `links` are (run, artifact) pairs already saved (an input
+    the adapter recorded earlier as some job's output). Returns (output artifacts, input
+    artifacts); `given_path(artifact)` maps each back to the path it came from.
     """
     from .artifacts import save_artifacts
 
-    artifacts = _artifacts(paths, workdir, run, max_hash_size=max_hash_size, kind=kind, as_input=False)
-    hashed = [a for a in artifacts if not (a._aux or {}).get("not_hashed")]
-    if hashed:
-        save_artifacts(hashed, run=run)
-    for a in artifacts:
-        if a.id is None:
-            a.save()
-    return artifacts
+    outs = [a for run, paths, workdir in outputs
+            for a in _artifacts(paths, workdir, run, max_hash_size=max_hash_size, kind=kind, as_input=False)]
+    ins, pairs = [], list(links)
+    for run, paths, workdir in inputs:
+        found = _artifacts(paths, workdir, run, max_hash_size=max_hash_size, kind=None, as_input=True)
+        ins += found
+        pairs += [(run, a) for a in found]
+    for group in (outs, ins):
+        hashed = [a for a in group if not (a._aux or {}).get("not_hashed")]
+        if hashed:
+            save_artifacts(hashed)
+        for a in group:
+            if a.id is None:
+                a.save()
+    _link_inputs(pairs)
+    return outs, ins
 
 
-def record_inputs(run: Run, paths: Iterable[str | os.PathLike], *, workdir: str | os.PathLike | None = None,
+def record_outputs(run: Run, paths: Files, *, workdir: str | os.PathLike | None = None,
+                   max_hash_size: int | None = None, kind: str | None = None) -> list[Artifact]:
+    """Register files or folders written by `run`; returns their artifacts (see `given_path`).
+
+    Content that already exists at the same key is the existing artifact, recorded as
+    recreated by this run (the same bytes at another path are another artifact). Missing or
+    unreadable paths are logged and skipped: a pipeline's missing output is the engine's
+    error to report, not ours. Files larger than `max_hash_size` bytes get a metadata-only
+    record (key, size, `_aux.not_hashed`).
+    """
+    return record_files(outputs=[(run, paths, workdir)], max_hash_size=max_hash_size, kind=kind)[0]
+
+
+def record_inputs(run: Run, paths: Files, *, workdir: str | os.PathLike | None = None,
                   max_hash_size: int | None = None) -> list[Artifact]:
     """Link files or folders read by `run` as its inputs; returns their artifacts.
 
@@ -138,40 +164,40 @@ def record_inputs(run: Run, paths: Iterable[str | os.PathLike], *, workdir: str 
     invocations and engines; an unknown file is registered without a creating run. An
     artifact that `run` itself created or recreated is never linked as its input.
     """
-    from .artifacts import save_artifacts
-
-    artifacts = _artifacts(paths, workdir, run, max_hash_size=max_hash_size, kind=None, as_input=True)
-    hashed = [a for a in artifacts if not (a._aux or {}).get("not_hashed")]
-    if hashed:
-        save_artifacts(hashed, run=run)
-    for a in artifacts:
-        if a.id is None:
-            a.save()
-    link_inputs(run, artifacts)
-    return artifacts
+    return record_files(inputs=[(run, paths, workdir)], max_hash_size=max_hash_size)[1]
 
 
 def link_inputs(run: Run, artifacts: Iterable[Artifact]) -> int:
     """Link saved artifacts as inputs of `run` in one statement (idempotent)."""
+    return _link_inputs([(run, a) for a in artifacts])
+
+
+def _link_inputs(pairs: list[tuple[Run, Artifact]]) -> int:
     import sqlalchemy as sa
 
     from . import plugins, schema
     from .record import link
 
-    chosen = [a for a in artifacts if a.id is not None and a.run_id != run.id]
-    if not chosen or run.id is None:
+    chosen = [(r, a) for r, a in pairs if a.id is not None and r.id is not None and a.run_id != r.id]
+    if not chosen:
         return 0
-    ids = [a.id for a in chosen]
-    links = schema.run_recreated_artifact
+    run_ids = sorted({r.id for r, _ in chosen})  # type: ignore[type-var]
+    artifact_ids = sorted({a.id for _, a in chosen})  # type: ignore[type-var]
+    recreated = schema.run_recreated_artifact
 
     def write(conn: sa.Connection) -> int:
-        mine = set(conn.execute(sa.select(links.c.artifact_id).where(links.c.run_id == run.id,
-                                                                    links.c.artifact_id.in_(ids))).scalars())
-        return link(conn, schema.run_input_artifact, [{"run_id": run.id, "artifact_id": i} for i in ids if i not in mine])
+        mine = set(conn.execute(sa.select(recreated.c.run_id, recreated.c.artifact_id)
+                                .where(recreated.c.run_id.in_(run_ids), recreated.c.artifact_id.in_(artifact_ids))).all())
+        rows = {(r.id, a.id) for r, a in chosen} - {tuple(m) for m in mine}
+        return link(conn, schema.run_input_artifact, [{"run_id": r, "artifact_id": a} for r, a in sorted(rows)])
 
-    added = run._db.write(write)
+    added = chosen[0][0]._db.write(write)
     if added and plugins.has_impls("run_inputs_linked"):
-        plugins.fire("run_inputs_linked", run=run, artifacts=chosen)
+        by_run: dict[int, tuple[Run, list[Artifact]]] = {}
+        for r, a in chosen:
+            by_run.setdefault(r.id, (r, []))[1].append(a)  # type: ignore[arg-type]
+        for r, arts in by_run.values():
+            plugins.fire("run_inputs_linked", run=r, artifacts=arts)
     return added
 
 
@@ -182,6 +208,24 @@ def close_run(run: Run, status: str, *, finished_at: datetime | None = None, err
     The error text goes to `run._aux["error"]` (truncated to 10,000 characters); other
     engine facts without a field go to `run._aux` by name.
     """
+    _set_end(run, status, finished_at, error, aux)
+    run.save()
+    return run
+
+
+def close_runs(items: Iterable[tuple[Run, str, datetime | None, dict[str, Any]]]) -> None:
+    """`close_run` for many runs in one transaction: (run, status, finished_at, aux incl. error)."""
+    from .bulk import update_all
+
+    runs = []
+    for run, status, finished_at, aux in items:
+        aux = dict(aux)
+        _set_end(run, status, finished_at, aux.pop("error", None), aux)
+        runs.append(run)
+    update_all(runs)
+
+
+def _set_end(run: Run, status: str, finished_at: datetime | None, error: str | None, aux: dict[str, Any]) -> None:
     from .schema import now
 
     run.status = status  # type: ignore[assignment]
@@ -191,5 +235,3 @@ def close_run(run: Run, status: str, *, finished_at: datetime | None = None, err
         extra["error"] = error[:10_000]
     if extra:
         run._aux = {**(run._aux or {}), **extra}
-    run.save()
-    return run

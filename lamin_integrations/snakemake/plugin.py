@@ -2,7 +2,7 @@
 
 Snakemake calls `emit` from one listener thread for every record; an exception there kills
 that thread silently, so `emit` catches everything. It only translates the record (cheap)
-and hands it to a `Recorder`, whose own thread does the hashing and registry writes.
+and writes it to a worker process (`worker.py`) that does the hashing and registry writes.
 `close()` is the end-of-workflow hook (there is no event for it) and is called twice.
 """
 
@@ -47,7 +47,7 @@ class LogHandler(LogHandlerBase):
     def _start(self) -> None:
         from ..core.context import ENV_RUN_UID
         from ..core.uids import base62
-        from .recorder import Recorder
+        from .worker import Remote
 
         if self._recorder is not None:
             return
@@ -59,7 +59,7 @@ class LogHandler(LogHandlerBase):
             os.environ["LAMIN_INTEGRATIONS_DB"] = self._config.db
         if self._config.storage:
             os.environ["LAMIN_INTEGRATIONS_STORAGE"] = self._config.storage
-        self._recorder = Recorder(self._config, run_uid)
+        self._recorder = Remote(self._config, run_uid)
 
     def _fail(self, error: Exception) -> None:
         if not self._failed:

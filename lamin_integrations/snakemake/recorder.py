@@ -1,9 +1,9 @@
-"""Writing a Snakemake workflow's events to the registry, on a thread of its own.
+"""Writing a Snakemake workflow's events to the registry (runs in the worker process).
 
-Snakemake calls the logger from one listener thread and, at exit, waits for it to drain.
-Hashing outputs and writing rows there would make that wait as long as the recording; a
-separate worker lets `close()` bound it (`--logger-lamin-drain-seconds`). Everything here
-is guarded: a failure is logged once and the workflow's outcome never changes.
+Events arrive in order; whatever has queued up is recorded together (one insert for many
+job runs, one hashing pool for many outputs), so a busy workflow costs fewer transactions
+per job, not more. Everything here is guarded: a failure is logged once and the
+workflow's outcome never changes.
 """
 
 from __future__ import annotations
@@ -57,6 +57,8 @@ class State:
     nothing_to_do: bool = False
     interrupted: bool = False
     terminating: bool = False
+    lost: bool = False  # the Snakemake process went away without closing the logger
+    closed: bool = False
 
 
 def _time(created: float) -> dt.datetime:
@@ -84,29 +86,57 @@ class Recorder:
         if not self.disabled:
             self._queue.put(event)
 
-    def close(self) -> None:
-        """Record the end of the workflow, waiting at most `drain_seconds` for the backlog."""
+    def close(self, timeout: float | None = None) -> bool:
+        """Record the end of the workflow; False if the backlog outlived `timeout` seconds."""
         self._queue.put({"event": "close"})
         self._queue.put(_STOP)
-        self._thread.join(self.config.drain_seconds)
-        if self._thread.is_alive():
-            backlog = self._queue.qsize()
-            sys.stderr.write(f"lamin-integrations: gave up after {self.config.drain_seconds:g} s with about {backlog} "
-                             "events not recorded (raise --logger-lamin-drain-seconds to wait longer)\n")
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
 
     # -- the worker side -------------------------------------------------------------------
 
     def _loop(self) -> None:
         while True:
-            event = self._queue.get()
-            if event is _STOP:
+            batch = [self._queue.get()]
+            while True:  # take whatever else is waiting: many jobs are then recorded at once
+                try:
+                    batch.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            events = [e for e in batch if e is not _STOP]
+            if not self.disabled:
+                self._process(events)
+            if len(events) < len(batch):
                 return
-            if self.disabled:
+
+    def _process(self, events: list[dict[str, Any]]) -> None:
+        """Handle events in order, grouping job events into segments recorded in bulk."""
+        segment: list[dict[str, Any]] = []
+        jobids: set[int] = set()
+        for event in events:
+            name = event["event"]
+            if name in ("workflow_started", "close") or (name == "job_info" and event["jobid"] in jobids):
+                self._guarded(self._segment, segment)  # a retry of a job in this segment: keep order
+                segment, jobids = [], set()
+            if name in ("workflow_started", "close"):
+                self._guarded(getattr(self, "_on_" + name), event)
                 continue
-            try:
-                getattr(self, "_on_" + event["event"])(event)
-            except Exception as e:
-                self._failed(event, e)
+            segment.append(event)
+            if name == "job_info":
+                jobids.add(event["jobid"])
+        self._guarded(self._segment, segment)
+
+    def _guarded(self, handler: Any, arg: Any) -> None:
+        if self.disabled or arg == []:
+            return
+        try:
+            handler(arg)
+        except Exception as e:
+            if isinstance(arg, list) and len(arg) > 1:  # record what can be, one event at a time
+                for event in arg:
+                    self._guarded(self._segment, [event])
+            else:
+                self._failed(arg[0] if isinstance(arg, list) else arg, e)
 
     def _failed(self, event: dict[str, Any], error: Exception) -> None:
         from ..core.instance import mask_text
@@ -165,58 +195,66 @@ class Recorder:
             self.steps[rule] = step
         return step
 
-    def _on_job_started(self, e: dict[str, Any]) -> None:
-        pass  # submission; the job's run starts with its job_info, logged right after
-
-    def _on_job_info(self, e: dict[str, Any]) -> None:
+    def _segment(self, events: list[dict[str, Any]]) -> None:
+        """Record a run of job events: new runs, outputs, inputs, ends (in that order)."""
+        from ..core.bulk import save
         from ..core.models import Run
-        from ..core.pipeline import link_inputs, record_inputs
         from .parent import job_name
 
         if self.workflow_run is None:
             return
-        jobid = e["jobid"]
-        attempt = e.get("attempt") or self.state.attempts.get(jobid, 0) + 1
-        self.state.attempts[jobid] = attempt
-        params = {"wildcards": e["wildcards"], "params": e.get("params"), "threads": e.get("threads"),
-                  "resources": e.get("resources"), "reason": e.get("reason"), "priority": e.get("priority"),
-                  "shellcmd": e.get("shellcmd"), "message": e.get("message"), "attempt": attempt, "jobid": jobid}
-        run = Run(self._step(e["rule"]), name=job_name(e["rule"], e["wildcards"])[:150],
-                  reference=f"{self.state.workflow_id}/{jobid}/{attempt}", reference_type="snakemake_job",
-                  initiated_by_run=self.workflow_run, params={k: v for k, v in params.items() if v is not None},
-                  status="started")
-        run.started_at = _time(e["created"])
-        run.host, run.pid = self.workflow_run.host, self.workflow_run.pid
-        run.save()
-        cwd = e["cwd"]
-        self.state.jobs[jobid] = Job(run, _absolute(e["output"] + e["log"] + e["benchmark"], cwd), cwd)
-        if not self.config.record_inputs or not e["input"]:
-            return
-        inputs = _absolute(e["input"], cwd)
-        # Outputs of earlier jobs are linked as recorded (no second hashing, and a temp() file
-        # may be gone by now); other files are hashed and found by content.
-        known = [self.outputs[p] for p in inputs if p in self.outputs]
-        others = [p for p in inputs if p not in self.outputs and ("://" in p or os.path.exists(p))]
-        if others:
-            record_inputs(run, others, workdir=cwd, max_hash_size=self.config.max_hash_bytes)
-        if known:
-            link_inputs(run, known)
+        infos, ends = [], []
+        for e in events:  # state first, in order: an error text belongs to the job_error after it
+            name = e["event"]
+            if name == "job_info":
+                infos.append(e)
+            elif name in ("job_finished", "job_error"):
+                if name == "job_error":
+                    e["error_text"] = self.state.errors.pop(e.get("thread"), None)
+                ends.append(e)
+            elif name != "job_started":  # job_started marks submission; the run starts at job_info
+                getattr(self, "_on_" + name)(e)
+        new_jobs = []
+        for e in infos:
+            jobid = e["jobid"]
+            attempt = e.get("attempt") or self.state.attempts.get(jobid, 0) + 1
+            self.state.attempts[jobid] = attempt
+            params = {"wildcards": e["wildcards"], "params": e.get("params"), "threads": e.get("threads"),
+                      "resources": e.get("resources"), "reason": e.get("reason"), "priority": e.get("priority"),
+                      "shellcmd": e.get("shellcmd"), "message": e.get("message"), "attempt": attempt, "jobid": jobid}
+            run = Run(self._step(e["rule"]), name=job_name(e["rule"], e["wildcards"])[:150],
+                      reference=f"{self.state.workflow_id}/{jobid}/{attempt}", reference_type="snakemake_job",
+                      initiated_by_run=self.workflow_run,
+                      params={k: v for k, v in params.items() if v is not None}, status="started")
+            run.started_at = _time(e["created"])
+            run.host, run.pid = self.workflow_run.host, self.workflow_run.pid
+            cwd = e["cwd"]
+            job = Job(run, _absolute(e["output"] + e["log"] + e["benchmark"], cwd), cwd)
+            self.state.jobs[jobid] = job
+            new_jobs.append((job, _absolute(e["input"], cwd) if self.config.record_inputs else []))
+        if new_jobs:
+            save([job.run for job, _ in new_jobs])  # one insert: a script's ln.track() finds its job
+        closing: list[tuple[Any, str, Any, dict[str, Any]]] = []
+        outputs = []
+        for e in ends:
+            ended = self.state.jobs.get(e["jobid"])
+            if ended is None or not ended.open:
+                continue
+            job = ended
+            job.open = False
+            if e["event"] == "job_finished":
+                outputs.append((job, job.outputs))
+                closing.append((job.run, "completed", _time(e["created"]), {}))
+            else:  # the log explains the failure; Snakemake deletes the other outputs
+                outputs.append((job, [p for p in _absolute(e.get("log") or [], job.cwd) if os.path.exists(p)]))
+                error = e.get("error_text") or e.get("message") or "job failed"
+                closing.append((job.run, "errored", _time(e["created"]), {"error": error, "engine": e.get("aux") or None}))
+        self._record_outputs(outputs)
+        self._record_inputs(new_jobs)
+        if closing:
+            from ..core.pipeline import close_runs
 
-    def _on_job_finished(self, e: dict[str, Any]) -> None:
-        job = self.state.jobs.get(e["jobid"])
-        if job is None or not job.open:
-            return
-        self._record_outputs(job, job.outputs)
-        self._close(job, "completed", e["created"])
-
-    def _on_job_error(self, e: dict[str, Any]) -> None:
-        job = self.state.jobs.get(e["jobid"])
-        if job is None or not job.open:
-            return
-        text = self.state.errors.pop(e.get("thread"), None) or e.get("message") or "job failed"
-        logs = _absolute(e.get("log") or [], job.cwd)
-        self._record_outputs(job, [p for p in logs if os.path.exists(p)])
-        self._close(job, "errored", e["created"], error=text, engine=e.get("aux") or None)
+            close_runs(closing)
 
     def _on_error(self, e: dict[str, Any]) -> None:
         if e.get("exception") == "RuleException":
@@ -239,17 +277,23 @@ class Recorder:
     def _on_terminating(self, e: dict[str, Any]) -> None:
         self.state.terminating = True
 
+    def _on_lost(self, e: dict[str, Any]) -> None:
+        self.state.lost = True
+
     def _on_close(self, e: dict[str, Any]) -> None:
-        from ..core.pipeline import close_run
+        from ..core.pipeline import close_run, close_runs
         from ..core.schema import now
 
-        if self.workflow_run is None:
+        if self.workflow_run is None or self.state.closed:
             return
         s = self.state
-        for job in s.jobs.values():
-            if job.open:
-                self._close(job, "aborted", None, error="the workflow ended before this job finished")
-        if s.interrupted or s.terminating:
+        s.closed = True
+        still_open = [job for job in s.jobs.values() if job.open]
+        for job in still_open:
+            job.open = False
+        close_runs([(job.run, "aborted", None, {"error": "the workflow ended before this job finished"})
+                    for job in still_open])
+        if s.interrupted or s.terminating or s.lost:
             status = "aborted"
         elif s.workflow_errors or (s.total is not None and (s.done or 0) < s.total):
             # (a job attempt that failed and then succeeded on retry does not fail the workflow)
@@ -262,41 +306,52 @@ class Recorder:
         error = "\n\n".join(s.workflow_errors) or None
         close_run(self.workflow_run, status, finished_at=now(), error=error, jobs=counts, planned=s.stats,
                   nothing_to_do=s.nothing_to_do or None,
-                  reason="interrupted (SIGINT)" if s.interrupted else "terminated (SIGTERM)" if s.terminating else None)
+                  reason="interrupted (SIGINT)" if s.interrupted else "terminated (SIGTERM)" if s.terminating
+                  else "Snakemake ended without closing its logger (killed?)" if s.lost else None)
 
     # -- helpers ---------------------------------------------------------------------------
 
-    def _record_outputs(self, job: Job, paths: list[str]) -> None:
-        from ..core.pipeline import given_path, record_outputs
+    def _record_outputs(self, items: list[tuple[Job, list[str]]]) -> None:
+        """Outputs, logs and benchmarks of finished jobs; vanished files are listed as not retained."""
+        from ..core.pipeline import given_path, record_files
         from ..errors import LaminIntegrationsError
 
-        present = [p for p in paths if "://" in p or os.path.exists(p)]
-        recorded: dict[str, Any] = {}
-        if present:
+        entries = [(job.run, [p for p in paths if "://" in p or os.path.exists(p)], job.cwd) for job, paths in items]
+        entries = [e for e in entries if e[1]]
+        artifacts: list[Any] = []
+        if entries:
             try:
-                artifacts = record_outputs(job.run, present, workdir=job.cwd, max_hash_size=self.config.max_hash_bytes)
+                artifacts = record_files(outputs=entries, max_hash_size=self.config.max_hash_bytes)[0]
             except (OSError, LaminIntegrationsError):
-                # One file vanished mid-way (a temp() output deleted while we hashed it): record
+                # A file vanished mid-way (a temp() output deleted while we hashed it): record
                 # the rest one by one, so only that file ends up listed as not retained.
-                artifacts = []
-                for path in present:
-                    try:
-                        artifacts += record_outputs(job.run, [path], workdir=job.cwd,
-                                                    max_hash_size=self.config.max_hash_bytes)
-                    except (OSError, LaminIntegrationsError):
-                        continue
-            for artifact in artifacts:
-                recorded[given_path(artifact) or ""] = artifact
-        gone = [p for p in paths if p not in recorded]
-        if gone:  # temp() outputs removed before we got to them, or outputs Snakemake deleted
-            recorded.update(_record_missing(job.run, gone, job.cwd))
+                for run, paths, cwd in entries:
+                    for path in paths:
+                        try:
+                            artifacts += record_files(outputs=[(run, [path], cwd)],
+                                                      max_hash_size=self.config.max_hash_bytes)[0]
+                        except (OSError, LaminIntegrationsError):
+                            continue
+        recorded = {given_path(a) or "": a for a in artifacts}
+        for job, paths in items:
+            gone = [p for p in paths if p not in recorded]
+            if gone:  # temp() outputs removed before we got to them, or outputs Snakemake deleted
+                recorded.update(_record_missing(job.run, gone, job.cwd))
         self.outputs.update(recorded)
 
-    def _close(self, job: Job, status: str, created: float | None, **aux: Any) -> None:
-        from ..core.pipeline import close_run
+    def _record_inputs(self, items: list[tuple[Job, list[str]]]) -> None:
+        """Outputs of earlier jobs are linked as recorded (no second hashing, and a temp() file
+        may be gone by now); other files are hashed and found by content."""
+        from ..core.pipeline import record_files
 
-        job.open = False
-        close_run(job.run, status, finished_at=_time(created) if created else None, **aux)
+        links, entries = [], []
+        for job, inputs in items:
+            links += [(job.run, self.outputs[p]) for p in inputs if p in self.outputs]
+            others = [p for p in inputs if p not in self.outputs and ("://" in p or os.path.exists(p))]
+            if others:
+                entries.append((job.run, others, job.cwd))
+        if links or entries:
+            record_files(inputs=entries, links=links, max_hash_size=self.config.max_hash_bytes)
 
 
 def _record_missing(run: Any, paths: list[str], cwd: str) -> dict[str, Any]:

@@ -1,0 +1,90 @@
+"""The recording process: `python -m lamin_integrations.snakemake.worker`, fed by the logger.
+
+Recording in Snakemake's own process would compete with its scheduler for the GIL (and
+import SQLAlchemy there); a separate process uses the idle core instead. The logger writes
+one JSON event per line to this process's stdin. If Snakemake dies without closing the
+logger (SIGKILL, OOM), stdin reaches EOF early and the workflow is recorded as aborted
+rather than left started. Ctrl-C in the terminal is Snakemake's to handle: this process
+ignores SIGINT and finishes recording what Snakemake reports about it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from dataclasses import asdict
+from typing import IO, Any
+
+from .recorder import Config, Recorder
+
+
+class Remote:
+    """The logger's end of the pipe: same `put` / `close` as a Recorder."""
+
+    def __init__(self, config: Config, run_uid: str):
+        self.config = config
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "lamin_integrations.snakemake.worker"], stdin=subprocess.PIPE,
+            text=True, encoding="utf-8", bufsize=1, start_new_session=True,
+        )
+        self.alive = True
+        self._write({"config": asdict(config), "run_uid": run_uid})
+
+    def _write(self, payload: dict[str, Any]) -> None:
+        if not self.alive:
+            return
+        try:
+            assert self.proc.stdin is not None
+            self.proc.stdin.write(json.dumps(payload, default=str) + "\n")
+        except (BrokenPipeError, OSError, ValueError):
+            self.alive = False  # the worker said why on stderr; the workflow goes on
+
+    def put(self, event: dict[str, Any]) -> None:
+        self._write(event)
+
+    def close(self) -> None:
+        self._write({"event": "close"})
+        try:
+            if self.proc.stdin is not None:
+                self.proc.stdin.close()
+        except OSError:
+            pass
+        try:
+            self.proc.wait(self.config.drain_seconds)
+        except subprocess.TimeoutExpired:
+            sys.stderr.write(f"lamin-integrations: still recording after {self.config.drain_seconds:g} s; "
+                             f"finishing in the background (pid {self.proc.pid})\n")
+
+
+def serve(stream: IO[str]) -> None:
+    header = json.loads(stream.readline())
+    recorder = Recorder(Config(**header["config"]), header["run_uid"])
+    closed = False
+    for line in stream:
+        try:
+            event = json.loads(line)
+        except ValueError:
+            continue
+        closed = closed or event.get("event") == "close"
+        recorder.put(event)
+    if not closed:
+        recorder.put({"event": "lost"})
+    recorder.close()
+
+
+def main() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        serve(sys.stdin)
+    except Exception as e:  # the pipeline must never see this fail; say why, once
+        sys.stderr.write(f"lamin-integrations: the recorder stopped: {type(e).__name__}: {e}\n")
+    finally:
+        sys.stderr.flush()
+        os._exit(0)  # do not wait for anything else at exit (Snakemake may be waiting on us)
+
+
+if __name__ == "__main__":
+    main()
