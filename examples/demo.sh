@@ -10,6 +10,22 @@ echo "== plain Python: a tracked script launching two tracked child scripts"
 (cd "$work" && python "$OLDPWD/python/pipeline.py")
 
 echo
+echo "== Snakemake: snakemake --logger lamin (3 samples; a script: rule calls ln.track())"
+cp -r snakemake "$work/snakemake"
+(cd "$work/snakemake" && snakemake --cores 2 --logger lamin --quiet)
+echo "-- the same workflow after one input changed: only the affected jobs rerun"
+echo ">liver_extra" >> "$work/snakemake/data/liver.fasta"
+echo "GGGCCCGGGCCC" >> "$work/snakemake/data/liver.fasta"
+(cd "$work/snakemake" && snakemake --cores 2 --logger lamin --quiet)
+lamin-integrations runs --reference-type snakemake_job --limit 12
+
+echo
+echo "== Prefect: a flow (clean -> 3 mapped summaries -> cached report), recorded by the drop-in decorators"
+mkdir -p "$work/prefect"
+(cd "$work" && PREFECT_HOME="$work/prefect-home" python "$OLDPWD/prefect/flow.py" "$work/prefect")
+lamin-integrations runs --reference-type prefect_task_run --limit 10
+
+echo
 echo "== recorded runs"
 lamin-integrations runs
 pipeline=$(lamin-integrations runs --transform examples/python/pipeline.py --limit 1 --json | python -c 'import json,sys; print(json.load(sys.stdin)[0]["uid"])')

@@ -14,8 +14,41 @@ def _fail(e: Exception) -> None:
     sys.exit(1)
 
 
+# Commands that live with their adapter, imported only when invoked (keeps `--help` fast
+# and lets an adapter own its command line): name -> "module:attribute".
+LAZY_COMMANDS: dict[str, str] = {
+    "nextflow": "lamin_integrations.nextflow.cli:nextflow",
+    "lineage": "lamin_integrations.lineage.cli:lineage",
+    "report": "lamin_integrations.lineage.cli:report",
+    "export": "lamin_integrations.lineage.cli:export",
+}
+
+
+def _lazy_available(name: str) -> bool:
+    from importlib.util import find_spec
+
+    module = LAZY_COMMANDS[name].split(":")[0]
+    try:
+        return find_spec(module) is not None
+    except ModuleNotFoundError:
+        return False
+
+
 class _Group(click.Group):
     """Turns the project's own errors into one readable line and exit code 1."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        lazy = [name for name in LAZY_COMMANDS if self is cli and _lazy_available(name)]
+        return sorted({*super().list_commands(ctx), *lazy})
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if self is cli and name in LAZY_COMMANDS and name not in self.commands and _lazy_available(name):
+            import importlib
+
+            module, attribute = LAZY_COMMANDS[name].split(":")
+            command = getattr(importlib.import_module(module), attribute)
+            self.add_command(command, name)
+        return super().get_command(ctx, name)
 
     def invoke(self, ctx: click.Context) -> Any:
         from .errors import LaminIntegrationsError
@@ -76,13 +109,15 @@ def runs(ctx: click.Context, status: str | None, transform: str | None, referenc
         click.echo(json.dumps(rows, indent=2))
         return
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     table = Table(box=None)
     for col in ("uid", "status", "transform", "name", "started_at", "duration_s", "initiated_by_run"):
         table.add_column(col)
     for row in rows:
-        table.add_row(*(str(row[c]) if row[c] is not None else "" for c in ("uid", "status", "transform", "name", "started_at", "duration_s", "initiated_by_run")))
+        # escape: run names such as "count[sample=a]" are not rich markup
+        table.add_row(*(escape(str(row[c])) if row[c] is not None else "" for c in ("uid", "status", "transform", "name", "started_at", "duration_s", "initiated_by_run")))
     Console(width=160).print(table)
 
 

@@ -167,6 +167,16 @@ def test_retries_give_one_run_per_attempt(sqlite_registry, tmp_path):
     assert [a.key for a in runs[1].output_artifacts] == ["out.txt"]
 
 
+def test_quiet_run_still_completes_every_job(sqlite_registry, workflow):
+    # --quiet suppresses job_finished events; a successful workflow closes its jobs at the end
+    snakemake(workflow, "--configfile", "config.yaml", "--quiet")
+    [wf] = workflow_runs()
+    assert wf.status == "completed"
+    assert {r.status for r in ln.Run.filter(initiated_by_run=wf)} == {"completed"}
+    [summary] = jobs(wf)["summary"]
+    assert {a.key for a in summary.output_artifacts} == {"results/summary.txt", "logs/summary.log"}
+
+
 def test_dry_run_records_nothing(sqlite_registry, workflow):
     snakemake(workflow, "--configfile", "config.yaml", "-n")
     assert ln.Run.filter().count() == 0 and ln.Artifact.filter().count() == 0
@@ -252,6 +262,7 @@ def test_script_rule_tracking_becomes_child_of_its_job(sqlite_registry, tmp_path
     [count_job] = by_name["count[s=aa]"]
     [tracked] = ln.Run.filter(initiated_by_run=count_job).to_list()
     assert tracked.transform.kind == "script" and tracked.status == "completed"
+    assert tracked.transform.key == "count.py"  # the user's script, not Snakemake's temporary copy
     [shell_tracked] = ln.Run.filter(initiated_by_run=wf, reference_type=None).to_list()
     assert shell_tracked.transform.key == "x.py"  # a shell: command cannot name its job: workflow run
 

@@ -83,9 +83,19 @@ def _caller_script() -> Path | None:
         if filename.endswith(".py") and not filename.startswith("<"):
             path = Path(filename).resolve()
             if package_dir not in path.parents and path.exists():
-                return path
+                return _original_script(path)
         frame = frame.f_back
     return None
+
+
+def _original_script(path: Path) -> Path:
+    """The user's file when `path` is an engine's temporary copy of it (Snakemake `script:`)."""
+    from . import plugins
+
+    if not plugins.has_impls("original_script_path"):
+        return path
+    found = plugins.fire("original_script_path", path=path)
+    return found[0] if found else path
 
 
 def git_root(path: Path) -> Path | None:

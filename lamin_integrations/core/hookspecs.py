@@ -46,3 +46,8 @@ def register_commands(cli: Any) -> None:
 @hookspec
 def parent_run_for_process(run: Any) -> Any:
     """`run` launched this process (from the environment); return a more specific run it belongs to, or None."""
+
+
+@hookspec
+def original_script_path(path: Any) -> Any:
+    """`path` runs as a script; return the file the user wrote if it is an engine's temporary copy, else None."""

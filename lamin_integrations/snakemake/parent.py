@@ -9,8 +9,10 @@ such object and its run stays a child of the workflow run.
 
 from __future__ import annotations
 
+import re
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 from ..core.hookspecs import hookimpl
@@ -29,11 +31,26 @@ def job_name(rule: str, wildcards: Any) -> str:
     return f"{rule}[{', '.join(f'{k}={v}' for k, v in items)}]"
 
 
+def _job() -> Any:
+    return getattr(sys.modules.get("__main__"), "snakemake", None)
+
+
+@hookimpl
+def original_script_path(path: Any) -> Any:
+    """Snakemake runs `script: "scripts/x.py"` from `.snakemake/scripts/tmpXXXX.x.py`."""
+    scriptdir = getattr(_job(), "scriptdir", None)
+    match = re.fullmatch(r"tmp[A-Za-z0-9_]+\.(.+\.py)", Path(path).name)
+    if scriptdir is None or match is None:
+        return None
+    original = Path(scriptdir) / match.group(1)  # scriptdir: the folder of the user's script
+    return original.resolve() if original.is_file() else None
+
+
 @hookimpl
 def parent_run_for_process(run: Any) -> Any:
     if run.reference_type != "snakemake_id":
         return None
-    job = getattr(sys.modules.get("__main__"), "snakemake", None)
+    job = _job()
     rule = getattr(job, "rule", None)
     if not isinstance(rule, str):
         return None

@@ -288,11 +288,6 @@ class Recorder:
             return
         s = self.state
         s.closed = True
-        still_open = [job for job in s.jobs.values() if job.open]
-        for job in still_open:
-            job.open = False
-        close_runs([(job.run, "aborted", None, {"error": "the workflow ended before this job finished"})
-                    for job in still_open])
         if s.interrupted or s.terminating or s.lost:
             status = "aborted"
         elif s.workflow_errors or (s.total is not None and (s.done or 0) < s.total):
@@ -300,6 +295,18 @@ class Recorder:
             status = "errored"
         else:
             status = "completed"
+        still_open = [job for job in s.jobs.values() if job.open]
+        for job in still_open:
+            job.open = False
+        if status == "completed":
+            # Under --quiet Snakemake sends no job_finished; a workflow that succeeded finished
+            # every job it started, so record their outputs now (end time: the workflow's).
+            self._record_outputs([(job, job.outputs) for job in still_open])
+            close_runs([(job.run, "completed", None, {"end_time": "workflow end (no job_finished event)"})
+                        for job in still_open])
+        else:
+            close_runs([(job.run, "aborted", None, {"error": "the workflow ended before this job finished"})
+                        for job in still_open])
         counts: dict[str, int] = {}
         for job in s.jobs.values():
             counts[job.run.status] = counts.get(job.run.status, 0) + 1
