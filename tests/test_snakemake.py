@@ -482,3 +482,20 @@ def test_shim_imports_cheaply_without_a_registry(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True).stdout.split()
     assert out[1] == "lamin_integrations.snakemake.plugin"
     assert out[2] == "False"  # the registry (and SQLAlchemy) is not touched at import
+
+
+def test_workflow_started_of_older_snakemake_releases():
+    """9.0-9.16 send only workflow_id and `snakefile` (the user's); 9.17+ add the header and
+    name the user's file `snakefile_main` while `snakefile` is Snakemake's own workflow.py."""
+    from lamin_integrations.snakemake.events import translate
+
+    old = logging.makeLogRecord({"event": "workflow_started", "workflow_id": uuid.uuid4(),
+                                 "snakefile": "/data/wf/Snakefile"})
+    event = translate(old)
+    assert event["snakefile"] == "/data/wf/Snakefile"
+    assert event["cmd"] and event["user"] and event["snakemake_version"].startswith("9.")
+    new = logging.makeLogRecord({"event": "workflow_started", "workflow_id": uuid.uuid4(),
+                                 "snakefile": "/venv/lib/python3.11/site-packages/snakemake/workflow.py",
+                                 "snakefile_main": "/data/wf/workflow/Snakefile", "cmd": "snakemake -c1"})
+    event = translate(new)
+    assert event["snakefile"] == "/data/wf/workflow/Snakefile" and event["cmd"] == "snakemake -c1"

@@ -64,14 +64,15 @@ def translate(record: Any) -> dict[str, Any] | None:
     if name == "workflow_started":
         _jobs_by_id.clear()
         workflow = live_workflow()
+        header = {**_header(workflow), **{k: v for k, v in record.__dict__.items() if v is not None}}
         return {
             "event": name, "created": created, "cwd": os.getcwd(),
-            "workflow_id": str(get("workflow_id") or ""),
-            "snakefile": str(get("snakefile_main") or ""),
-            "configfiles": [str(p) for p in (get("configfiles") or [])],
-            "cmd": str(get("cmd") or ""),
-            "snakemake_version": get("snakemake_version"),
-            "host": get("host"), "user": get("user"),
+            "workflow_id": str(header.get("workflow_id") or ""),
+            "snakefile": _snakefile(header),
+            "configfiles": [str(p) for p in (header.get("configfiles") or [])],
+            "cmd": str(header.get("cmd") or ""),
+            "snakemake_version": header.get("snakemake_version"),
+            "host": header.get("host"), "user": header.get("user"),
             "config": _config(workflow),
         }
     if name == "job_started":
@@ -136,6 +137,40 @@ def live_workflow() -> Any:
     """The running `Workflow` (a module global Snakemake sets), or None."""
     module = sys.modules.get("snakemake.workflow")
     return getattr(module, "workflow", None) if module is not None else None
+
+
+def _header(workflow: Any) -> dict[str, Any]:
+    """What Snakemake >= 9.17 puts in workflow_started, taken from the live workflow when the
+    record lacks it (9.0-9.16 send only workflow_id and the Snakefile)."""
+    import getpass
+    import platform
+
+    header: dict[str, Any] = {"cmd": " ".join(sys.argv), "host": platform.node()}
+    try:
+        header["user"] = getpass.getuser()
+    except Exception:
+        pass
+    try:
+        from snakemake import __version__
+
+        header["snakemake_version"] = __version__
+    except Exception:
+        pass
+    for key, attribute in (("snakefile_main", "main_snakefile"), ("configfiles", "configfiles")):
+        try:
+            header[key] = getattr(workflow, attribute)
+        except Exception:
+            pass
+    return header
+
+
+def _snakefile(header: dict[str, Any]) -> str:
+    """The user's main Snakefile. 9.17+ names it `snakefile_main` (their `snakefile` is
+    Snakemake's own workflow.py); older releases name it `snakefile`."""
+    for candidate in (header.get("snakefile_main"), header.get("snakefile")):
+        if candidate and not str(candidate).endswith(os.path.join("snakemake", "workflow.py")):
+            return str(candidate)
+    return ""
 
 
 def _config(workflow: Any) -> Any:

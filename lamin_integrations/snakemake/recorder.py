@@ -382,6 +382,8 @@ def _pipeline_key(snakefile: Path, workdir: str) -> str:
     """The Snakefile's path relative to its git root, else to the working directory, else its name."""
     from ..core.context import git_root
 
+    if not snakefile.name:  # Snakemake did not say
+        return "Snakefile"
     root = git_root(snakefile.resolve()) if snakefile.exists() else None
     for base in (root, Path(workdir)):
         if base is None:
