@@ -116,6 +116,7 @@ class Instance:
         self._user: User | None = None
         self._hash_mode: str | None = None
         self._storage: Storage | None = None
+        self._held = threading.local()  # the connection of an open `transaction()` in this thread
 
     @property
     def url(self) -> str:
@@ -214,8 +215,39 @@ class Instance:
 
     @contextlib.contextmanager
     def read(self) -> Iterator[sa.Connection]:
+        held = getattr(self._held, "conn", None)
+        if held is not None:  # inside transaction(): see its uncommitted rows
+            yield held
+            return
         with _translate_errors(self), self.engine.connect() as conn:
             yield conn
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[sa.Connection]:
+        """Make every read and write of this thread inside the block one transaction.
+
+        Everything is committed at the end of the block, or nothing if it raises (an
+        adapter ingesting a whole file records all of it or none). Each `write()` inside
+        runs in a savepoint, so a write that fails and is handled leaves no trace; hooks
+        fire after the commit and not at all on rollback. Nested blocks join the outer one.
+        Unlike `write()`, the block is not retried when the database is busy (SQLite
+        writers wait up to the busy timeout for the lock, taken when the block starts).
+        """
+        from . import plugins
+
+        if getattr(self._held, "conn", None) is not None:
+            yield self._held.conn
+            return
+        self.user, self.storage  # noqa: B018  (cached records must not come from a rolled-back block)
+        with _translate_errors(self), self.engine.connect() as conn:
+            conn = conn.execution_options(lamin_write=True)
+            with plugins.deferred() as pending, conn.begin():
+                self._held.conn = conn
+                try:
+                    yield conn
+                finally:
+                    self._held.conn = None
+        plugins.fire_all(pending)
 
     def write(self, fn: Callable[[sa.Connection], T]) -> T:
         """Run `fn(conn)` in one write transaction, retrying when the database is busy.
@@ -224,6 +256,10 @@ class Instance:
         deadlock on a lock upgrade; PostgreSQL serialisation failures and deadlocks are
         retried the same way. `fn` must therefore be safe to run again from the start.
         """
+        held = getattr(self._held, "conn", None)
+        if held is not None:
+            with held.begin_nested():
+                return fn(held)
         delay = 0.05
         for attempt in range(8):
             try:

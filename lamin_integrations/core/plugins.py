@@ -7,9 +7,12 @@ raises is logged and skipped: a plugin can never break a registry write. Set
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
+import threading
+from collections.abc import Iterator
 from typing import Any
 
 import pluggy
@@ -19,6 +22,9 @@ from . import hookspecs
 logger = logging.getLogger("lamin_integrations")
 ENTRY_POINT_GROUP = "lamin_integrations"
 BUILTIN_PLUGINS: tuple[str, ...] = ("lamin_integrations.snakemake.parent",)
+
+# Hooks that announce a committed change (deferred inside a transaction); the others ask.
+EVENT_HOOKS = frozenset({"run_started", "run_finished", "artifact_saved", "artifact_recreated", "run_inputs_linked"})
 
 _pm: pluggy.PluginManager | None = None
 
@@ -66,6 +72,10 @@ def has_impls(hook_name: str) -> bool:
 
 def fire(hook_name: str, **kwargs: Any) -> list[Any]:
     """Call every implementation of a hook, isolating failures one plugin at a time."""
+    pending = getattr(_deferred, "events", None)
+    if pending is not None and hook_name in EVENT_HOOKS:
+        pending.append((hook_name, kwargs))
+        return []
     hook = getattr(manager().hook, hook_name)
     results = []
     for impl in reversed(hook.get_hookimpls()):
@@ -82,8 +92,32 @@ def fire(hook_name: str, **kwargs: Any) -> list[Any]:
     return results
 
 
+_deferred = threading.local()
+
+
+@contextlib.contextmanager
+def deferred() -> Iterator[list[tuple[str, dict[str, Any]]]]:
+    """Collect the events fired in this thread inside the block instead of firing them.
+
+    Used by `Instance.transaction()`: hooks are called after the commit, with the
+    collected list, and dropped if the block raises.
+    """
+    outer = getattr(_deferred, "events", None)
+    events: list[tuple[str, dict[str, Any]]] = [] if outer is None else outer
+    _deferred.events = events
+    try:
+        yield events
+    finally:
+        _deferred.events = outer
+
+
 def fire_all(events: list[tuple[str, dict[str, Any]]]) -> None:
     if not events:
+        return
+    pending = getattr(_deferred, "events", None)
+    if pending is not None:
+        if pending is not events:
+            pending.extend(events)
         return
     for hook_name, kwargs in events:
         if has_impls(hook_name):
