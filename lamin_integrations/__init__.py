@@ -34,6 +34,7 @@ _LAZY = {
     "save": "lamin_integrations.core.bulk",
     "connect": "lamin_integrations.core.instance",
     "errors": "lamin_integrations.errors",
+    "lineage": "lamin_integrations.lineage",
 }
 
 __all__ = sorted([*_LAZY, "__version__", "instance"])
@@ -47,7 +48,7 @@ def __getattr__(name: str) -> object:  # typing is not imported: it costs more t
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'lamin_integrations' has no attribute {name!r}")
-    if name == "errors":
+    if name in ("errors", "lineage"):
         return importlib.import_module(module)
     value = getattr(importlib.import_module(module), name)
     if name != "context":

@@ -13,6 +13,7 @@ import sqlalchemy as sa
 
 from ..errors import FieldError, NotFoundOnDisk, ValidationError
 from . import schema
+from .lineage import InputArtifacts
 from .query import _compile
 from .queryset import QuerySet
 from .record import ForeignKey, ManyToMany, Relation, Reverse, SQLRecord, link
@@ -367,7 +368,7 @@ class Run(SQLRecord):
         "created_by": ForeignKey("User", column="created_by_id"),
         "initiated_runs": Reverse("Run", fk_column="initiated_by_run_id"),
         "output_artifacts": Reverse("Artifact", fk_column="run_id"),
-        "input_artifacts": ManyToMany("Artifact", table=schema.run_input_artifact, self_column="run_id", other_column="artifact_id"),
+        "input_artifacts": InputArtifacts("Artifact", table=schema.run_input_artifact, self_column="run_id", other_column="artifact_id"),
         "recreated_artifacts": ManyToMany("Artifact", table=schema.run_recreated_artifact, self_column="run_id", other_column="artifact_id"),
         "projects": ManyToMany("Project", table=schema.project_run, self_column="run_id", other_column="project_id"),
         "json_values": ManyToMany("JsonValue", table=schema.run_json_value, self_column="run_id", other_column="json_value_id"),
@@ -494,6 +495,12 @@ class Run(SQLRecord):
 
         return FeatureManager(self)
 
+    def view_lineage(self, direction: str = "both", depth: int | None = None) -> Any:
+        """The lineage graph around this run: a tree in a terminal, a picture in Jupyter."""
+        from ..lineage import graph_of
+
+        return graph_of(self, direction, depth)
+
     @property
     def descendants(self) -> QuerySet:
         """Every run under this one in its chain (one indexed query on the root)."""
@@ -551,7 +558,7 @@ class Artifact(IsVersioned, SQLRecord):
         "run": ForeignKey("Run", column="run_id"),
         "storage": ForeignKey("Storage", column="storage_id"),
         "created_by": ForeignKey("User", column="created_by_id"),
-        "input_of_runs": ManyToMany("Run", table=schema.run_input_artifact, self_column="artifact_id", other_column="run_id"),
+        "input_of_runs": InputArtifacts("Run", table=schema.run_input_artifact, self_column="artifact_id", other_column="run_id"),
         "recreating_runs": ManyToMany("Run", table=schema.run_recreated_artifact, self_column="artifact_id", other_column="run_id"),
         "projects": ManyToMany("Project", table=schema.project_artifact, self_column="artifact_id", other_column="project_id"),
     }
@@ -663,6 +670,12 @@ class Artifact(IsVersioned, SQLRecord):
     def transform(self) -> Transform | None:
         run = self.run
         return run.transform if run is not None else None
+
+    def view_lineage(self, direction: str = "both", depth: int | None = None) -> Any:
+        """The lineage graph around this artifact: a tree in a terminal, a picture in Jupyter."""
+        from ..lineage import graph_of
+
+        return graph_of(self, direction, depth)
 
     # -- reading ---------------------------------------------------------------------------
 
