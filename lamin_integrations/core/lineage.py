@@ -32,7 +32,7 @@ from .record import ManyToMany, link
 
 if TYPE_CHECKING:
     from .instance import Instance
-    from .models import Artifact, Run, Transform
+    from .models import Run
 
 Direction = Literal["upstream", "downstream"]
 NodeKey = tuple[str, int]  # ("run", id) or ("artifact", id)
@@ -56,9 +56,9 @@ class LineageData:
     root: NodeKey
     direction: str  # upstream | downstream | both | tree
     depth: int | None
-    runs: dict[int, Run] = field(default_factory=dict)
-    artifacts: dict[int, Artifact] = field(default_factory=dict)
-    transforms: dict[int, Transform] = field(default_factory=dict)
+    runs: dict[int, Any] = field(default_factory=dict)  # Run records
+    artifacts: dict[int, Any] = field(default_factory=dict)  # Artifact records
+    transforms: dict[int, Any] = field(default_factory=dict)  # Transform records
     edges: list[Edge] = field(default_factory=list)
     distance: dict[NodeKey, int] = field(default_factory=dict)
 

@@ -78,7 +78,7 @@ def to_prov(data: LineageData) -> Any:
         plans[t.id] = doc.entity(f"transform:{t.uid}", {"prov:type": model.PROV["Plan"], "prov:label": t.key,
                                                        "lamin:kind": t.kind or "", "lamin:version": t.version or ""})
     for run in sorted(data.runs.values(), key=lambda r: r.id):
-        attrs = {"prov:label": run.name or (data.transforms[run.transform_id].key if run.transform_id in data.transforms else run.uid),
+        attrs: dict[str, Any] = {"prov:label": run.name or (data.transforms[run.transform_id].key if run.transform_id in data.transforms else run.uid),
                  "lamin:status": run.status}
         if run.reference:
             attrs["lamin:reference"] = run.reference

@@ -42,7 +42,7 @@ def _job(run: Any, transform: Any) -> Any:
     from openlineage.client.facet_v2 import job_type_job
 
     kind = (transform.kind if transform is not None else "run") or "run"
-    facets = {"jobType": job_type_job.JobTypeJobFacet(processingType="BATCH", integration=_engine(run),
+    facets: dict[str, Any] = {"jobType": job_type_job.JobTypeJobFacet(processingType="BATCH", integration=_engine(run),
                                                       jobType=kind.upper(), producer=PRODUCER)}
     return Job(namespace=namespace(), name=transform.key if transform is not None else run.uid, facets=facets)
 

@@ -82,9 +82,9 @@ def _fmt_duration(seconds: float | None) -> str:
 
 def engine_facts(run: Any) -> dict[str, Any]:
     """Resources, attempt and cache flag, wherever the adapter keeps them in params / _aux."""
-    params = run.params if isinstance(run.params, dict) else {}
-    aux = run._aux if isinstance(run._aux, dict) else {}
-    prefect = params.get("prefect") if isinstance(params.get("prefect"), dict) else {}
+    params: dict[str, Any] = run.params if isinstance(run.params, dict) else {}
+    aux: dict[str, Any] = run._aux if isinstance(run._aux, dict) else {}
+    prefect: dict[str, Any] = params["prefect"] if isinstance(params.get("prefect"), dict) else {}
     resources: dict[str, Any] = {}
     if params.get("threads") is not None:
         resources["threads"] = params["threads"]
