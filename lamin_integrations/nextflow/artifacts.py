@@ -1,0 +1,91 @@
+"""Files of a launch: task work dirs (staged inputs, produced outputs) and published results.
+
+A file staged into a task from another task's work dir is that task's output artifact, so
+the two task runs are linked. Published files (`--outdir`) are outputs of the pipeline run;
+the task that produced one is found by symlink target (publishDir's default mode) or by
+content hash, and named in the artifact's `_aux["published_from"]`.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from .workdir import scan
+
+SKIP_PUBLISHED = ("pipeline_info",)  # Nextflow's own reports, not results
+
+
+def record_task_files(files: Any, pipeline: Any, touched: list[tuple[Any, Any]], by_work_dir: dict[str, Any]) -> None:
+    from ..core.bulk import update_all
+    from ..core.pipeline import given_path, record_files
+
+    base = files.base
+    produced: dict[str, Any] = {}  # realpath of an output -> its artifact
+    producer_run: dict[str, Any] = {}  # realpath of an output -> the task run
+    if files.work_dir:
+        scans = []
+        for task, run in touched:
+            work = task.fields.get("workdir")
+            if not work or task.fields.get("status") not in ("COMPLETED", "FAILED", "CACHED") or not os.path.isdir(work):
+                continue
+            scans.append((run, scan(work)))
+        outputs = [(run, w.outputs, base) for run, w in scans if w.outputs]
+        if outputs:
+            for artifact in record_files(outputs=outputs, max_hash_size=files.max_hash_size)[0]:
+                path = os.path.realpath(given_path(artifact) or "")
+                produced[path] = artifact
+        for run, w in scans:
+            for path in w.outputs:
+                producer_run[os.path.realpath(path)] = run
+        links, entries = [], []
+        for run, w in scans:
+            others = []
+            for staged in w.inputs.values():
+                real = staged if "://" in staged else os.path.realpath(staged)
+                if real in produced:
+                    links.append((run, produced[real]))
+                elif "://" in staged or os.path.exists(staged):
+                    others.append(staged)
+            if others:
+                entries.append((run, others, base))
+        if links or entries:
+            record_files(inputs=entries, links=links, max_hash_size=files.max_hash_size)
+    if files.outdir and os.path.isdir(files.outdir):
+        published = []
+        for folder, dirs, names in os.walk(files.outdir):
+            dirs[:] = sorted(d for d in dirs if not (folder == files.outdir and d in SKIP_PUBLISHED))
+            published += [os.path.join(folder, n) for n in sorted(names)]
+        if not published:
+            return
+        artifacts = record_files(outputs=[(pipeline, published, base)], max_hash_size=files.max_hash_size)[0]
+        by_hash = {a.hash: (path, a) for path, a in produced.items() if a.hash}
+        changed = []
+        for artifact in artifacts:
+            path = given_path(artifact) or ""
+            target = os.path.realpath(path)
+            source: dict[str, Any] | None = None
+            if os.path.islink(path):
+                run = producer_run.get(target) or _run_of(target, by_work_dir)
+                if run is not None:
+                    source = {"run": run.uid, "path": target, "how": "symlink"}
+            if source is None and artifact.hash in by_hash:
+                work_path, work_artifact = by_hash[artifact.hash]
+                run = producer_run.get(work_path)
+                if run is not None:
+                    source = {"run": run.uid, "artifact": work_artifact.uid, "path": work_path, "how": "content hash"}
+            if source is not None and (artifact._aux or {}).get("published_from") != source:
+                artifact._aux = {**(artifact._aux or {}), "published_from": source}
+                changed.append(artifact)
+        if changed:
+            update_all(changed)
+
+
+def _run_of(path: str, by_work_dir: dict[str, Any]) -> Any:
+    """The task whose work dir contains `path` (a publish symlink into a task recorded earlier)."""
+    folder = os.path.dirname(path)
+    while folder and folder != os.path.dirname(folder):
+        if folder in by_work_dir:
+            return by_work_dir[folder]
+        folder = os.path.dirname(folder)
+    return None

@@ -1,0 +1,299 @@
+"""The files a Nextflow launch leaves behind, other than the trace.
+
+- the execution report (`-with-report`): `window.data = {"trace": [...], ...}` holds every
+  trace field of every task (raw numbers), and the page shows run name, session, times,
+  command line, outcome;
+- `.nextflow.log`: run name, session id, task work dirs, the outcome;
+- `.nextflow/history`: one line per launch (time, duration, run name, status, revision,
+  session id, command).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import html
+import json
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+from .launch import Launch
+from .trace import Task, TraceError, normalise
+
+# -- execution report -----------------------------------------------------------------------
+
+_DATA = re.compile(r"window\.data\s*=\s*")
+_TAGS = re.compile(r"<[^>]+>")
+_DT_DD = re.compile(r"<dt[^>]*>(.*?)</dt>\s*<dd[^>]*>(.*?)</dd>", re.S)
+_RUN_NAME = re.compile(r"\[([A-Za-z0-9_-]+)\]\s*Nextflow Workflow Report", re.I)
+_REPORT_TIME = "%d-%b-%Y %H:%M:%S"
+
+
+def _text(fragment: str) -> str:
+    return html.unescape(_TAGS.sub("", fragment)).strip()
+
+
+def read_report(path: str | os.PathLike, tz: dt.tzinfo | None = None) -> tuple[Launch, list[Task]]:
+    """The launch facts and the per-task records embedded in an execution report."""
+    where = os.fspath(path)
+    try:
+        page = Path(where).read_text(encoding="utf-8", errors="replace")
+    except FileNotFoundError:
+        from ..errors import NotFoundOnDisk
+
+        raise NotFoundOnDisk(f"no execution report at {where}") from None
+    m = _DATA.search(page)
+    if m is None:
+        raise TraceError(f"{where}: not a Nextflow execution report (no `window.data = {{...}}` with the task records)")
+    try:
+        data, _ = json.JSONDecoder().raw_decode(page, m.end())
+    except ValueError as e:
+        line = page.count("\n", 0, m.end()) + 1
+        raise TraceError(f"{where}:{line}: the report's embedded data is not valid JSON ({e})") from None
+    records = (data or {}).get("trace") or []
+    if not isinstance(records, list):
+        raise TraceError(f"{where}: the report's window.data.trace is not a list of task records")
+    tasks = []
+    for i, record in enumerate(records):
+        if not isinstance(record, dict):
+            raise TraceError(f"{where}: task record {i} in the report is not an object")
+        try:
+            tasks.append(Task(normalise(record, tz), source="report"))
+        except ValueError as e:
+            raise TraceError(f"{where}: task record {i} (task_id {record.get('task_id')}): {e}") from None
+    launch = Launch(sources=["report"])
+    name = _RUN_NAME.search(page)
+    if name:
+        launch.run_name = name.group(1)
+    pairs = {_text(k).lower(): v for k, v in _DT_DD.findall(page)}
+    for label, value in pairs.items():
+        text = _text(value)
+        if label == "run times":
+            launch.started_at, launch.finished_at = _report_times(value, tz)
+        elif label in ("nextflow command", "command line"):
+            launch.command_line = text
+        elif label in ("workflow session", "session id"):
+            launch.session_id = text
+        elif label == "launch directory":
+            launch.launch_dir = text
+        elif label == "work directory":
+            launch.work_dir = text
+        elif label == "project directory":
+            launch.project_dir = text
+        elif label == "script id":
+            launch.script_id = text
+        elif label == "workflow profile":
+            launch.profile = text
+        elif label == "container":
+            launch.container = text if text not in ("-", "") else None
+        elif label == "nextflow version":
+            launch.nextflow_version = text.split(",")[0].removeprefix("version ").strip()
+        elif label == "workflow repository":
+            repo = re.match(r"([^,\s]+)(?:,\s*revision\s+(\S+?))?(?:\s*\(commit hash\s+(\w+)\))?$", text)
+            if repo:
+                launch.pipeline = repo.group(1)
+                launch.revision = repo.group(2) or repo.group(3)
+    if "completed successfully" in page:
+        launch.status = "completed"
+    elif "completed unsuccessfully" in page:
+        launch.status = "errored"
+        exit_code = re.search(r"fail was:\s*<code>(-?\d+)</code>", page)
+        if exit_code:
+            launch.exit_status = int(exit_code.group(1))
+        error = re.search(r"The full error message was:\s*(?:</p>)?\s*<pre[^>]*>(.*?)</pre>", page, re.S)
+        if error:
+            launch.error = _text(error.group(1))
+    return launch, tasks
+
+
+def _report_times(fragment: str, tz: dt.tzinfo | None) -> tuple[dt.datetime | None, dt.datetime | None]:
+    out = []
+    for span in ("workflow_start", "workflow_complete"):
+        m = re.search(rf'id="{span}"[^>]*>([^<]*)<', fragment)
+        value = None
+        if m and m.group(1).strip():
+            try:
+                value = _local(dt.datetime.strptime(m.group(1).strip(), _REPORT_TIME), tz)
+            except ValueError:
+                value = None
+        out.append(value)
+    return out[0], out[1]
+
+
+def _local(naive: dt.datetime, tz: dt.tzinfo | None) -> dt.datetime:
+    return naive.replace(tzinfo=tz).astimezone(dt.UTC) if tz is not None else naive.astimezone(dt.UTC)
+
+
+# -- .nextflow.log ---------------------------------------------------------------------------
+
+_LOG_LINE = re.compile(r"^([A-Z][a-z]{2})-(\d{1,2}) (\d{2}):(\d{2}):(\d{2})\.(\d{3}) \[([^\]]*)\] (\w+)\s+(\S+) - (.*)$")
+_MONTHS = {m: i for i, m in enumerate(("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"), 1)}
+_LAUNCHING = re.compile(r"Launching `([^`]+)` \[([^\]]+)\](?: DSL\d)? - revision: (\w+)(?: \[([^\]]+)\])?")
+_HANDLER = re.compile(r"Task completed > TaskHandler\[(.*)\]\s*$")
+
+
+def read_log(path: str | os.PathLike, tz: dt.tzinfo | None = None, year: int | None = None) -> Launch:
+    """Run name, session id, version, task work dirs and the outcome from a `.nextflow.log`.
+
+    Log timestamps have no year: `year` (from the trace or history) is used, else the
+    file's modification year.
+    """
+    where = os.fspath(path)
+    try:
+        lines = Path(where).read_text(encoding="utf-8", errors="replace").splitlines()
+    except FileNotFoundError:
+        from ..errors import NotFoundOnDisk
+
+        raise NotFoundOnDisk(f"no .nextflow.log at {where}") from None
+    if year is None:
+        year = dt.datetime.fromtimestamp(os.path.getmtime(where)).year
+    launch = Launch(sources=["log"])
+    first: dt.datetime | None = None
+    last: dt.datetime | None = None
+    errors: list[str] = []
+    goodbye = aborted = False
+    parsed = 0
+    for line in lines:
+        m = _LOG_LINE.match(line)
+        if m is None:
+            continue
+        parsed += 1
+        mon, day, hh, mm, ss, ms, _thread, level, _logger, message = m.groups()
+        try:
+            when = _local(dt.datetime(year, _MONTHS[mon], int(day), int(hh), int(mm), int(ss), int(ms) * 1000), tz)
+        except (KeyError, ValueError):
+            continue
+        first = first or when
+        last = when
+        if message.startswith("Session UUID: "):
+            launch.session_id = message.split(": ", 1)[1].strip()
+        elif message.startswith("Run name: "):
+            launch.run_name = message.split(": ", 1)[1].strip()
+        elif message.startswith("$> "):
+            launch.command_line = message[3:].strip()
+        elif "N E X T F L O W" in message:
+            v = re.search(r"version\s+(\S+)", message)
+            launch.nextflow_version = v.group(1) if v else None
+        elif message.startswith("Launching `"):
+            launching = _LAUNCHING.search(message)
+            if launching:
+                launch.pipeline = launch.pipeline or launching.group(1)
+                launch.run_name = launch.run_name or launching.group(2)
+                launch.script_id = launching.group(3)
+                if launching.group(4):  # `revision: abc [main]` for a repository
+                    launch.revision = launching.group(4)
+        elif message.startswith("Work-dir: "):
+            launch.work_dir = message.split(": ", 1)[1].split(" [", 1)[0].strip()
+        elif (handler := _HANDLER.search(message)) is not None:
+            facts = dict(part.split(": ", 1) for part in handler.group(1).split("; ") if ": " in part)
+            if facts.get("id") and facts.get("workDir"):
+                launch.work_dirs[facts["id"].strip()] = facts["workDir"].strip()
+        elif "Execution complete -- Goodbye" in message:
+            goodbye = True
+        elif level == "ERROR":
+            errors.append(message.removeprefix("~ ").strip())
+        elif "Session aborted" in message or "Execution aborted" in message or "Received SIG" in message:
+            aborted = True
+            errors.append(message.strip())
+    if parsed == 0:
+        raise TraceError(f"{where}: not a .nextflow.log (no line starts with a timestamp such as 'Mar-04 21:05:58.012 [main] DEBUG ...')")
+    launch.started_at = first
+    if errors:
+        launch.status = "aborted" if aborted and not any("Error executing process" in e for e in errors) else "errored"
+        launch.error = "\n".join(errors)
+        launch.finished_at = last
+    elif goodbye:
+        launch.status = "completed"
+        launch.finished_at = last
+    return launch
+
+
+# -- .nextflow/history ------------------------------------------------------------------------
+
+_HISTORY_STATUS = {"OK": "completed", "ERR": "errored"}
+
+
+def read_history(path: str | os.PathLike, tz: dt.tzinfo | None = None) -> list[Launch]:
+    """Every launch listed in `.nextflow/history`, oldest first."""
+    from .trace import parse_time
+
+    where = os.fspath(path)
+    try:
+        lines = Path(where).read_text(encoding="utf-8", errors="replace").splitlines()
+    except FileNotFoundError:
+        from ..errors import NotFoundOnDisk
+
+        raise NotFoundOnDisk(f"no history file at {where}") from None
+    launches = []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        parts = line.split("\t")
+        if len(parts) < 7:
+            raise TraceError(f"{where}:{number}: a .nextflow/history line has 7 tab-separated columns "
+                             f"(time, duration, run name, status, revision, session id, command); found {len(parts)}")
+        when, duration, name, status, revision, session, command = parts[:6] + ["\t".join(parts[6:])]
+        try:
+            started = _local(dt.datetime.strptime(when.strip(), "%Y-%m-%d %H:%M:%S"), tz)
+        except ValueError:
+            raise TraceError(f"{where}:{number}: expected a time such as '2021-03-04 21:05:59', found {when!r}") from None
+        launch = Launch(run_name=name.strip() or None, session_id=session.strip() or None, script_id=revision.strip() or None,
+                        command_line=command.strip() or None, started_at=started, sources=["history"])
+        launch.status = _HISTORY_STATUS.get(status.strip())
+        if duration.strip() not in ("", "-") and launch.status is not None:
+            try:
+                launch.finished_at = started + dt.timedelta(milliseconds=parse_time(duration.strip()))
+            except ValueError:
+                pass
+        pipeline = _pipeline_from_command(launch.command_line)
+        launch.pipeline = pipeline
+        launches.append(launch)
+    return launches
+
+
+def _pipeline_from_command(command: str | None) -> str | None:
+    if not command:
+        return None
+    import shlex
+
+    try:
+        words = shlex.split(command)
+    except ValueError:
+        words = command.split()
+    if "run" in words:
+        i = words.index("run")
+        for word in words[i + 1:]:
+            if not word.startswith("-"):
+                return word
+    return None
+
+
+def pick_history(launches: list[Launch], run_name: str | None, session_id: str | None,
+                 first_submit: dt.datetime | None) -> Launch | None:
+    """The history line of this launch: by run name, else session, else the last one started before the first task."""
+    if run_name:
+        return next((h for h in reversed(launches) if h.run_name == run_name), None)
+    candidates = [h for h in launches if h.session_id == session_id] if session_id else launches
+    if first_submit is not None:
+        before = [h for h in candidates if h.started_at is not None and h.started_at <= first_submit]
+        candidates = before or candidates
+    return candidates[-1] if candidates else None
+
+
+def params_file(path: str | os.PathLike) -> dict[str, Any]:
+    """`--params params.json` (or YAML if PyYAML is installed)."""
+    where = os.fspath(path)
+    text = Path(where).read_text(encoding="utf-8")
+    if where.endswith((".yaml", ".yml")):
+        import yaml
+
+        data = yaml.safe_load(text)
+    else:
+        try:
+            data = json.loads(text)
+        except ValueError as e:
+            raise TraceError(f"{where}: params must be a JSON object ({e})") from None
+    if not isinstance(data, dict):
+        raise TraceError(f"{where}: params must be a JSON object of name: value")
+    return data

@@ -1,0 +1,485 @@
+"""Recording a Nextflow launch: one pipeline Run, one child Run per task attempt, their files.
+
+Every source (trace file, execution report, weblog events, a nextflow-py Execution) is
+turned into a `Launch` plus a list of `Task`s and goes through `record()`, inside one
+transaction. Task runs are identified by (task_id, short hash) under their pipeline run, so
+recording the same rows again changes nothing and a grown trace adds only its new rows; a
+row seen before with less information (a weblog `process_started`, a RUNNING row) is
+updated, never duplicated, and a run's status never moves backwards.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..errors import ValidationError
+from .launch import Launch
+from .trace import Task, Trace, full_hash, read_trace, short_hash
+
+PIPELINE_REFERENCE = "nextflow_id"
+TASK_REFERENCE = "nextflow_task"
+TASK_STATUS = {"COMPLETED": "completed", "FAILED": "errored", "ABORTED": "aborted", "CACHED": "completed",
+               "SUBMITTED": "scheduled", "NEW": "scheduled", "RUNNING": "started"}
+_RANK = {"scheduled": 0, "restarted": 1, "started": 1, "completed": 2, "errored": 2, "aborted": 2}
+
+
+@dataclass
+class Files:
+    """Where the launch's files are (None: do not record files of that kind)."""
+
+    work_dir: str | None = None  # the base work dir (`work/`)
+    outdir: str | None = None  # published results
+    base: str | None = None  # artifact keys are relative to this (the launch dir)
+    max_hash_size: int | None = None
+
+
+def timezone(name: str | None) -> dt.tzinfo | None:
+    """`--timezone Europe/Berlin` (or UTC, or +02:00); None means this machine's local time."""
+    if not name:
+        return None
+    if name.upper() in ("UTC", "Z"):
+        return dt.UTC
+    if name[0] in "+-":
+        try:
+            hours, _, minutes = name[1:].partition(":")
+            delta = dt.timedelta(hours=int(hours), minutes=int(minutes or 0))
+        except ValueError:
+            raise ValidationError(f"--timezone: expected a zone name such as Europe/Berlin or an offset such as +02:00, got {name!r}") from None
+        return dt.timezone(delta if name[0] == "+" else -delta)
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValidationError(f"--timezone: unknown time zone {name!r} (use an IANA name such as Europe/Berlin, or UTC)") from None
+
+
+# -- the records --------------------------------------------------------------------------------
+
+
+def _jsonable(fields: dict[str, Any]) -> dict[str, Any]:
+    return {k: (v.isoformat() if isinstance(v, dt.datetime) else v) for k, v in fields.items() if v is not None}
+
+
+def pipeline_key(launch: Launch, fallback_dir: str | None) -> str:
+    name = launch.pipeline
+    if name and name.endswith(".nf") and "/" not in name:
+        folder = launch.project_dir or launch.launch_dir or fallback_dir
+        return f"{Path(folder).name}/{name}" if folder else name
+    if name:
+        return name
+    folder = launch.launch_dir or fallback_dir or "."
+    return Path(os.path.abspath(folder)).name or "nextflow-pipeline"
+
+
+def infer_status(tasks: list[Task]) -> str:
+    """The launch's outcome when no report, log, history or weblog says it (documented guess)."""
+    statuses = {t.fields.get("status") for t in tasks}
+    if statuses & {"SUBMITTED", "RUNNING", "NEW"}:
+        return "aborted"  # rows of unfinished tasks are only flushed when the run stops
+    failed = [t for t in tasks if t.fields.get("status") == "FAILED"]
+    if any((t.fields.get("error_action") or "TERMINATE") in ("TERMINATE", "FINISH") for t in failed):
+        names = {t.fields.get("name") for t in tasks if t.fields.get("status") in ("COMPLETED", "CACHED")}
+        if any(t.fields.get("name") not in names for t in failed if t.fields.get("error_action") != "IGNORE"):
+            return "errored"
+    return "completed"
+
+
+class Recorder:
+    """Writes one launch; reusable for the weblog, which records the same launch many times."""
+
+    def __init__(self, files: Files | None = None):
+        self.files = files or Files()
+        self.steps: dict[tuple[str, str | None], Any] = {}
+
+    def record(self, launch: Launch, tasks: list[Task], *, final: bool = True, identity: dict[str, Any] | None = None) -> Any:
+        from ..core.instance import current
+
+        with current().transaction():
+            return self._record(launch, tasks, final=final, identity=identity or {})
+
+    # -- pipeline -------------------------------------------------------------------------------
+
+    def _pipeline_run(self, launch: Launch, tasks: list[Task], final: bool, identity: dict[str, Any]) -> Any:
+        from ..core.models import Run, Transform
+
+        key = pipeline_key(launch, self.files.base)
+        version = launch.revision or launch.script_id
+        transform = Transform(key=key, kind="pipeline", version=version,
+                              description=f"Nextflow pipeline {key}").save()
+        run = None
+        if launch.run_name:
+            run = Run.filter(reference_type=PIPELINE_REFERENCE, reference=launch.run_name).order_by("-id").first()
+        elif identity.get("trace_file"):
+            run = (Run.filter(reference_type=PIPELINE_REFERENCE, reference__isnull=True,
+                              params__trace_file=identity["trace_file"]).order_by("-id").first())
+        status = launch.status or (infer_status(tasks) if final else "started")
+        submits = [t.fields["submit"] for t in tasks if t.fields.get("submit") is not None]
+        completes = [t.fields["complete"] for t in tasks if t.fields.get("complete") is not None]
+        started_at = launch.started_at or (min(submits) if submits else None)
+        finished_at = launch.finished_at or (max(completes) if completes and _RANK[status] == 2 else None)
+        facts = {**launch.engine_facts(), **identity}
+        if run is None:
+            run = Run(transform, name=(launch.run_name or Path(identity.get("trace_file") or "nextflow").stem)[:150],
+                      reference=launch.run_name, reference_type=PIPELINE_REFERENCE, params=facts)
+        else:
+            run.params = {**(run.params or {}), **facts}
+            if run.transform_id != transform.id and (launch.pipeline or launch.revision):
+                run.transform = transform  # the weblog knew less about the pipeline than the report
+        if launch.command_line:
+            run.cli_args = launch.command_line[:4096]
+        _set_status(run, status, finished_at)
+        if started_at is not None and (run.id is None or run.started_at is None or started_at < _aware(run.started_at)):
+            run.started_at = started_at
+        aux = dict(run._aux or {})
+        if launch.error:
+            aux["error"] = launch.error[:10_000]
+        if launch.status is None and final:
+            aux["status_source"] = "inferred from the trace rows"
+        elif launch.sources:
+            aux["status_source"] = ",".join(launch.sources)
+        run._aux = aux or None
+        run.save()
+        self.transform = transform
+        return run
+
+    def _step(self, process: str, version: str | None) -> Any:
+        from ..core.models import Transform
+
+        step = self.steps.get((process, version))
+        if step is None:
+            step = Transform(key=f"{self.transform.key}:{process}", kind="step", version=version,
+                             description=f"Nextflow process {process}").save()
+            self.steps[(process, version)] = step
+        return step
+
+    # -- tasks ------------------------------------------------------------------------------------
+
+    def _record(self, launch: Launch, tasks: list[Task], *, final: bool, identity: dict[str, Any]) -> Any:
+        from ..core.bulk import save, update_all
+        from ..core.models import Run
+
+        self._fill_work_dirs(launch, tasks)
+        pipeline = self._pipeline_run(launch, tasks, final, identity)
+        version = launch.revision or launch.script_id
+        existing: dict[tuple[str, str | None], Any] = {}
+        by_task_id: dict[str, Any] = {}
+        for child in Run.filter(initiated_by_run=pipeline, reference_type=TASK_REFERENCE):
+            p = child.params or {}
+            existing[(str(p.get("task_id")), p.get("hash"))] = child
+            by_task_id.setdefault(str(p.get("task_id")), child)
+        originals = self._originals([t for t in tasks if t.fields.get("status") == "CACHED"], pipeline)
+        new, changed, touched = [], [], []
+        cached_from: dict[str, str] = {}
+        for task in tasks:
+            f = task.fields
+            key = task.key
+            run = existing.get(key) or (by_task_id.get(key[0]) if key[1] is None else None)
+            if run is None and key[1] is not None:
+                loose = by_task_id.get(key[0])  # recorded before its hash was known (weblog submitted)
+                if loose is not None and (loose.params or {}).get("hash") is None:
+                    run = loose
+            if f.get("status") == "CACHED" and run is None:
+                original = originals.get(task.full_hash or "") or originals.get(f.get("hash") or "")
+                if original is not None:
+                    cached_from[str(f.get("task_id"))] = original.uid
+                    continue
+            if run is None:
+                run = self._new_task_run(task, pipeline, version)
+                new.append(run)
+                existing[key] = run
+                touched.append((task, run))
+            elif self._update_task_run(run, task):
+                changed.append(run)
+                touched.append((task, run))
+        if new:
+            save(new)
+        if changed:
+            update_all(changed)
+        if cached_from:
+            aux = dict(pipeline._aux or {})
+            aux["cached_tasks"] = {**aux.get("cached_tasks", {}), **cached_from}
+            pipeline._aux = aux
+            pipeline.save()
+        if self.files.work_dir or self.files.outdir:
+            from .artifacts import record_task_files
+
+            record_task_files(self.files, pipeline, touched, by_work_dir=self._work_dir_runs(pipeline, existing))
+        pipeline.__dict__["_ingest_counts"] = {"new": len(new), "updated": len(changed), "cached": len(cached_from)}
+        return pipeline
+
+    def _work_dir_runs(self, pipeline: Any, existing: dict[tuple[str, str | None], Any]) -> dict[str, Any]:
+        out = {}
+        for run in existing.values():
+            work = (run.params or {}).get("workdir")
+            if work:
+                out[os.path.realpath(work)] = run
+        return out
+
+    def _fill_work_dirs(self, launch: Launch, tasks: list[Task]) -> None:
+        """A task's work dir from the trace, else the log's TaskHandler line, else a glob of the short hash."""
+        from .workdir import find_work_dir
+
+        for task in tasks:
+            f = task.fields
+            if f.get("workdir"):
+                continue
+            work = launch.work_dirs.get(str(f.get("task_id")))
+            if work is None and self.files.work_dir and f.get("hash"):
+                work = find_work_dir(self.files.work_dir, f["hash"])
+            if work is not None:
+                f["workdir"] = work
+                if f.get("hash") is None and full_hash(work):
+                    f["hash"] = short_hash(full_hash(work) or "")
+
+    def _originals(self, cached: list[Task], pipeline: Any) -> dict[str, Any]:
+        """Runs already in the registry that first produced a CACHED row's result (same hash)."""
+        from ..core.models import Run
+
+        if not cached:
+            return {}
+        fulls = sorted({t.full_hash for t in cached if t.full_hash})
+        shorts = sorted({t.fields["hash"] for t in cached if t.fields.get("hash")})
+        found: dict[str, Any] = {}
+        for chunk in [fulls[i:i + 500] for i in range(0, len(fulls), 500)] + [shorts[i:i + 500] for i in range(0, len(shorts), 500)]:
+            for run in Run.filter(reference_type=TASK_REFERENCE, reference__in=chunk).exclude(initiated_by_run=pipeline).order_by("id"):
+                found.setdefault(run.reference, run)
+                if len(run.reference) == 32:
+                    found.setdefault(short_hash(run.reference), run)
+        for short in [s for s in shorts if s not in found]:
+            run = (Run.filter(reference_type=TASK_REFERENCE, reference__startswith=short.replace("/", ""))
+                   .exclude(initiated_by_run=pipeline).order_by("id").first())
+            if run is not None:
+                found[short] = run
+        return found
+
+    def _new_task_run(self, task: Task, pipeline: Any, version: str | None) -> Any:
+        from ..core.models import Run
+
+        f = task.fields
+        process = f.get("process") or "unknown"
+        run = Run(self._step(process, version), name=(f.get("name") or process)[:150],
+                  reference=task.full_hash or f.get("hash"), reference_type=TASK_REFERENCE,
+                  initiated_by_run=pipeline, params=_params(task))
+        _apply(run, task)
+        return run
+
+    def _update_task_run(self, run: Any, task: Task) -> bool:
+        before = (dict(run.params or {}), run.status, run.reference, run.started_at, run.finished_at, run._aux)
+        merged = {**(run.params or {}), **_params(task)}
+        rank_old, rank_new = _RANK[run.status], _RANK[TASK_STATUS.get(task.fields.get("status") or "", "started")]
+        if rank_new < rank_old:  # an older event arriving late: keep the newer status and times
+            merged["status"] = (run.params or {}).get("status")
+            run.params = merged
+        else:
+            run.params = merged
+            _apply(run, task)
+        if task.full_hash and (run.reference is None or len(run.reference) != 32):
+            run.reference = task.full_hash
+        return (dict(run.params or {}), run.status, run.reference, run.started_at, run.finished_at, run._aux) != before
+
+
+def _params(task: Task) -> dict[str, Any]:
+    params = _jsonable(task.fields)
+    if task.fields.get("status") == "CACHED":
+        params["cached"] = True
+    return params
+
+
+def _aware(value: dt.datetime) -> dt.datetime:
+    return value if value.tzinfo is not None else value.replace(tzinfo=dt.UTC)
+
+
+def _set_status(run: Any, status: str, finished_at: dt.datetime | None) -> None:
+    if run.id is not None and _RANK[status] < _RANK[run.status]:
+        return
+    run.status = status
+    if _RANK[status] == 2:
+        run.finished_at = finished_at or run.finished_at
+    else:
+        run.finished_at = None
+
+
+def _apply(run: Any, task: Task) -> None:
+    f = task.fields
+    status = TASK_STATUS.get(f.get("status") or "", "started")
+    _set_status(run, status, f.get("complete"))
+    start = f.get("start") or f.get("submit")
+    if start is not None:
+        run.started_at = start
+    if f.get("hostname"):
+        run.host = str(f["hostname"])[:255]
+    aux = dict(run._aux or {})
+    if f.get("status") == "FAILED":
+        exit_code = f.get("exit")
+        aux["error"] = f"task failed (exit {exit_code if exit_code is not None else 'unknown'})" + (
+            f"; error_action {f['error_action']}" if f.get("error_action") else "")
+        aux["exit"] = exit_code
+    if f.get("status") == "CACHED":
+        aux["cached"] = True
+    run._aux = aux or None
+
+
+# -- the trace file ------------------------------------------------------------------------------
+
+
+@dataclass
+class Sources:
+    """The files of one launch; `discover` fills what was not given from next to the trace."""
+
+    trace: str
+    report: str | None = None
+    log: str | None = None
+    history: str | None = None
+    work_dir: str | None = None
+    outdir: str | None = None
+    launch_dir: str | None = None
+
+
+def discover(sources: Sources) -> Sources:
+    """Look next to the trace: nf-core puts it in `<outdir>/pipeline_info/`, plain runs in the launch dir."""
+    trace = Path(sources.trace).resolve()
+    folder = trace.parent
+    if sources.report is None:
+        stamp = trace.stem.removeprefix("execution_trace").removeprefix("trace")
+        candidates = sorted(folder.glob("execution_report*.html")) + sorted(folder.glob("report*.html"))
+        exact = [c for c in candidates if stamp and c.stem.endswith(stamp)]
+        chosen = exact or (candidates if len(candidates) == 1 else [])
+        sources.report = str(chosen[0]) if chosen else None
+    launch_dir = Path(sources.launch_dir) if sources.launch_dir else None
+    if launch_dir is None:
+        for candidate in (folder, folder.parent, folder.parent.parent):
+            if (candidate / ".nextflow.log").exists() or (candidate / ".nextflow").is_dir():
+                launch_dir = candidate
+                break
+    if launch_dir is not None:
+        sources.launch_dir = str(launch_dir)
+        if sources.log is None and (launch_dir / ".nextflow.log").exists():
+            sources.log = str(launch_dir / ".nextflow.log")
+        if sources.history is None and (launch_dir / ".nextflow" / "history").exists():
+            sources.history = str(launch_dir / ".nextflow" / "history")
+        if sources.work_dir is None and (launch_dir / "work").is_dir():
+            sources.work_dir = str(launch_dir / "work")
+    if sources.outdir is None and folder.name == "pipeline_info":
+        sources.outdir = str(folder.parent)
+    return sources
+
+
+def ingest_trace(path: str | os.PathLike, *, report: str | os.PathLike | None = None, log: str | os.PathLike | None = None,
+                 history: str | os.PathLike | None = None, work_dir: str | os.PathLike | None = None,
+                 outdir: str | os.PathLike | None = None, run_name: str | None = None, session_id: str | None = None,
+                 pipeline: str | None = None, revision: str | None = None, params: dict[str, Any] | str | os.PathLike | None = None,
+                 timezone_name: str | None = None, discover_files: bool = True, record_files: bool = True,
+                 max_hash_size: int | None = None, final: bool = True, _trace: Trace | None = None) -> Any:
+    """Record a Nextflow launch from its trace file (plus whatever else is given or found); returns the pipeline Run.
+
+    Everything is parsed and checked before anything is written, and the writing is one
+    transaction: a bad file records nothing. Ingesting the same trace again adds nothing;
+    a trace that grew adds its new rows.
+    """
+    from .files import params_file, pick_history, read_history, read_log, read_report
+
+    tz = timezone(timezone_name)
+    sources = Sources(os.fspath(path), *(os.fspath(p) if p is not None else None
+                                         for p in (report, log, history, work_dir, outdir)))
+    if discover_files:
+        discover(sources)
+    trace = _trace or read_trace(sources.trace, tz=tz)
+    tasks = trace.tasks
+    given = Launch(run_name=run_name, session_id=session_id, pipeline=pipeline, revision=revision,
+                   params=params_file(params) if isinstance(params, (str, os.PathLike)) else params)
+    launch = Launch(sources=[])
+    if sources.report:
+        report_launch, report_tasks = read_report(sources.report, tz)
+        launch.merge(report_launch)
+        tasks = merge_tasks(tasks, report_tasks)
+    submits = [t.fields["submit"] for t in tasks if t.fields.get("submit") is not None]
+    if sources.log:
+        year = min(submits).astimezone().year if submits else None
+        launch.merge(read_log(sources.log, tz, year))
+    if sources.history:
+        chosen = pick_history(read_history(sources.history, tz), given.run_name or launch.run_name,
+                              given.session_id or launch.session_id, min(submits) if submits else None)
+        if chosen is not None:
+            launch.merge(chosen)
+    launch = given.merge(launch)
+    if not final:  # still running: whatever a history or log line says about an outcome is not this yet
+        launch.status, launch.finished_at, launch.error = None, None, None
+    launch.launch_dir = launch.launch_dir or sources.launch_dir
+    files = Files(base=launch.launch_dir or str(Path(sources.trace).resolve().parent), max_hash_size=max_hash_size)
+    if record_files:
+        files.work_dir, files.outdir = sources.work_dir, sources.outdir
+    identity = {"trace_file": str(Path(sources.trace).resolve())} if not launch.run_name else {}
+    run = Recorder(files).record(launch, tasks, final=final, identity=identity)
+    run.__dict__["_ingest_sources"] = sources
+    return run
+
+
+def merge_tasks(trace_tasks: list[Task], report_tasks: list[Task]) -> list[Task]:
+    """The trace's rows completed with the report's (which has every field); report-only rows are added."""
+    by_key = {t.key: t for t in report_tasks}
+    by_id = {t.key[0]: t for t in report_tasks}
+    out = []
+    for task in trace_tasks:
+        extra = by_key.get(task.key) or (by_id.get(task.key[0]) if task.key[1] is None else None)
+        if extra is not None:
+            task = Task({**{k: v for k, v in extra.fields.items() if v is not None},
+                         **{k: v for k, v in task.fields.items() if v is not None}}, line=task.line, source="trace+report")
+            by_key.pop(extra.key, None)
+        out.append(task)
+    seen = {t.key[0] for t in out}
+    out += [t for t in by_key.values() if t.key[0] not in seen]
+    return out
+
+
+
+
+
+def _finished(sources: Sources, run_name: str | None) -> bool:
+    """Has the launch ended? The report is written at the end; the log says Goodbye or ERROR."""
+    from .files import read_log
+
+    found = discover(Sources(sources.trace, launch_dir=sources.launch_dir))
+    if sources.report or found.report:
+        return True
+    log = sources.log or found.log
+    if log and os.path.exists(log):
+        launch = read_log(log)
+        return launch.status is not None and (run_name is None or launch.run_name in (None, run_name))
+    return False
+
+
+def follow_trace(path: str | os.PathLike, *, poll_seconds: float = 2.0, idle_timeout: float | None = None,
+                 on_update: Any = None, **options: Any) -> Any:
+    """`ingest_trace` repeatedly while Nextflow writes the trace; returns the pipeline Run once the launch ended.
+
+    Rows are recorded as they appear (a last line still being written is left for the next
+    poll); the pipeline run stays `started` until the report appears or the log says the
+    launch ended, then one last ingest records its outcome. `idle_timeout` seconds without
+    a new row also end the follow (Ctrl-C too: what was recorded stays).
+    """
+    import time
+
+    trace_path = os.fspath(path)
+    seen = -1
+    run = None
+    idle_since = time.monotonic()
+    while True:
+        if os.path.exists(trace_path):
+            trace = read_trace(trace_path, tz=timezone(options.get("timezone_name")), partial_tail=True)
+            if len(trace.tasks) != seen:
+                seen = len(trace.tasks)
+                idle_since = time.monotonic()
+                run = ingest_trace(trace_path, final=False, _trace=trace, **{**options, "report": None})
+                if on_update is not None:
+                    on_update(run)
+            sources = discover(Sources(trace_path, report=options.get("report"), log=options.get("log")))
+            if _finished(sources, options.get("run_name")):
+                return ingest_trace(trace_path, **options)
+        if idle_timeout is not None and time.monotonic() - idle_since > idle_timeout:
+            return run if run is not None else ingest_trace(trace_path, **options)
+        time.sleep(poll_seconds)

@@ -1,0 +1,336 @@
+"""Nextflow's trace file (`-with-trace`): one row per task attempt, parsed and normalised.
+
+Values are written for people unless `trace.raw = true`: `1h 3m 7s`, `1004.8 MB` (1024-based),
+`741.1%`, local timestamps without an offset, and `-` for "no value". Every value is turned
+into one unit whatever the mode: milliseconds, bytes, float percent, UTC datetimes. Columns
+are mapped by the header (order and field set vary, `hash` may be missing, the pre-19.04 header
+has `rss vmem`); unknown columns are kept as text. Anything that cannot be a trace row is a
+`TraceError` naming the line, raised before anything is written.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..errors import ValidationError
+
+
+class TraceError(ValidationError):
+    """A trace file (or report / weblog record) that cannot be read as Nextflow wrote it."""
+
+
+# TraceRecord.FIELDS types (Nextflow's own names); anything else is kept as text.
+DATE_FIELDS = frozenset({"submit", "start", "complete"})
+TIME_FIELDS = frozenset({"duration", "realtime", "time"})
+PERC_FIELDS = frozenset({"%cpu", "%mem"})
+MEM_FIELDS = frozenset({"rss", "vmem", "peak_rss", "peak_vmem", "rchar", "wchar", "read_bytes", "write_bytes",
+                        "memory", "disk"})
+NUM_FIELDS = frozenset({"syscr", "syscw", "attempt", "cpus", "vol_ctxt", "inv_ctxt", "accelerator"})
+KNOWN_FIELDS = frozenset({"task_id", "hash", "native_id", "process", "module", "container", "tag", "name", "status",
+                          "exit", "workdir", "script", "scratch", "queue", "env", "error_action", "hostname",
+                          "cpu_model", "accelerator_type"}) | DATE_FIELDS | TIME_FIELDS | PERC_FIELDS | MEM_FIELDS | NUM_FIELDS
+TYPE_NAMES = {"date": DATE_FIELDS, "time": TIME_FIELDS, "perc": PERC_FIELDS, "mem": MEM_FIELDS, "num": NUM_FIELDS}
+# JSON-friendly names for the two fields whose names start with % (as `nextflow log` calls them).
+RENAMED = {"%cpu": "pcpu", "%mem": "pmem"}
+STATUSES = frozenset({"NEW", "SUBMITTED", "RUNNING", "COMPLETED", "FAILED", "ABORTED", "CACHED"})
+NOT_FINISHED_EXIT = 2147483647  # Integer.MAX_VALUE: the weblog's exit before a task ends
+MULTILINE_FIELDS = ("script", "env")
+
+_MEM_UNITS = {"B": 0, "KB": 1, "MB": 2, "GB": 3, "TB": 4, "PB": 5, "EB": 6, "ZB": 7}
+_MEM = re.compile(r"^(\d+(?:\.\d+)?)\s*([KMGTPEZ]?B)$")
+_TIME_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
+_TIME_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
+_INT = re.compile(r"^-?\d+$")
+_FLOAT = re.compile(r"^-?\d+(?:\.\d+)?$")
+_HASH = re.compile(r"^[0-9a-f]{2}/[0-9a-f]{6}$")
+_WORKDIR_HASH = re.compile(r"([0-9a-f]{2})/([0-9a-f]{30})/?$")
+
+
+@dataclass
+class Task:
+    """One task attempt: normalised trace fields by name (see `normalise`), and where it came from."""
+
+    fields: dict[str, Any]
+    line: int | None = None
+    source: str = "trace"
+
+    @property
+    def key(self) -> tuple[str, str | None]:
+        """Rows are identified by (task_id, short hash), never by name (names repeat)."""
+        return str(self.fields.get("task_id")), self.fields.get("hash")
+
+    @property
+    def full_hash(self) -> str | None:
+        return full_hash(self.fields.get("workdir"))
+
+
+@dataclass
+class Trace:
+    path: str | None
+    columns: list[str]
+    tasks: list[Task] = field(default_factory=list)
+    sep: str = "\t"
+    consumed: int = 0  # bytes read up to the end of the last complete row (for --follow)
+
+
+def full_hash(workdir: str | None) -> str | None:
+    """The 32-hex task hash from a work dir path (`.../work/e1/fc2d06...`), if it ends in one."""
+    if not workdir:
+        return None
+    m = _WORKDIR_HASH.search(workdir.rstrip("/") + "/")
+    return m.group(1) + m.group(2) if m else None
+
+
+def short_hash(full: str) -> str:
+    return f"{full[:2]}/{full[2:8]}"
+
+
+# -- values -----------------------------------------------------------------------------------
+
+
+def parse_mem(text: str) -> int:
+    if _INT.match(text):
+        return int(text)
+    m = _MEM.match(text)
+    if m is None or m.group(2) not in _MEM_UNITS:
+        raise ValueError(f"expected a size such as '1004.8 MB' or a byte count, found {text!r}")
+    return round(float(m.group(1)) * 1024 ** _MEM_UNITS[m.group(2)])
+
+
+def parse_time(text: str) -> int:
+    if _INT.match(text):
+        return int(text)
+    parts = text.split()
+    total = 0.0
+    for part in parts:
+        m = _TIME_PART.fullmatch(part)
+        if m is None:
+            raise ValueError(f"expected a duration such as '1h 3m 7s', '5.8s' or '123ms', found {text!r}")
+        total += float(m.group(1)) * _TIME_MS[m.group(2)]
+    if not parts:
+        raise ValueError("empty duration")
+    return round(total)
+
+
+def parse_perc(text: str) -> float:
+    body = text[:-1] if text.endswith("%") else text
+    if not _FLOAT.match(body):
+        raise ValueError(f"expected a percentage such as '741.1%', found {text!r}")
+    return float(body)
+
+
+def parse_date(text: str, tz: dt.tzinfo | None) -> dt.datetime:
+    if _INT.match(text):  # raw mode and weblog: epoch milliseconds
+        return dt.datetime.fromtimestamp(int(text) / 1000, tz=dt.UTC)
+    try:
+        naive = dt.datetime.strptime(text, "%Y-%m-%d %H:%M:%S.%f")
+    except ValueError:
+        try:
+            naive = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+        except ValueError:
+            raise ValueError(f"expected a timestamp such as '2021-03-04 21:06:07.625', found {text!r}") from None
+    if naive.tzinfo is not None:
+        return naive.astimezone(dt.UTC)
+    return naive.replace(tzinfo=tz).astimezone(dt.UTC) if tz is not None else naive.astimezone(dt.UTC)
+
+
+def parse_num(text: str) -> int | float:
+    if _INT.match(text):
+        return int(text)
+    if _FLOAT.match(text):
+        return float(text)
+    raise ValueError(f"expected a number, found {text!r}")
+
+
+def normalise(raw: dict[str, Any], tz: dt.tzinfo | None, types: dict[str, str] | None = None) -> dict[str, Any]:
+    """One record's values in fixed units: ms, bytes, float percent, UTC datetimes; None for `-`.
+
+    Accepts the human format, raw mode (numbers) and JSON values (report, weblog). Raises
+    ValueError naming the field for a value in an impossible unit.
+    """
+    out: dict[str, Any] = {}
+    for name, value in raw.items():
+        key = RENAMED.get(name, name)
+        if value is None:
+            out[key] = None
+            continue
+        text = value if isinstance(value, str) else str(value)
+        text = text.strip() if name not in MULTILINE_FIELDS else text
+        if text in ("-", "") or (name == "exit" and text == str(NOT_FINISHED_EXIT)):
+            out[key] = None
+            continue
+        kind = (types or {}).get(name) or _kind(name)
+        try:
+            if kind == "date":
+                out[key] = parse_date(text, tz) if text != "0" else None  # the weblog's "not yet"
+            elif kind == "time":
+                out[key] = parse_time(text)
+            elif kind == "mem":
+                out[key] = parse_mem(text)
+            elif kind == "perc":
+                out[key] = parse_perc(text)
+            elif kind == "num":
+                out[key] = parse_num(text)
+            elif name == "exit":
+                out[key] = int(text) if _INT.match(text) else text
+            elif name == "task_id":
+                out[key] = str(int(float(text))) if _FLOAT.match(text) else text
+            elif name == "status":
+                if text not in STATUSES:
+                    raise ValueError(f"expected one of {', '.join(sorted(STATUSES))}, found {text!r}")
+                out[key] = text
+            elif name == "hash":
+                if not _HASH.match(text):
+                    raise ValueError(f"expected a short task hash such as 'e1/fc2d06', found {text!r}")
+                out[key] = text
+            else:
+                out[key] = text
+        except ValueError as e:
+            raise ValueError(f"field {name}: {e}") from None
+    if out.get("hash") is None and out.get("workdir"):
+        full = full_hash(out["workdir"])
+        if full:
+            out["hash"] = short_hash(full)
+    if out.get("process") is None and out.get("name"):
+        out["process"] = process_of(out["name"])
+    return out
+
+
+def _kind(name: str) -> str:
+    for kind, names in TYPE_NAMES.items():
+        if name in names:
+            return kind
+    return "str"
+
+
+def process_of(name: str) -> str:
+    """`FASTQC (sample1)` -> `FASTQC` (the trace's `name` is the process plus a tag or index)."""
+    return name.split(" (", 1)[0] if name.endswith(")") and " (" in name else name
+
+
+# -- the file ---------------------------------------------------------------------------------
+
+SEPARATORS = ("\t", ",", ";", "|")
+
+
+def _header(line: str, sep: str | None, where: str) -> tuple[list[str], dict[str, str], str]:
+    candidates = [sep] if sep else list(SEPARATORS)
+    best: tuple[int, str] | None = None
+    for s in candidates:
+        names = [c.strip().split(":", 1)[0] for c in line.split(s)]
+        known = sum(1 for n in names if n in KNOWN_FIELDS)
+        if best is None or known > best[0]:
+            best = (known, s)
+    assert best is not None
+    known, chosen = best
+    columns = [c.strip() for c in line.split(chosen)]
+    names = [c.split(":", 1)[0] for c in columns]
+    if known < 2 or not ({"task_id", "hash", "name"} & set(names)):
+        shown = line if len(line) < 120 else line[:117] + "..."
+        raise TraceError(
+            f"{where}:1: not a Nextflow trace file: the first line should be a header of trace fields "
+            f"(task_id, hash, name, status, ...) separated by tabs (or trace.sep), found {shown!r}")
+    if len(set(names)) != len(names):
+        dup = next(n for n in names if names.count(n) > 1)
+        raise TraceError(f"{where}:1: the header names column {dup!r} twice")
+    types = {n: c.split(":", 1)[1] for n, c in zip(names, columns, strict=True) if ":" in c}
+    for n, t in types.items():
+        if t not in (*TYPE_NAMES, "str"):
+            raise TraceError(f"{where}:1: column {n!r} has an unknown type {t!r} (Nextflow knows {', '.join([*TYPE_NAMES, 'str'])})")
+    return names, types, chosen
+
+
+def parse_lines(lines: Iterable[str], *, path: str | None = None, tz: dt.tzinfo | None = None,
+                sep: str | None = None, partial_tail: bool = False, header: Trace | None = None,
+                first_line: int = 1) -> Trace:
+    """Parse trace text given as lines that keep their line endings.
+
+    `partial_tail`: a last line without its newline is left unread (a trace being written)
+    instead of being an error. `header` continues a trace whose header was read before
+    (used when following a growing file from a byte offset).
+    """
+    where = path or "<trace>"
+    trace = header
+    consumed = 0
+    seen: dict[str, int] = {}
+    if trace is not None:
+        seen = {t.key[0]: t.line or 0 for t in trace.tasks}
+        trace.tasks = []
+    number = first_line - 1
+    lines = list(lines)
+    for i, line in enumerate(lines):
+        number += 1
+        complete = line.endswith("\n")
+        last = i == len(lines) - 1
+        if not complete and partial_tail:
+            break
+        text = line.rstrip("\r\n")
+        if trace is None:
+            if not complete and last and not text.strip():
+                break
+            names, types, chosen = _header(text, sep, where)
+            trace = Trace(path, names, sep=chosen)
+            trace.__dict__["types"] = types
+            consumed += len(line.encode())
+            continue
+        consumed += len(line.encode())
+        if not text.strip():
+            continue
+        values = text.split(trace.sep)
+        if len(values) != len(trace.columns):
+            raise TraceError(_column_message(where, number, values, trace, complete, last))
+        raw = dict(zip(trace.columns, values, strict=True))
+        try:
+            fields = normalise(raw, tz, trace.__dict__.get("types"))
+        except ValueError as e:
+            raise TraceError(f"{where}:{number}: {e}") from None
+        if fields.get("task_id") is None and fields.get("hash") is None:
+            raise TraceError(f"{where}:{number}: a row with neither task_id nor hash cannot be told apart from the others")
+        task_id = str(fields.get("task_id") or fields.get("hash"))
+        fields["task_id"] = fields.get("task_id") or None
+        if task_id in seen:
+            raise TraceError(f"{where}:{number}: task_id {task_id} again (first on line {seen[task_id]}); "
+                             "a trace has one row per task attempt, so this file mixes two runs or was edited")
+        seen[task_id] = number
+        trace.tasks.append(Task(fields, line=number))
+    if trace is None:
+        raise TraceError(f"{where}: empty file: not a Nextflow trace (expected a header line of trace fields)")
+    trace.consumed = consumed
+    return trace
+
+
+def _column_message(where: str, number: int, values: list[str], trace: Trace, complete: bool, last: bool) -> str:
+    found, expected = len(values), len(trace.columns)
+    multiline = [f for f in MULTILINE_FIELDS if f in trace.columns]
+    if last and not complete and found < expected:
+        return (f"{where}:{number}: the last line is truncated ({found} of {expected} fields, no newline): "
+                "the trace is still being written or was cut; wait for the run to end or use --follow")
+    if multiline and (found < expected or found == 1):
+        return (f"{where}:{number}: {found} fields where the header has {expected}: a multi-line "
+                f"{'/'.join(multiline)} value (Nextflow does not escape newlines in the trace); remove "
+                f"{'/'.join(multiline)} from trace.fields, or ingest the execution report, which keeps them intact")
+    if found == 1 and expected > 1:
+        return (f"{where}:{number}: 1 field where the header has {expected}: wrong separator? "
+                f"the header is separated by {trace.sep!r} and this line is not")
+    return f"{where}:{number}: {found} fields where the header has {expected} (wrong separator or a stray {trace.sep!r}?)"
+
+
+def read_trace(path: str | os.PathLike, *, tz: dt.tzinfo | None = None, sep: str | None = None,
+               partial_tail: bool = False) -> Trace:
+    """Parse a trace file; see the module docstring for what is accepted."""
+    text_path = os.fspath(path)
+    try:
+        with open(text_path, encoding="utf-8", errors="replace", newline="") as f:
+            lines = f.readlines()
+    except FileNotFoundError:
+        from ..errors import NotFoundOnDisk
+
+        raise NotFoundOnDisk(f"no trace file at {text_path}") from None
+    except IsADirectoryError:
+        raise TraceError(f"{text_path} is a folder; give the trace file (e.g. pipeline_info/execution_trace_*.txt)") from None
+    return parse_lines(lines, path=text_path, tz=tz, sep=sep, partial_tail=partial_tail)

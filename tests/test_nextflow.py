@@ -1,0 +1,489 @@
+"""Nextflow: trace / report / log / history / work-dir ingestion, the weblog receiver, nextflow-py.
+
+Nextflow itself cannot run here; the fixtures in tests/data/nextflow are hand-written in
+the real formats (see the engine notes): `run/` is one launch (launch dir with
+`.nextflow.log`, `.nextflow/history`, `work/`, `results/pipeline_info/` trace + report),
+`traces/` holds the trace variants, `weblog_*.jsonl` the events of two weblog versions.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import http.client
+import json
+import os
+import shutil
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+import lamin_integrations as ln
+from lamin_integrations.cli import cli
+from lamin_integrations.nextflow import ingest_trace
+from lamin_integrations.nextflow.trace import TraceError, read_trace
+
+DATA = Path(__file__).parent / "data" / "nextflow"
+TRACES = DATA / "traces"
+STAMP = "2024-03-04_21-05-58"
+UTC = dt.UTC
+
+
+def launch_dir(tmp_path: Path) -> Path:
+    """The sample launch under tmp_path, its absolute paths rewritten, with staged links and published results."""
+    root = tmp_path / "launch"
+    shutil.copytree(DATA / "run", root)
+    for path in root.rglob("*"):
+        if path.is_file() and not path.is_symlink():
+            text = path.read_text()
+            if "/nf/launch" in text:
+                path.write_text(text.replace("/nf/launch", str(root)))
+    work = root / "work"
+    for run_file in work.glob("*/*/.command.run"):  # the links Nextflow leaves in each work dir
+        from lamin_integrations.nextflow.workdir import staged_inputs
+
+        for name, source in staged_inputs(str(run_file.parent)).items():
+            (run_file.parent / name).symlink_to(source)
+    results = root / "results"
+    (results / "multiqc").mkdir()
+    (results / "multiqc" / "multiqc_report.html").symlink_to(work / "1b" / "2c3d4e5f60718293a4b5c6d7e8f9a0" / "multiqc_report.html")
+    (results / "align").mkdir()
+    shutil.copy(work / "5e" / "6f7a8b9c0d1e2f3a4b5c6d7e8f9a0b" / "a.bam", results / "align" / "a.bam")
+    return root
+
+
+def trace_of(root: Path) -> Path:
+    return root / "results" / "pipeline_info" / f"execution_trace_{STAMP}.txt"
+
+
+def tasks_of(run) -> dict[str, ln.Run]:
+    return {r.params["task_id"]: r for r in ln.Run.filter(initiated_by_run=run).order_by("id")}
+
+
+# -- the parser ----------------------------------------------------------------------------------
+
+
+def test_default_fields_are_normalised_to_ms_bytes_percent_and_utc():
+    trace = read_trace(trace_of(DATA / "run"), tz=UTC)
+    assert trace.columns[:3] == ["task_id", "hash", "native_id"]
+    by_id = {t.fields["task_id"]: t.fields for t in trace.tasks}
+    align_b = by_id["5"]
+    assert align_b["realtime"] == (3600 + 3 * 60 + 2) * 1000  # "1h 3m 2s"
+    assert align_b["pcpu"] == 2003.5  # "2003.5%" (over 100: many cores)
+    assert align_b["peak_rss"] == round(1.5 * 1024**3)  # "1.5 GB", 1024-based
+    assert by_id["1"]["wchar"] == 1016  # "1016 B"
+    assert by_id["4"]["wchar"] == 0  # bare "0"
+    assert by_id["1"]["realtime"] == 3500  # "3.5s"
+    assert by_id["1"]["submit"] == dt.datetime(2024, 3, 4, 21, 6, 0, 112000, tzinfo=UTC)
+    assert by_id["4"]["exit"] == 137 and by_id["4"]["status"] == "FAILED"
+    assert by_id["6"]["process"] == "MULTIQC" and by_id["3"]["process"] == "ALIGN"
+
+
+def test_timezone_option_turns_local_timestamps_into_utc():
+    berlin = read_trace(trace_of(DATA / "run"), tz=__import__("zoneinfo").ZoneInfo("Europe/Berlin"))
+    assert berlin.tasks[0].fields["submit"] == dt.datetime(2024, 3, 4, 20, 6, 0, 112000, tzinfo=UTC)
+
+
+def test_raw_mode_gives_the_same_values_as_the_human_format():
+    human = {t.fields["task_id"]: t.fields for t in read_trace(trace_of(DATA / "run"), tz=UTC).tasks}
+    raw = {t.fields["task_id"]: t.fields for t in read_trace(TRACES / "raw.txt", tz=UTC).tasks}
+    for task_id, fields in raw.items():
+        assert fields["submit"] == human[task_id]["submit"]
+        assert fields["realtime"] == pytest.approx(human[task_id]["realtime"], abs=500)  # human rounds
+        assert fields["peak_rss"] == pytest.approx(human[task_id]["peak_rss"], rel=0.01)
+    assert raw["3"]["memory"] == 6 * 1024**3 and raw["3"]["time"] == 4 * 3600_000 and raw["3"]["cpus"] == 8
+    assert raw["3"]["workdir"].endswith("/work/5e/6f7a8b9c0d1e2f3a4b5c6d7e8f9a0b")
+
+
+def test_custom_fields_without_hash_keep_unknown_columns_and_the_separator_is_detected():
+    trace = read_trace(TRACES / "custom_nohash.txt", tz=UTC)
+    assert trace.sep == ","
+    first = trace.tasks[0].fields
+    assert first["gpu_energy"] == "12.5 Wh"  # a column this parser does not know is kept as text
+    assert first["accelerator"] == 0 and first["rss"] == 50 * 1024**2
+    assert "hash" not in first and first["process"] == "FASTQC"
+
+
+def test_the_pre_19_04_header_with_rss_and_vmem():
+    trace = read_trace(TRACES / "old_header.txt", tz=UTC)
+    assert "rss" in trace.columns and "peak_rss" not in trace.columns
+    assert trace.tasks[2].fields["rss"] == round(1004.8 * 1024**2)
+
+
+@pytest.mark.parametrize(("name", "message"), [
+    ("not_a_trace.txt", ":1: not a Nextflow trace file"),
+    ("truncated.txt", ":5: the last line is truncated"),
+    ("wrong_separator.txt", ":4: 1 field where the header has 14: wrong separator?"),
+    ("multiline_script.txt", ":3: 1 fields where the header has 6: a multi-line script"),
+    ("duplicate_task_id.txt", ":4: task_id 2 again (first on line 3)"),
+    ("impossible_unit.txt", ":3: field peak_rss: expected a size such as '1004.8 MB'"),
+])
+def test_bad_input_is_one_clear_message_with_the_line_number_and_nothing_is_written(name, message, registry):
+    with pytest.raises(TraceError) as e:
+        ingest_trace(TRACES / name, discover_files=False, run_name="bad_input", timezone_name="UTC")
+    assert message in str(e.value)
+    assert ln.Run.filter().count() == 0 and ln.Transform.filter().count() == 0
+    result = CliRunner().invoke(cli, ["nextflow", "ingest", str(TRACES / name), "--no-discover", "--run-name", "x"])
+    assert result.exit_code == 1 and message in result.output and result.output.count("\n") == 1
+    assert ln.Run.filter().count() == 0
+
+
+# -- ingest: runs --------------------------------------------------------------------------------
+
+
+def test_ingest_with_discovered_report_log_history_work_dir_and_outdir(registry, tmp_path):
+    root = launch_dir(tmp_path)
+    run = ingest_trace(trace_of(root), timezone_name="UTC")
+    # the pipeline run: names from the report / log, status from the report
+    assert (run.name, run.reference, run.reference_type) == ("tender_turing", "tender_turing", "nextflow_id")
+    assert run.status == "completed"
+    assert run.transform.kind == "pipeline" and run.transform.key == "https://github.com/nf-demo/align"
+    assert run.transform.version == "v1.2.0"
+    assert run.params["session_id"] == "4e5a1f0c-2b7d-4c1e-9f3a-8d6b5c4a3e21"
+    assert run.cli_args.startswith("nextflow run nf-demo/align -r v1.2.0")
+    assert run.started_at.replace(tzinfo=UTC) == dt.datetime(2024, 3, 4, 21, 5, 56, tzinfo=UTC)
+    assert run.finished_at.replace(tzinfo=UTC) == dt.datetime(2024, 3, 4, 22, 9, 21, tzinfo=UTC)
+    # one child run per trace row (attempt), the report's extra fields merged in
+    tasks = tasks_of(run)
+    assert sorted(tasks) == ["1", "2", "3", "4", "5", "6"]
+    failed, retry = tasks["4"], tasks["5"]
+    assert failed.status == "errored" and failed._aux["exit"] == 137 and "RETRY" in failed._aux["error"]
+    assert retry.status == "completed" and retry.params["attempt"] == 2 and retry.name == failed.name == "ALIGN (b)"
+    assert retry.reference == "d4e5f60718293a4b5c6d7e8f9a0b1c2d" and retry.reference_type == "nextflow_task"
+    assert retry.params["memory"] == 6 * 1024**3 and retry.params["hash"] == "d4/e5f607"
+    assert "bwa mem" in retry.params["script"] and retry.params["env"].count("\n") == 2  # multi-line, from the report
+    assert retry.started_at.replace(tzinfo=UTC) == dt.datetime(2024, 3, 4, 21, 6, 7, 612000, tzinfo=UTC)
+    assert retry.transform.key == "https://github.com/nf-demo/align:ALIGN" and retry.transform.kind == "step"
+    # files: staged inputs and produced outputs link the tasks
+    fastqc_a, align_a, multiqc = tasks["1"], tasks["3"], tasks["6"]
+    out = fastqc_a.output_artifacts.one()
+    assert out.key == "work/3f/a1b2c3d4e5f60718293a4b5c6d7e8f/a_fastqc.txt"
+    assert multiqc in out.input_of_runs.to_list()
+    assert {a.key for a in multiqc.input_artifacts} == {
+        "work/3f/a1b2c3d4e5f60718293a4b5c6d7e8f/a_fastqc.txt", "work/7c/0d1e2f3a4b5c6d7e8f90a1b2c3d4e5/b_fastqc.txt",
+        "work/5e/6f7a8b9c0d1e2f3a4b5c6d7e8f9a0b/a.bam", "work/d4/e5f60718293a4b5c6d7e8f9a0b1c2d/b.bam"}
+    assert {a.key for a in align_a.input_artifacts} == {"data/a.fastq", "data/ref.fa"}  # `ln -sfn` staging
+    assert {a.key for a in retry.input_artifacts} == {"data/b.fastq", "data/ref.fa"}  # `cp -fRL` with quotes
+    assert tasks["4"].output_artifacts.count() == 0
+    # published results: outputs of the pipeline run, traced to their task
+    published = {a.key: a for a in run.output_artifacts}
+    assert set(published) == {"results/multiqc/multiqc_report.html", "results/align/a.bam"}
+    assert published["results/multiqc/multiqc_report.html"]._aux["published_from"]["run"] == multiqc.uid
+    assert published["results/align/a.bam"]._aux["published_from"] == {
+        "run": align_a.uid, "artifact": align_a.output_artifacts.one().uid,
+        "path": str(root / "work/5e/6f7a8b9c0d1e2f3a4b5c6d7e8f9a0b/a.bam"), "how": "content hash"}
+
+
+def test_ingesting_twice_adds_nothing_and_a_grown_trace_adds_only_new_rows(registry, tmp_path):
+    root = launch_dir(tmp_path)
+    trace = trace_of(root)
+    full = trace.read_text().splitlines(keepends=True)
+    trace.write_text("".join(full[:4]))  # header + 3 rows, while the run is going
+    first = ingest_trace(trace, timezone_name="UTC", run_name="tender_turing", report=None, discover_files=False)
+    assert first.status == "completed"  # no report/log given: inferred from the rows
+    assert len(tasks_of(first)) == 3
+    counts = (ln.Run.filter().count(), ln.Artifact.filter().count(), ln.Transform.filter().count())
+    again = ingest_trace(trace, timezone_name="UTC", run_name="tender_turing", discover_files=False)
+    assert again.id == first.id and again.__dict__["_ingest_counts"] == {"new": 0, "updated": 0, "cached": 0}
+    assert (ln.Run.filter().count(), ln.Artifact.filter().count(), ln.Transform.filter().count()) == counts
+    trace.write_text("".join(full))
+    grown = ingest_trace(trace, timezone_name="UTC")  # now with everything discovered
+    assert grown.id == first.id and grown.__dict__["_ingest_counts"]["new"] == 3
+    assert len(tasks_of(grown)) == 6 and ln.Run.filter().count() == 7
+    result = CliRunner().invoke(cli, ["nextflow", "ingest", str(trace), "--timezone", "UTC", "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    assert data["uid"] == first.uid and data["tasks_new"] == 0 and data["sources"]["log"].endswith(".nextflow.log")
+    assert ln.Run.filter().count() == 7
+
+
+def test_every_status_and_an_inferred_outcome(registry):
+    run = ingest_trace(TRACES / "statuses.txt", discover_files=False, run_name="stopped_run", timezone_name="UTC")
+    tasks = tasks_of(run)
+    assert {k: t.status for k, t in tasks.items()} == {
+        "1": "completed", "2": "completed", "3": "completed", "4": "errored", "5": "aborted", "6": "started", "7": "scheduled"}
+    assert tasks["7"].finished_at is None and tasks["5"].params.get("exit") is None
+    assert run.status == "aborted" and run._aux["status_source"] == "inferred from the trace rows"
+
+
+def test_cached_rows_point_at_the_run_that_produced_them(registry, tmp_path):
+    root = launch_dir(tmp_path)
+    original = ingest_trace(trace_of(root), timezone_name="UTC", record_files=False)
+    resumed = ingest_trace(TRACES / "resumed.txt", discover_files=False, run_name="sad_darwin", timezone_name="UTC")
+    tasks = tasks_of(resumed)
+    assert list(tasks) == ["5"]  # only MULTIQC ran again; the cache hits are not new executions
+    cached = resumed._aux["cached_tasks"]
+    by_hash = {r.params["hash"]: r.uid for r in tasks_of(original).values()}
+    assert cached == {"1": by_hash["3f/a1b2c3"], "2": by_hash["7c/0d1e2f"], "3": by_hash["5e/6f7a8b"], "4": by_hash["d4/e5f607"]}
+
+
+def test_cached_rows_without_an_original_are_recorded_once_as_cached(registry):
+    first = ingest_trace(TRACES / "resumed.txt", discover_files=False, run_name="sad_darwin", timezone_name="UTC")
+    tasks = tasks_of(first)
+    assert len(tasks) == 5
+    assert tasks["1"].params["cached"] is True and tasks["1"]._aux["cached"] is True and tasks["1"].status == "completed"
+    second = ingest_trace(TRACES / "resumed.txt", discover_files=False, run_name="eager_bose", timezone_name="UTC")
+    assert set(second._aux["cached_tasks"]) == {"1", "2", "3", "4"}
+    assert set(tasks_of(second)) == {"5"}
+
+
+def test_history_and_log_alone_give_name_session_and_outcome(registry, tmp_path):
+    root = launch_dir(tmp_path)
+    run = ingest_trace(TRACES / "old_header.txt", log=root / ".nextflow.log", history=root / ".nextflow" / "history",
+                       discover_files=False, timezone_name="UTC")
+    assert run.name == "tender_turing" and run.status == "completed"
+    assert run.params["session_id"] == "4e5a1f0c-2b7d-4c1e-9f3a-8d6b5c4a3e21"
+    assert run.transform.key == "nf-demo/align" and run.transform.version == "v1.2.0"
+    assert run.params["nextflow_version"] == "23.10.1"
+    from lamin_integrations.nextflow.files import read_history
+
+    history = read_history(root / ".nextflow" / "history", UTC)
+    assert [h.status for h in history] == ["errored", "completed"]
+    assert history[1].finished_at - history[1].started_at == dt.timedelta(hours=1, minutes=3, seconds=25)
+
+
+def test_params_file_and_explicit_options_win(registry, tmp_path):
+    params = tmp_path / "params.json"
+    params.write_text(json.dumps({"input": "samples.csv", "genome": "GRCh38"}))
+    run = ingest_trace(TRACES / "custom_nohash.txt", discover_files=False, run_name="given_name", session_id="s-1",
+                       pipeline="my/pipeline", revision="2.0", params=params, timezone_name="UTC")
+    assert (run.name, run.transform.key, run.transform.version) == ("given_name", "my/pipeline", "2.0")
+    assert run.params["params"] == {"input": "samples.csv", "genome": "GRCh38"} and run.params["session_id"] == "s-1"
+    tasks = tasks_of(run)
+    assert tasks["1"].reference is None and tasks["1"].params["gpu_energy"] == "12.5 Wh"  # no hash known
+
+
+def test_a_failure_while_writing_records_nothing(registry, tmp_path):
+    root = launch_dir(tmp_path)
+    with pytest.raises(ln.errors.ValidationError):  # the pipeline transform is written before this fails
+        ingest_trace(trace_of(root), timezone_name="UTC", params={"not json": object()})
+    assert ln.Run.filter().count() == 0 and ln.Artifact.filter().count() == 0 and ln.Transform.filter().count() == 0
+
+
+# -- weblog ---------------------------------------------------------------------------------------
+
+
+def _events(name: str) -> list[dict]:
+    text = (DATA / name).read_text().replace("/nf/launch", "/tmp/nf-launch")
+    return [json.loads(line) for line in text.splitlines()]
+
+
+@pytest.fixture
+def server(registry):
+    from lamin_integrations.nextflow.weblog import make_server
+
+    srv = make_server("127.0.0.1", 0, token="s3cret", max_body=64 * 1024)
+    thread = threading.Thread(target=srv.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield srv
+    finally:
+        srv.shutdown()
+        srv.server_close()
+        thread.join(5)
+
+
+def post(srv, body: bytes | dict, path: str = "/?token=s3cret", headers: dict | None = None) -> tuple[int, dict]:
+    conn = http.client.HTTPConnection(*srv.server_address[:2], timeout=30)
+    data = body if isinstance(body, bytes) else json.dumps(body).encode()
+    conn.request("POST", path, body=data, headers={"Content-Type": "application/json", **(headers or {})})
+    response = conn.getresponse()
+    payload = json.loads(response.read() or b"{}")
+    conn.close()
+    return response.status, payload
+
+
+def test_serve_records_a_whole_run_posted_over_http_then_a_trace_ingest_merges(server, tmp_path):
+    events = _events("weblog_23.jsonl")
+    assert post(server, events[0])[0] == 200
+    run = ln.Run.get(reference="tender_turing", reference_type="nextflow_id")
+    assert run.status == "started" and run.params["params"]["genome"] == "ref.fa"
+    for event in events[1:-1]:
+        status, reply = post(server, event)
+        assert status == 200, reply
+    tasks = tasks_of(run)
+    assert tasks["5"].status == "completed" and tasks["4"].status == "errored"
+    assert tasks["5"].reference == "d4e5f60718293a4b5c6d7e8f9a0b1c2d" and tasks["5"].params["pcpu"] == 2003.5
+    assert ln.Run.get(reference="tender_turing").status == "started"
+    assert post(server, events[-1])[0] == 200
+    run = ln.Run.get(reference="tender_turing", reference_type="nextflow_id")
+    assert run.status == "completed" and run.params["stats"]["succeedCount"] == 5
+    assert run.transform.key == "https://github.com/nf-demo/align" and run.transform.version == "v1.2.0"
+    assert run.finished_at.replace(tzinfo=UTC) == dt.datetime(2024, 3, 4, 22, 9, 21, tzinfo=UTC)
+    # late or repeated events never move a task back
+    assert post(server, events[1])[0] == 200
+    assert tasks_of(run)["1"].status == "completed"
+    assert ln.Run.filter().count() == 7
+    # a later trace ingest of the same run completes the records instead of duplicating them
+    merged = ingest_trace(trace_of(launch_dir(tmp_path)), timezone_name="UTC", record_files=False)
+    assert merged.id == run.id and ln.Run.filter().count() == 7
+    assert merged.__dict__["_ingest_counts"]["new"] == 0
+
+
+def test_serve_old_weblog_payloads_with_params_and_an_error_event(server):
+    for event in _events("weblog_19.jsonl"):
+        status, reply = post(server, event)
+        assert status == 200, reply
+    run = ln.Run.get(reference="grave_curie", reference_type="nextflow_id")
+    assert run.status == "errored" and run.params["params"] == {"reads": "data/*.fastq"}
+    assert "ALIGN (b)" in run._aux["error"]
+    assert {t.status for t in tasks_of(run).values()} == {"completed", "errored"}
+
+
+def test_serve_rejects_bad_requests_with_4xx_and_keeps_serving(server):
+    good = _events("weblog_23.jsonl")[0]
+    assert post(server, good, path="/")[0] == 401
+    assert post(server, good, path="/?token=wrong")[0] == 401
+    assert post(server, good, path="/", headers={"Authorization": "Bearer s3cret"})[0] == 200
+    assert post(server, b"not json")[0] == 400
+    assert post(server, b"[1, 2]")[0] == 400
+    assert post(server, {**good, "event": "exploded"})[0] == 422
+    assert post(server, {"event": "process_started", "runName": "x"})[0] == 422
+    bad_trace = {**_events("weblog_23.jsonl")[1]}
+    bad_trace["trace"] = {**bad_trace["trace"], "memory": "6 QB"}
+    status, reply = post(server, bad_trace)
+    assert status == 422 and "memory" in reply["message"]
+    assert post(server, b"x" * (65 * 1024))[0] == 413
+    conn = http.client.HTTPConnection(*server.server_address[:2], timeout=10)
+    conn.putrequest("POST", "/?token=s3cret")
+    conn.endheaders()
+    assert conn.getresponse().status == 411
+    conn.close()
+    assert post(server, _events("weblog_23.jsonl")[1])[0] == 200  # still serving
+    assert ln.Run.filter(reference_type="nextflow_task").count() == 1
+
+
+def test_serve_command_binds_to_loopback_by_default(tmp_path):
+    env = {**os.environ, "LAMIN_INTEGRATIONS_DB": f"sqlite:///{tmp_path / 'l.db'}",
+           "LAMIN_INTEGRATIONS_STORAGE": str(tmp_path / "s")}
+    proc = subprocess.Popen([sys.executable, "-m", "lamin_integrations.cli", "nextflow", "serve", "--port", "0"],
+                            stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        line = proc.stderr.readline()
+        assert line.startswith("listening on http://127.0.0.1:"), line
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+# -- follow ---------------------------------------------------------------------------------------
+
+
+def test_follow_records_rows_as_they_are_written_and_the_outcome_at_the_end(registry, tmp_path):
+    from lamin_integrations.nextflow.ingest import follow_trace
+
+    root = launch_dir(tmp_path)
+    trace = trace_of(root)
+    report = trace.with_name(f"execution_report_{STAMP}.html")
+    report_text = report.read_text()
+    report.unlink()  # written at the end of the run
+    lines = trace.read_text().splitlines(keepends=True)
+    trace.write_text(lines[0] + lines[1] + lines[2][:20])  # a row half written
+    log = root / ".nextflow.log"
+    log_lines = log.read_text().splitlines(keepends=True)
+    log.write_text("".join(log_lines[:8]))
+    seen: list[int] = []
+
+    def grow(run):
+        seen.append(len(tasks_of(run)))
+        assert run.status == "started"
+        if len(seen) == 1:
+            trace.write_text("".join(lines[:4]))
+        elif len(seen) == 2:
+            trace.write_text("".join(lines))
+            log.write_text("".join(log_lines))
+            report.write_text(report_text)
+
+    run = follow_trace(trace, poll_seconds=0.05, on_update=grow, timezone_name="UTC", record_files=False)
+    assert seen == [1, 3]  # the last rows come with the report: recorded by the final ingest
+    assert run.status == "completed" and len(tasks_of(run)) == 6
+
+
+# -- nextflow-py ----------------------------------------------------------------------------------
+
+
+STAND_IN = """#!{python}
+# A stand-in for the nextflow launcher: writes what Nextflow writes, from the test fixtures.
+import json, os, shutil, sys, urllib.request
+args = sys.argv[1:]
+src = {src!r}
+def after(flag):
+    return args[args.index(flag) + 1] if flag in args else None
+if "-version" in args:
+    print("nextflow version 23.10.1"); sys.exit(0)
+launch = os.getcwd()
+def copy(name, dest):
+    text = open(os.path.join(src, name)).read().replace("/nf/launch", launch)
+    os.makedirs(os.path.dirname(os.path.abspath(dest)), exist_ok=True)
+    open(dest, "w").write(text)
+shutil.copytree(os.path.join(src, "run", "work"), os.path.join(launch, "work"), dirs_exist_ok=True)
+for root, _, names in os.walk(os.path.join(launch, "work")):
+    for n in names:
+        p = os.path.join(root, n); t = open(p).read()
+        open(p, "w").write(t.replace("/nf/launch", launch))
+copy("run/.nextflow.log", os.path.join(launch, ".nextflow.log"))
+trace, report = after("-with-trace"), after("-with-report")
+if trace:
+    copy("run/results/pipeline_info/execution_trace_{stamp}.txt", trace)
+if report:
+    copy("run/results/pipeline_info/execution_report_{stamp}.html", report)
+config = after("-c")
+if config:
+    text = open(config.strip('"')).read()
+    if "weblog" in text:
+        url = text.split("url = '", 1)[1].split("'", 1)[0]
+        for line in open(os.path.join(src, "weblog_23.jsonl")):
+            req = urllib.request.Request(url, data=line.replace("/nf/launch", launch).encode(), headers={{"Content-Type": "application/json"}})
+            urllib.request.urlopen(req, timeout=10).read()
+print("N E X T F L O W  ~  version 23.10.1")
+"""
+
+
+@pytest.fixture
+def nextflow_on_path(tmp_path, monkeypatch):
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    exe = bin_dir / "nextflow"
+    exe.write_text(STAND_IN.format(python=sys.executable, src=str(DATA), stamp=STAMP))
+    exe.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    sys.modules.pop("nextflow", None)
+    pytest.importorskip("nextflow")
+    yield exe
+    sys.modules.pop("nextflow", None)
+
+
+def test_run_launches_through_nextflowpy_with_trace_report_and_weblog_and_ingests(registry, tmp_path, nextflow_on_path):
+    from lamin_integrations.nextflow import run as nf_run
+
+    launch = tmp_path / "launch"
+    launch.mkdir()
+    pipeline = tmp_path / "main.nf"
+    pipeline.write_text("workflow { }\n")
+    run = nf_run(str(pipeline), run_path=str(launch), params={"genome": "ref.fa"}, timezone_name="UTC", sleep=0.05)
+    assert run.name == "tender_turing" and run.status == "completed"
+    assert run.params["weblog_events"] == 20  # the live events were received and merged
+    tasks = tasks_of(run)
+    assert len(tasks) == 6 and ln.Run.filter().count() == 7
+    assert tasks["6"].input_artifacts.count() == 4
+
+
+def test_ingest_execution_records_a_finished_nextflowpy_execution(registry, tmp_path, nextflow_on_path):
+    import nextflow
+
+    from lamin_integrations.nextflow import ingest_execution
+
+    launch = tmp_path / "launch"
+    launch.mkdir()
+    (tmp_path / "main.nf").write_text("workflow { }\n")
+    execution = nextflow.run(str(tmp_path / "main.nf"), run_path=str(launch), sleep=0.05)
+    assert execution.identifier == "tender_turing"
+    run = ingest_execution(execution, timezone_name="UTC")
+    assert run.name == "tender_turing" and run.params["session_id"] == execution.session_uuid
+    tasks = tasks_of(run)
+    assert len(tasks) == 6 and tasks["4"].status == "errored"
+    assert tasks["6"].reference == "1b2c3d4e5f60718293a4b5c6d7e8f9a0"
+    assert tasks["6"].input_artifacts.count() == 4
