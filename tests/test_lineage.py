@@ -63,7 +63,8 @@ ANALYZE = textwrap.dedent("""
 """)
 
 
-def record_workflow(folder: Path, url: str, storage: Path) -> None:
+def record_workflow(folder: Path, url: str, storage: Path, workflow_env: dict | None = None,
+                    script_env: dict | None = None) -> None:
     """Snakemake with a tracked script: rule, then a tracked analysis script, into one registry."""
     wd = folder / "wf"
     (wd / "data").mkdir(parents=True)
@@ -79,10 +80,10 @@ def record_workflow(folder: Path, url: str, storage: Path) -> None:
     for var in ("LAMIN_INTEGRATIONS_RUN_UID", "LAMIN_INITIATED_BY_RUN_UID"):
         env.pop(var, None)
     proc = subprocess.run([sys.executable, "-m", "snakemake", "--cores", "1", "--logger", "lamin"], cwd=wd,
-                          capture_output=True, text=True, env=env, timeout=180)
+                          capture_output=True, text=True, env={**env, **(workflow_env or {})}, timeout=180)
     assert proc.returncode == 0, proc.stderr[-3000:]
     proc = subprocess.run([sys.executable, str(folder / "analyze.py")], cwd=folder, capture_output=True, text=True,
-                          env=env, timeout=120)
+                          env={**env, **(script_env or {})}, timeout=120)
     assert proc.returncode == 0, proc.stderr[-3000:]
 
 

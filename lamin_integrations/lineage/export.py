@@ -163,7 +163,7 @@ def write_crate(data: LineageData, out: Path, include_data: bool = True) -> Path
     root_run = data.record(data.root)
     transforms = data.transforms
     main_t = transforms.get(root_run.transform_id) or root_run.transform
-    crate = ROCrate()
+    crate = ROCrate(version="1.1")  # the RO-Crate version the Workflow Run profiles 0.5 are written for
     crate.root_dataset["conformsTo"] = [{"@id": PROFILES[k]} for k in ("process", "workflow", "provenance", "wfcrate")]
     crate.root_dataset["name"] = f"Run {root_run.uid} of {main_t.key}"
     crate.root_dataset["description"] = f"Provenance of run {root_run.uid} of {main_t.key}, exported by lamin-integrations"
@@ -175,21 +175,22 @@ def write_crate(data: LineageData, out: Path, include_data: bool = True) -> Path
 
     engine_key = (root_run.reference_type or "").split("_")[0]
     lang_id, lang_name, lang_url = LANGUAGES.get(engine_key, ("python", "Python", "https://www.python.org"))
-    language = crate.add(ContextEntity(crate, f"#{lang_id}", properties={
-        "@type": "ComputerLanguage", "name": lang_name, "identifier": {"@id": lang_url}, "url": {"@id": lang_url}}))
+    from rocrate.model.computerlanguage import ComputerLanguage
+
+    language = crate.add(ComputerLanguage(crate, f"#{lang_id}", properties={
+        "name": lang_name, "identifier": {"@id": lang_url}, "url": {"@id": lang_url}}))
     engine = crate.add(ContextEntity(crate, "#engine", properties={"@type": "SoftwareApplication", "name": lang_name,
                                                                    "url": lang_url}))
     # The workflow itself: its source as stored with the transform (a Snakefile, a flow, a script).
     wf_name = Path(main_t.key.split(":")[0]).name or "workflow"
-    wf_props = {"@type": ["File", "SoftwareSourceCode", "ComputationalWorkflow", "HowTo"], "name": main_t.key,
-                "programmingLanguage": {"@id": language.id}, "version": main_t.version or main_t.uid}
     import tempfile
 
     tmp = tempfile.TemporaryDirectory()
     source = Path(tmp.name) / wf_name
     source.write_text(main_t.source_code or f"# source of {main_t.key} was not recorded\n", encoding="utf-8")
-    workflow = crate.add_file(source, dest_path=wf_name, properties=wf_props)
-    crate.root_dataset["mainEntity"] = {"@id": workflow.id}
+    workflow = crate.add_workflow(source, dest_path=wf_name, main=True, lang=language,
+                                  properties={"name": main_t.key, "version": main_t.version or main_t.uid})
+    crate.root_dataset["conformsTo"] = [{"@id": PROFILES[k]} for k in ("process", "workflow", "provenance", "wfcrate")]
 
     files: dict[int, Any] = {}
 
