@@ -26,6 +26,21 @@ mkdir -p "$work/prefect"
 lamin-integrations runs --reference-type prefect_task_run --limit 10
 
 echo
+echo "== Nextflow: ingest a launch's trace, with the report, log, history, work dir and results found next to it"
+cp -r nextflow "$work/nextflow"
+python - "$work/nextflow" <<'PY'
+import pathlib, sys
+root = pathlib.Path(sys.argv[1])
+for path in root.rglob("*"):
+    if path.is_file() and "/nf/launch" in path.read_text(errors="replace"):
+        path.write_text(path.read_text().replace("/nf/launch", str(root)))
+PY
+lamin-integrations nextflow ingest "$work/nextflow/results/pipeline_info/execution_trace_2024-03-04_21-05-58.txt" --timezone UTC
+echo "-- the same trace again: nothing new"
+lamin-integrations nextflow ingest "$work/nextflow/results/pipeline_info/execution_trace_2024-03-04_21-05-58.txt" --timezone UTC
+lamin-integrations runs --reference-type nextflow_task
+
+echo
 echo "== recorded runs"
 lamin-integrations runs
 pipeline=$(lamin-integrations runs --transform examples/python/pipeline.py --limit 1 --json | python -c 'import json,sys; print(json.load(sys.stdin)[0]["uid"])')

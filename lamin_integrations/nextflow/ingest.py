@@ -185,6 +185,9 @@ class Recorder:
                     run = loose
             if f.get("status") == "CACHED" and run is None:
                 original = originals.get(task.full_hash or "") or originals.get(f.get("hash") or "")
+                if original is not None and task.full_hash and len(original.reference or "") == 32 \
+                        and original.reference != task.full_hash:
+                    original = None  # the same 8 hex digits, another task
                 if original is not None:
                     cached_from[str(f.get("task_id"))] = original.uid
                     continue
@@ -242,19 +245,15 @@ class Recorder:
 
         if not cached:
             return {}
-        fulls = sorted({t.full_hash for t in cached if t.full_hash})
         shorts = sorted({t.fields["hash"] for t in cached if t.fields.get("hash")})
         found: dict[str, Any] = {}
-        for chunk in [fulls[i:i + 500] for i in range(0, len(fulls), 500)] + [shorts[i:i + 500] for i in range(0, len(shorts), 500)]:
-            for run in Run.filter(reference_type=TASK_REFERENCE, reference__in=chunk).exclude(initiated_by_run=pipeline).order_by("id"):
-                found.setdefault(run.reference, run)
-                if len(run.reference) == 32:
-                    found.setdefault(short_hash(run.reference), run)
-        for short in [s for s in shorts if s not in found]:
-            run = (Run.filter(reference_type=TASK_REFERENCE, reference__startswith=short.replace("/", ""))
-                   .exclude(initiated_by_run=pipeline).order_by("id").first())
-            if run is not None:
-                found[short] = run
+        for chunk in [shorts[i:i + 500] for i in range(0, len(shorts), 500)]:
+            for run in (Run.filter(reference_type=TASK_REFERENCE, params__hash__in=chunk)
+                        .exclude(initiated_by_run=pipeline).order_by("id")):
+                short = (run.params or {}).get("hash")
+                found.setdefault(str(short), run)
+                if run.reference and len(run.reference) == 32:
+                    found.setdefault(run.reference, run)
         return found
 
     def _new_task_run(self, task: Task, pipeline: Any, version: str | None) -> Any:

@@ -128,7 +128,11 @@ def parse_date(text: str, tz: dt.tzinfo | None) -> dt.datetime:
     if _INT.match(text):  # raw mode and weblog: epoch milliseconds
         return dt.datetime.fromtimestamp(int(text) / 1000, tz=dt.UTC)
     try:
-        naive = dt.datetime.strptime(text, "%Y-%m-%d %H:%M:%S.%f")
+        if len(text) == 23 and text[4] == "-" and text[10] == " " and text[19] == ".":
+            naive = dt.datetime(int(text[0:4]), int(text[5:7]), int(text[8:10]), int(text[11:13]), int(text[14:16]),
+                                int(text[17:19]), int(text[20:23]) * 1000)
+        else:
+            naive = dt.datetime.strptime(text, "%Y-%m-%d %H:%M:%S.%f")
     except ValueError:
         try:
             naive = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
@@ -147,6 +151,43 @@ def parse_num(text: str) -> int | float:
     raise ValueError(f"expected a number, found {text!r}")
 
 
+def _status(text: str) -> str:
+    if text not in STATUSES:
+        raise ValueError(f"expected one of {', '.join(sorted(STATUSES))}, found {text!r}")
+    return text
+
+
+def _hash(text: str) -> str:
+    if not _HASH.match(text):
+        raise ValueError(f"expected a short task hash such as 'e1/fc2d06', found {text!r}")
+    return text
+
+
+def _exit(text: str) -> int | str:
+    return int(text) if _INT.match(text) else text
+
+
+def _task_id(text: str) -> str:
+    return str(int(float(text))) if _FLOAT.match(text) else text
+
+
+def _text(text: str) -> str:
+    return text
+
+
+_BY_KIND = {"time": parse_time, "mem": parse_mem, "perc": parse_perc, "num": parse_num, "str": _text}
+_BY_NAME = {"exit": _exit, "task_id": _task_id, "status": _status, "hash": _hash}
+
+
+def _converter(name: str, kind: str | None) -> Any:
+    kind = kind or _kind(name)
+    if kind == "date":
+        return "date"
+    if kind == "str":
+        return _BY_NAME.get(name, _text)
+    return _BY_KIND[kind]
+
+
 def normalise(raw: dict[str, Any], tz: dt.tzinfo | None, types: dict[str, str] | None = None) -> dict[str, Any]:
     """One record's values in fixed units: ms, bytes, float percent, UTC datetimes; None for `-`.
 
@@ -160,36 +201,17 @@ def normalise(raw: dict[str, Any], tz: dt.tzinfo | None, types: dict[str, str] |
             out[key] = None
             continue
         text = value if isinstance(value, str) else str(value)
-        text = text.strip() if name not in MULTILINE_FIELDS else text
-        if text in ("-", "") or (name == "exit" and text == str(NOT_FINISHED_EXIT)):
+        if name not in MULTILINE_FIELDS:
+            text = text.strip()
+        if text == "-" or text == "" or (name == "exit" and text == "2147483647"):
             out[key] = None
             continue
-        kind = (types or {}).get(name) or _kind(name)
+        convert = _converter(name, (types or {}).get(name))
         try:
-            if kind == "date":
+            if convert == "date":
                 out[key] = parse_date(text, tz) if text != "0" else None  # the weblog's "not yet"
-            elif kind == "time":
-                out[key] = parse_time(text)
-            elif kind == "mem":
-                out[key] = parse_mem(text)
-            elif kind == "perc":
-                out[key] = parse_perc(text)
-            elif kind == "num":
-                out[key] = parse_num(text)
-            elif name == "exit":
-                out[key] = int(text) if _INT.match(text) else text
-            elif name == "task_id":
-                out[key] = str(int(float(text))) if _FLOAT.match(text) else text
-            elif name == "status":
-                if text not in STATUSES:
-                    raise ValueError(f"expected one of {', '.join(sorted(STATUSES))}, found {text!r}")
-                out[key] = text
-            elif name == "hash":
-                if not _HASH.match(text):
-                    raise ValueError(f"expected a short task hash such as 'e1/fc2d06', found {text!r}")
-                out[key] = text
             else:
-                out[key] = text
+                out[key] = convert(text)
         except ValueError as e:
             raise ValueError(f"field {name}: {e}") from None
     if out.get("hash") is None and out.get("workdir"):

@@ -1,0 +1,2 @@
+#!/bin/bash -ue
+fastqc --threads 2 *.fastq > *_fastqc.txt
