@@ -318,9 +318,16 @@ def test_serve_records_a_whole_run_posted_over_http_then_a_trace_ingest_merges(s
     assert tasks_of(run)["1"].status == "completed"
     assert ln.Run.filter().count() == 7
     # a later trace ingest of the same run completes the records instead of duplicating them
-    merged = ingest_trace(trace_of(launch_dir(tmp_path)), timezone_name="UTC", record_files=False)
+    root = launch_dir(tmp_path)
+    merged = ingest_trace(trace_of(root), timezone_name="UTC")
     assert merged.id == run.id and ln.Run.filter().count() == 7
     assert merged.__dict__["_ingest_counts"]["new"] == 0
+    tasks = tasks_of(merged)
+    assert tasks["6"].input_artifacts.count() == 4  # the work dir's files, which the weblog does not carry
+    assert tasks["6"]._aux["files_recorded"] is True
+    counts = ln.Artifact.filter().count()
+    ingest_trace(trace_of(root), timezone_name="UTC")
+    assert ln.Artifact.filter().count() == counts
 
 
 def test_serve_old_weblog_payloads_with_params_and_an_error_event(server):
@@ -399,6 +406,16 @@ def test_follow_records_rows_as_they_are_written_and_the_outcome_at_the_end(regi
 
     run = follow_trace(trace, poll_seconds=0.05, on_update=grow, timezone_name="UTC", record_files=False)
     assert seen == [1, 3]  # the last rows come with the report: recorded by the final ingest
+    assert run.status == "completed" and len(tasks_of(run)) == 6
+
+
+def test_follow_command_takes_the_idle_timeout_as_the_end(registry, tmp_path):
+    trace = tmp_path / "trace.txt"
+    shutil.copy(TRACES / "old_header.txt", trace)
+    result = CliRunner().invoke(cli, ["nextflow", "ingest", str(trace), "--follow", "--idle-timeout", "0.3",
+                                      "--poll-seconds", "0.1", "--run-name", "idle_run", "--timezone", "UTC"])
+    assert result.exit_code == 0, result.output
+    run = ln.Run.get(reference="idle_run")
     assert run.status == "completed" and len(tasks_of(run)) == 6
 
 

@@ -4,7 +4,6 @@ or from nextflow-py executions. Imported lazily: `import lamin_integrations` sta
 from __future__ import annotations
 
 import importlib
-from typing import Any
 
 _LAZY = {
     "ingest_trace": "lamin_integrations.nextflow.ingest",
@@ -18,7 +17,7 @@ _LAZY = {
 __all__ = sorted(_LAZY)
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> object:  # typing is not imported: it costs more than this module
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'lamin_integrations.nextflow' has no attribute {name!r}")

@@ -27,7 +27,7 @@ def record_task_files(files: Any, pipeline: Any, touched: list[tuple[Any, Any]],
         scans = []
         for task, run in touched:
             work = task.fields.get("workdir")
-            if not work or task.fields.get("status") not in ("COMPLETED", "FAILED", "CACHED") or not os.path.isdir(work):
+            if not work or not (run._aux or {}).get("files_recorded") or not os.path.isdir(work):
                 continue
             scans.append((run, scan(work)))
         outputs = [(run, w.outputs, base) for run, w in scans if w.outputs]

@@ -195,10 +195,12 @@ class Recorder:
                 run = self._new_task_run(task, pipeline, version)
                 new.append(run)
                 existing[key] = run
-                touched.append((task, run))
-            elif self._update_task_run(run, task):
+                if self._files_due(run, task):
+                    touched.append((task, run))
+            elif self._update_task_run(run, task) | self._files_due(run, task):
                 changed.append(run)
-                touched.append((task, run))
+                if (run._aux or {}).get("files_recorded"):
+                    touched.append((task, run))
         if new:
             save(new)
         if changed:
@@ -209,11 +211,23 @@ class Recorder:
             pipeline._aux = aux
             pipeline.save()
         if self.files.work_dir or self.files.outdir:
+            from dataclasses import replace
+
             from .artifacts import record_task_files
 
-            record_task_files(self.files, pipeline, touched, by_work_dir=self._work_dir_runs(pipeline, existing))
+            files = replace(self.files, base=self.files.base or launch.launch_dir)  # the weblog knows the launch dir
+            record_task_files(files, pipeline, touched, by_work_dir=self._work_dir_runs(pipeline, existing))
         pipeline.__dict__["_ingest_counts"] = {"new": len(new), "updated": len(changed), "cached": len(cached_from)}
         return pipeline
+
+    def _files_due(self, run: Any, task: Task) -> bool:
+        """Mark a finished task whose work dir files were not recorded yet (weblog runs, RUNNING rows)."""
+        if not self.files.work_dir or (run._aux or {}).get("files_recorded"):
+            return False
+        if task.fields.get("status") not in ("COMPLETED", "FAILED", "CACHED") or not task.fields.get("workdir"):
+            return False
+        run._aux = {**(run._aux or {}), "files_recorded": True}
+        return True
 
     def _work_dir_runs(self, pipeline: Any, existing: dict[tuple[str, str | None], Any]) -> dict[str, Any]:
         out = {}
@@ -459,7 +473,7 @@ def follow_trace(path: str | os.PathLike, *, poll_seconds: float = 2.0, idle_tim
     Rows are recorded as they appear (a last line still being written is left for the next
     poll); the pipeline run stays `started` until the report appears or the log says the
     launch ended, then one last ingest records its outcome. `idle_timeout` seconds without
-    a new row also end the follow (Ctrl-C too: what was recorded stays).
+    a new row are taken as the end too (Ctrl-C stops following: what was recorded stays).
     """
     import time
 
@@ -480,5 +494,5 @@ def follow_trace(path: str | os.PathLike, *, poll_seconds: float = 2.0, idle_tim
             if _finished(sources, options.get("run_name")):
                 return ingest_trace(trace_path, **options)
         if idle_timeout is not None and time.monotonic() - idle_since > idle_timeout:
-            return run if run is not None else ingest_trace(trace_path, **options)
+            return ingest_trace(trace_path, **options)  # taken as the end: the outcome as the files tell it
         time.sleep(poll_seconds)

@@ -75,7 +75,6 @@ class Trace:
     columns: list[str]
     tasks: list[Task] = field(default_factory=list)
     sep: str = "\t"
-    consumed: int = 0  # bytes read up to the end of the last complete row (for --follow)
 
 
 def full_hash(workdir: str | None) -> str | None:
@@ -268,22 +267,16 @@ def _header(line: str, sep: str | None, where: str) -> tuple[list[str], dict[str
 
 
 def parse_lines(lines: Iterable[str], *, path: str | None = None, tz: dt.tzinfo | None = None,
-                sep: str | None = None, partial_tail: bool = False, header: Trace | None = None,
-                first_line: int = 1) -> Trace:
+                sep: str | None = None, partial_tail: bool = False) -> Trace:
     """Parse trace text given as lines that keep their line endings.
 
     `partial_tail`: a last line without its newline is left unread (a trace being written)
-    instead of being an error. `header` continues a trace whose header was read before
-    (used when following a growing file from a byte offset).
+    instead of being an error.
     """
     where = path or "<trace>"
-    trace = header
-    consumed = 0
+    trace: Trace | None = None
     seen: dict[str, int] = {}
-    if trace is not None:
-        seen = {t.key[0]: t.line or 0 for t in trace.tasks}
-        trace.tasks = []
-    number = first_line - 1
+    number = 0
     lines = list(lines)
     for i, line in enumerate(lines):
         number += 1
@@ -298,9 +291,7 @@ def parse_lines(lines: Iterable[str], *, path: str | None = None, tz: dt.tzinfo 
             names, types, chosen = _header(text, sep, where)
             trace = Trace(path, names, sep=chosen)
             trace.__dict__["types"] = types
-            consumed += len(line.encode())
             continue
-        consumed += len(line.encode())
         if not text.strip():
             continue
         values = text.split(trace.sep)
@@ -322,7 +313,6 @@ def parse_lines(lines: Iterable[str], *, path: str | None = None, tz: dt.tzinfo 
         trace.tasks.append(Task(fields, line=number))
     if trace is None:
         raise TraceError(f"{where}: empty file: not a Nextflow trace (expected a header line of trace fields)")
-    trace.consumed = consumed
     return trace
 
 
