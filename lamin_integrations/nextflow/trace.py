@@ -11,6 +11,7 @@ has `rss vmem`); unknown columns are kept as text. Anything that cannot be a tra
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import os
 import re
 from collections.abc import Iterable
@@ -178,6 +179,7 @@ _BY_KIND = {"time": parse_time, "mem": parse_mem, "perc": parse_perc, "num": par
 _BY_NAME = {"exit": _exit, "task_id": _task_id, "status": _status, "hash": _hash}
 
 
+@functools.cache
 def _converter(name: str, kind: str | None) -> Any:
     kind = kind or _kind(name)
     if kind == "date":
@@ -205,7 +207,7 @@ def normalise(raw: dict[str, Any], tz: dt.tzinfo | None, types: dict[str, str] |
         if text == "-" or text == "" or (name == "exit" and text == "2147483647"):
             out[key] = None
             continue
-        convert = _converter(name, (types or {}).get(name))
+        convert = _converter(name, types.get(name) if types else None)
         try:
             if convert == "date":
                 out[key] = parse_date(text, tz) if text != "0" else None  # the weblog's "not yet"
