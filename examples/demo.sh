@@ -53,3 +53,11 @@ echo "== lamin-integrations show $analyze  (input from prepare.py, output summar
 lamin-integrations show "$analyze"
 echo
 lamin-integrations info
+
+echo
+echo "== lineage: where the Snakemake summary came from (one recursive query), and an HTML report of the workflow run"
+summary=$(python -c 'import lamin_integrations as ln; print(ln.Artifact.get(key="results/summary.tsv").uid)')
+lamin-integrations lineage "$summary" --depth 4
+workflow=$(lamin-integrations runs --reference-type snakemake_id --limit 1 --json | python -c 'import json,sys; print(json.load(sys.stdin)[0]["uid"])')
+lamin-integrations report "$workflow" -o "$work/report.html"
+lamin-integrations export "$workflow" --format prov-json -o "$work/provenance.json"

@@ -37,7 +37,6 @@ if TYPE_CHECKING:
 Direction = Literal["upstream", "downstream"]
 NodeKey = tuple[str, int]  # ("run", id) or ("artifact", id)
 EDGE_KINDS = ("used", "generated", "recreated", "initiated")
-CHUNK = 5000
 
 
 @dataclass
@@ -149,8 +148,26 @@ def walk(record: Any, direction: Direction, depth: int | None = None, *,
 # -- loading what a walk found ----------------------------------------------------------------
 
 
-def _chunks(ids: list[int]) -> list[list[int]]:
-    return [ids[i : i + CHUNK] for i in range(0, len(ids), CHUNK)]
+def _in_ids(column: Any, ids: set[int] | list[int], dialect: str) -> Any:
+    """`column IN ids` as one bound value (a JSON array / a PostgreSQL array), whatever the count.
+
+    An expanded IN list of thousands of parameters costs more to compile than to run, and
+    SQLite limits the number of parameters.
+    """
+    values = sorted(int(i) for i in ids)
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import ARRAY
+
+        return column == sa.any_(sa.bindparam(None, values, type_=ARRAY(sa.BigInteger())))
+    import json
+
+    each = sa.func.json_each(sa.bindparam(None, json.dumps(values), type_=sa.String())).table_valued("value")
+    return column.in_(sa.select(each.c.value))
+
+
+def _dicts(result: Any) -> list[dict[str, Any]]:
+    keys = list(result.keys())  # once, not per row as RowMapping does
+    return [dict(zip(keys, row, strict=True)) for row in result]
 
 
 def load(instance: Instance, run_ids: set[int], artifact_ids: set[int], root: NodeKey, direction: str,
@@ -161,22 +178,22 @@ def load(instance: Instance, run_ids: set[int], artifact_ids: set[int], root: No
     data = LineageData(root=root, direction=direction, depth=depth)
     r, a, t = schema.run, schema.artifact, schema.transform
     inputs, recreated = schema.run_input_artifact, schema.run_recreated_artifact
-    run_rows: list[Any] = []
-    artifact_rows: list[Any] = []
+    run_rows: Any = []
+    artifact_rows: Any = []
     links: list[tuple[str, int, int]] = []
+    dialect = instance.dialect
     with instance.read() as conn:
-        for chunk in _chunks(sorted(run_ids)):
-            run_rows += conn.execute(sa.select(r).where(r.c.id.in_(chunk), r.c.branch_id != -1)).mappings().all()
+        if run_ids:
+            run_rows = _dicts(conn.execute(sa.select(r).where(_in_ids(r.c.id, run_ids, dialect), r.c.branch_id != -1)))
             for table, kind in ((inputs, "used"), (recreated, "recreated")):
-                links += [(kind, row[0], row[1]) for row in
-                          conn.execute(sa.select(table.c.run_id, table.c.artifact_id).where(table.c.run_id.in_(chunk)))]
-        for chunk in _chunks(sorted(artifact_ids)):
-            artifact_rows += conn.execute(sa.select(a).where(a.c.id.in_(chunk), a.c.branch_id != -1,
-                                                             a.c._storage_ongoing.is_(False))).mappings().all()
-        transform_ids = sorted({row["transform_id"] for row in run_rows})
-        transform_rows: list[Any] = []
-        for chunk in _chunks(transform_ids):
-            transform_rows += conn.execute(sa.select(t).where(t.c.id.in_(chunk))).mappings().all()
+                links += [(kind, row[0], row[1]) for row in conn.execute(
+                    sa.select(table.c.run_id, table.c.artifact_id).where(_in_ids(table.c.run_id, run_ids, dialect)))]
+        if artifact_ids:
+            artifact_rows = _dicts(conn.execute(sa.select(a).where(_in_ids(a.c.id, artifact_ids, dialect), a.c.branch_id != -1,
+                                                                   a.c._storage_ongoing.is_(False))))
+        transform_ids = {row["transform_id"] for row in run_rows}
+        transform_rows = conn.execute(sa.select(t).where(_in_ids(t.c.id, transform_ids, dialect))).mappings().all() \
+            if transform_ids else []
     data.transforms = {row["id"]: Transform._from_row(row, instance) for row in transform_rows}
     for row in run_rows:
         run = Run._from_row(row, instance)
@@ -272,15 +289,13 @@ def run_tree(run: Run) -> LineageData:
     root = _node(run)
     instance = run._db
     tree = _subtree(run.id)
-    r, a = schema.run, schema.artifact
+    a = schema.artifact
     with instance.read() as conn:
         run_ids = {run.id, *conn.execute(sa.select(tree.c.id)).scalars()}
-        artifact_ids: set[int] = set()
-        for chunk in _chunks(sorted(run_ids)):  # type: ignore[arg-type]
-            artifact_ids |= set(conn.execute(sa.select(a.c.id).where(a.c.run_id.in_(chunk))).scalars())
-            for table in (schema.run_input_artifact, schema.run_recreated_artifact):
-                artifact_ids |= set(conn.execute(sa.select(table.c.artifact_id).where(table.c.run_id.in_(chunk))).scalars())
-        del r
+        artifact_ids = set(conn.execute(sa.select(a.c.id).where(_in_ids(a.c.run_id, run_ids, instance.dialect))).scalars())  # type: ignore[arg-type]
+        for table in (schema.run_input_artifact, schema.run_recreated_artifact):
+            artifact_ids |= set(conn.execute(sa.select(table.c.artifact_id)
+                                             .where(_in_ids(table.c.run_id, run_ids, instance.dialect))).scalars())  # type: ignore[arg-type]
     data = load(instance, run_ids, artifact_ids, root, "tree", None)  # type: ignore[arg-type]
     data.distance = _distances(data, ("downstream",))
     return data
