@@ -293,3 +293,27 @@ def test_trashed_records_are_left_out(registry):
     middle.delete()
     graph = ln.lineage.upstream(end)
     assert middle not in graph and uids(graph) >= {end.uid, second.uid}
+
+
+def test_lineage_of_a_nextflow_ingest_joins_tasks_by_their_files(registry, tmp_path):
+    from lamin_integrations.nextflow import ingest_trace
+    from tests.test_nextflow import launch_dir, trace_of
+
+    pipeline = ingest_trace(trace_of(launch_dir(tmp_path)), timezone_name="UTC")
+    tasks = {r.params["task_id"]: r for r in ln.Run.filter(initiated_by_run=pipeline)}
+    fastqc_a, fastqc_b, align_a, align_b_failed, align_b, multiqc = (tasks[str(i)] for i in range(1, 7))
+    report = ln.Artifact.get(key=next(a.key for a in multiqc.output_artifacts if a.key.endswith("multiqc_report.html")))
+    up = ln.lineage.upstream(report)
+    assert {fastqc_a, fastqc_b, align_a, align_b, multiqc, pipeline} <= set(up.runs)
+    assert align_b_failed not in up  # the failed attempt made nothing that was used
+    assert {"data/a.fastq", "data/b.fastq", "data/ref.fa"} <= {a.key for a in up.artifacts}
+    assert up.depth_of(multiqc) == 1 and up.depth_of(ln.Artifact.get(key="data/ref.fa")) == 4
+    down = ln.lineage.downstream(ln.Artifact.get(key="data/b.fastq"), follow_initiated_by=False)
+    assert {fastqc_b, align_b, multiqc} <= set(down.runs) and fastqc_a not in down and align_a not in down
+    from lamin_integrations.lineage.export import export_run
+
+    export_run(pipeline, "openlineage", tmp_path / "events.jsonl")
+    events = [json.loads(line) for line in (tmp_path / "events.jsonl").read_text().splitlines()]
+    terminal = {e["job"]["name"].rsplit(":", 1)[-1] + e["run"]["runId"]: e["eventType"] for e in events if e["eventType"] != "START"}
+    assert sorted(terminal.values()).count("FAIL") == 1 and len(events) == 2 * len(tasks) + 2
+    assert {e["job"]["facets"]["jobType"]["integration"] for e in events} == {"NEXTFLOW"}
