@@ -245,6 +245,38 @@ def test_history_and_log_alone_give_name_session_and_outcome(registry, tmp_path)
     assert history[1].finished_at - history[1].started_at == dt.timedelta(hours=1, minutes=3, seconds=25)
 
 
+def test_errored_and_aborted_launches_from_the_report_and_the_log(tmp_path):
+    from lamin_integrations.nextflow.files import read_log, read_report
+
+    report = (DATA / "run" / "results" / "pipeline_info" / f"execution_report_{STAMP}.html").read_text()
+    failed = report.replace(
+        '<div class="alert alert-success mb-4">\n  <h4 class="alert-heading">Workflow execution completed successfully!</h4>\n</div>',
+        '<div class="alert alert-danger mb-4">\n  <h4 class="alert-heading">Workflow execution completed unsuccessfully!</h4>\n'
+        '  <p>The exit status of the task that caused the workflow execution to fail was: <code>137</code>.</p>\n'
+        '  <p>The full error message was:</p>\n  <pre class="card">Error executing process &gt; &#39;ALIGN (b)&#39;</pre>\n</div>')
+    assert failed != report
+    (tmp_path / "report.html").write_text(failed)
+    launch, tasks = read_report(tmp_path / "report.html", UTC)
+    assert (launch.status, launch.exit_status, launch.error) == ("errored", 137, "Error executing process > 'ALIGN (b)'")
+    assert len(tasks) == 6 and launch.run_name == "tender_turing"
+    head = (DATA / "run" / ".nextflow.log").read_text().splitlines()[:8]
+    (tmp_path / "errored.log").write_text("\n".join(head + [
+        "Mar-04 21:06:09.400 [Task monitor] ERROR nextflow.processor.TaskProcessor - Error executing process > 'ALIGN (b)'",
+        "Mar-04 21:06:09.500 [main] DEBUG nextflow.Session - Session aborted -- Cause: Process `ALIGN (b)` terminated with an error exit status (137)",
+    ]) + "\n")
+    (tmp_path / "aborted.log").write_text("\n".join(head + [
+        "Mar-04 21:06:09.500 [SIGINT handler] DEBUG nextflow.Session - Session aborted -- Cause: SIGINT",
+    ]) + "\n")
+    (tmp_path / "running.log").write_text("\n".join(head) + "\n")
+    assert read_log(tmp_path / "errored.log", UTC, 2024).status == "errored"
+    aborted = read_log(tmp_path / "aborted.log", UTC, 2024)
+    assert aborted.status == "aborted" and aborted.finished_at == dt.datetime(2024, 3, 4, 21, 6, 9, 500000, tzinfo=UTC)
+    running = read_log(tmp_path / "running.log", UTC, 2024)
+    assert running.status is None and running.run_name == "tender_turing" and running.work_dirs == {"1": "/nf/launch/work/3f/a1b2c3d4e5f60718293a4b5c6d7e8f"}
+    with pytest.raises(TraceError, match="not a .nextflow.log"):
+        read_log(TRACES / "raw.txt")
+
+
 def test_params_file_and_explicit_options_win(registry, tmp_path):
     params = tmp_path / "params.json"
     params.write_text(json.dumps({"input": "samples.csv", "genome": "GRCh38"}))
