@@ -431,3 +431,28 @@ def test_flow_retry_is_one_run_with_attempts(work: Path) -> None:
     [flow_run] = runs(reference_type="prefect_flow_run")
     assert flow_run.status == "completed" and facts(flow_run)["attempt"] == 2
     assert flow_run.initiated_by_run_id is None  # not its own parent on the second attempt
+
+
+@task
+def launch_subflow(n: int) -> int:
+    return child_flow(n)
+
+
+@flow
+def many_tasks_flow(n: int) -> int:
+    futures = [write_item.submit(i, prefix="many") for i in range(n)]
+    return sum(1 for f in futures if f.result()) + launch_subflow(2)
+
+
+def test_background_writes_are_complete_when_the_flow_returns(work: Path) -> None:
+    """Task runs are written by a background thread; when the flow call returns, every one is in
+    the registry, closed, with its output, and a subflow started inside a task is that task's child."""
+    assert many_tasks_flow(40) == 42
+    [main, sub] = runs(reference_type="prefect_flow_run")
+    items = runs(reference_type="prefect_task_run", initiated_by_run=main, transform__key="many-tasks-flow:write_item")
+    assert len(items) == 40 and {r.status for r in items} == {"completed"}
+    assert all(r.finished_at >= r.started_at for r in items)
+    assert sorted(a.key for a in ln.Artifact.filter(run__in=items)) == sorted(f"many_{i}.txt" for i in range(40))
+    [launcher] = runs(reference_type="prefect_task_run", transform__key="many-tasks-flow:launch_subflow")
+    assert sub.initiated_by_run_id == launcher.id and sub.root_run_id == main.id
+    assert ln.Run.filter(status__in=["started", "scheduled", "restarted"]).count() == 0

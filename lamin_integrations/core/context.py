@@ -36,7 +36,22 @@ _current_run: ContextVar[Run | None] = ContextVar("lamin_integrations_current_ru
 
 
 def get_current_run() -> Run | None:
-    """The run that new records belong to: this thread/task's, else the global one."""
+    """The run that new records belong to: this thread/task's, else the global one.
+
+    An adapter that writes runs in the background (Prefect task runs) may make a run current
+    before it is in the registry; such a run carries a `_materialize` callable in its state,
+    called here so that whoever asks gets a saved run.
+    """
+    run = _current_run.get() or context.run
+    if run is not None and run.id is None:
+        materialize = run.__dict__.get("_materialize")
+        if materialize is not None:
+            materialize()
+    return run
+
+
+def peek_current_run() -> Run | None:
+    """The current run without waiting for a background write (adapters' own bookkeeping)."""
     return _current_run.get() or context.run
 
 

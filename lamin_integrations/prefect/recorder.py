@@ -15,10 +15,11 @@ import logging
 import os
 import socket
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-from ..core.context import get_current_run, parent_run_from_env, reset_current_run, set_current_run
+from ..core.context import parent_run_from_env, reset_current_run, set_current_run
+from ..core.context import peek_current_run as get_current_run
 from .values import existing_paths, params_json
 
 logger = logging.getLogger("lamin_integrations")
@@ -41,6 +42,9 @@ class _Open:
     token: Any = None
     previous: Any = None
     inputs: frozenset[str] = frozenset()  # real paths of input files: returning one is no output
+    params: dict[str, Any] = field(default_factory=dict)  # the task's own parameters
+    facts: dict[str, Any] = field(default_factory=dict)  # Prefect facts (attempt, cached, ...)
+    deferred: bool = False  # written by the background writer (see writer.py)
 
 
 class _State:
@@ -215,8 +219,13 @@ def _new_flow_run(flow: Any, flow_run: Any, attempt: int) -> Any:
 
     transform = _transform(flow.name, "pipeline", flow.version, flow.fn, flow.description)
     params = _with_facts(params_json(flow_run.parameters), _flow_facts(flow_run, attempt))
+    parent = _flow_parent(flow_run)
+    if parent is not None and parent.id is None:  # a subflow called in a task not yet written
+        from .writer import writer
+
+        writer.flush()
     run = Run(transform, name=(flow_run.name or "")[:150] or None, params=params, reference=str(flow_run.id),
-              reference_type=FLOW_RUN, initiated_by_run=_flow_parent(flow_run), status="started",
+              reference_type=FLOW_RUN, initiated_by_run=parent, status="started",
               entrypoint=getattr(flow, "_entrypoint", None))
     run.host, run.pid = state.host, os.getpid()
     return run.save()
@@ -249,8 +258,10 @@ def flow_finished(flow: Any, flow_run: Any, state_obj: Any) -> None:
     from prefect.context import FlowRunContext
 
     from ..core.pipeline import close_run
+    from .writer import writer
 
     state.check_instance()
+    writer.flush()  # this flow's task runs are written before it judges which are still open
     ref = str(flow_run.id)
     with state.lock:
         entry = state.open.pop(ref, None)
@@ -361,6 +372,9 @@ def task_started(task: Any, task_run: Any, state_obj: Any) -> None:
     from prefect.context import TaskRunContext
 
     from ..core.models import Run
+    from ..core.schema import now
+    from ..core.uids import base62
+    from .writer import Start, Update, writer
 
     state.check_instance()
     ref = str(task_run.id)
@@ -370,11 +384,13 @@ def task_started(task: Any, task_run: Any, state_obj: Any) -> None:
         # a retry (next attempt), or the duplicate running hook of a crash (same attempt)
         if attempt > entry.attempt:
             entry.attempt = attempt
-            run = entry.run
-            run.status = "restarted"
-            run.params = _with_facts({k: v for k, v in (run.params or {}).items() if k not in (_FACTS, f"_{_FACTS}")},
-                                     {**_facts_of(run), "attempt": attempt})
-            run.save()
+            entry.facts = {**entry.facts, "attempt": attempt}
+            if entry.deferred:
+                writer.submit(Update(entry.run, _with_facts(entry.params, entry.facts)))
+            else:
+                entry.run.status = "restarted"
+                entry.run.params = _with_facts(entry.params, entry.facts)
+                entry.run.save()
         return
     ctx = TaskRunContext.get()
     parameters = ctx.parameters if ctx is not None else {}
@@ -384,21 +400,37 @@ def task_started(task: Any, task_run: Any, state_obj: Any) -> None:
     transform = _transform(key, "step", task.version, task.fn, task.description)
     facts = {"attempt": attempt, "cached": False, "map_index": state.map_index.get(ref),
              "task_key": task_run.task_key, "tags": list(task_run.tags or []) or None}
-    run = Run(transform, name=(task_run.name or "")[:150] or None, params=_with_facts(params_json(parameters), facts),
-              reference=ref, reference_type=TASK_RUN, initiated_by_run=parent, status="started")
+    params = params_json(parameters)
+    run = Run(transform, name=(task_run.name or "")[:150] or None, params=_with_facts(params, facts),
+              reference=ref, reference_type=TASK_RUN, initiated_by_run=parent, status="started",
+              uid=base62(16), started_at=now())
     run.host, run.pid = state.host, os.getpid()
-    run.save()
-    entry = _Open(run, attempt)
+    # Write in the background when this process runs the task's flow (its end flushes the
+    # writer); a task in a pool worker process or outside any flow writes at once.
+    flow_ref = str(task_run.flow_run_id) if task_run.flow_run_id else None
+    entry = _Open(run, attempt, params=params, facts=facts, deferred=flow_ref is not None and flow_ref in state.open)
     with state.lock:
         state.open[ref] = entry
     _set_current(entry)
-    if parameters:
-        _record_inputs(entry, parameters.values())
+    inputs = existing_paths(parameters.values()) if parameters else []
+    entry.inputs = frozenset(os.path.realpath(p) for p in inputs)
+    if entry.deferred:
+        run.__dict__["_materialize"] = writer.flush
+        writer.submit(Start(run, inputs, os.getcwd()))
+        return
+    run.save()
+    if inputs:
+        from ..core.pipeline import record_inputs
+
+        record_inputs(run, inputs, workdir=os.getcwd())
 
 
 def task_finished(task: Any, task_run: Any, state_obj: Any) -> None:
     from ..core.pipeline import close_run
+    from ..core.schema import now
+    from .writer import End, writer
 
+    finished_at = now()
     state.check_instance()
     ref = str(task_run.id)
     with state.lock:
@@ -413,19 +445,29 @@ def task_finished(task: Any, task_run: Any, state_obj: Any) -> None:
     kind = state_obj.type.value if hasattr(state_obj.type, "value") else str(state_obj.type)
     status = STATUS.get(kind, "aborted")
     cached = state_obj.name == "Cached"
+    error = None if status == "completed" else (state_obj.message or state_obj.name)
+    outputs: list[str] = []
     try:
-        facts = {**_facts_of(run), "attempt": int(task_run.run_count or entry.attempt), "cached": cached,
+        facts = {**entry.facts, "attempt": int(task_run.run_count or entry.attempt), "cached": cached,
                  "state": state_obj.name, "result_key": _storage_key(state_obj)}
         with state.lock:
             index = state.map_index.pop(ref, None)
         if index is not None:
             facts["map_index"] = index
-        run.params = _with_facts({k: v for k, v in (run.params or {}).items() if k not in (_FACTS, f"_{_FACTS}")}, facts)
+        params = _with_facts(entry.params, facts)
         if status == "completed":
-            _record_outputs(run, _result(state_obj), entry)
+            outputs = [p for p in existing_paths([_result(state_obj)]) if os.path.realpath(p) not in entry.inputs]
     finally:
         _unset_current(entry)
-        close_run(run, status, error=None if status == "completed" else (state_obj.message or state_obj.name))
+        if entry.deferred:
+            writer.submit(End(run, status, finished_at, params, error, outputs, os.getcwd()))
+        else:
+            run.params = params
+            if outputs:
+                from ..core.pipeline import record_outputs
+
+                record_outputs(run, outputs, workdir=os.getcwd())
+            close_run(run, status, finished_at=finished_at, error=error)
 
 
 def note_map_indexes(task_run_ids: list[Any]) -> None:
