@@ -168,7 +168,11 @@ class Recorder:
         version = launch.revision or launch.script_id
         existing: dict[tuple[str, str | None], Any] = {}
         by_task_id: dict[str, Any] = {}
-        for child in Run.filter(initiated_by_run=pipeline, reference_type=TASK_REFERENCE):
+        children = Run.filter(initiated_by_run=pipeline, reference_type=TASK_REFERENCE)
+        if len(tasks) <= 50 and not self.files.outdir:
+            # a weblog event or a few new rows: ask for these tasks only, not every task of a big launch
+            children = children.filter(params__task_id__in=sorted({str(t.key[0]) for t in tasks}))
+        for child in children:
             p = child.params or {}
             existing[(str(p.get("task_id")), p.get("hash"))] = child
             by_task_id.setdefault(str(p.get("task_id")), child)
