@@ -456,3 +456,13 @@ def test_background_writes_are_complete_when_the_flow_returns(work: Path) -> Non
     [launcher] = runs(reference_type="prefect_task_run", transform__key="many-tasks-flow:launch_subflow")
     assert sub.initiated_by_run_id == launcher.id and sub.root_run_id == main.id
     assert ln.Run.filter(status__in=["started", "scheduled", "restarted"]).count() == 0
+
+
+def test_deployments_point_at_the_users_code(work: Path) -> None:
+    """No wrapper around the user's function: a deployment's entrypoint and the flow's version
+    are those of the user's module, exactly as with plain Prefect."""
+    deployment = simple_flow.to_deployment(name="nightly")
+    assert deployment.entrypoint.endswith("test_prefect.py:simple_flow")
+    plain = prefect.flow(simple_flow.fn, name=simple_flow.name)
+    assert simple_flow.version == plain.version
+    assert isinstance(simple_flow, prefect.Flow) and isinstance(count_lines, prefect.Task)
