@@ -466,3 +466,25 @@ def test_deployments_point_at_the_users_code(work: Path) -> None:
     plain = prefect.flow(simple_flow.fn, name=simple_flow.name)
     assert simple_flow.version == plain.version
     assert isinstance(simple_flow, prefect.Flow) and isinstance(count_lines, prefect.Task)
+
+
+@task
+def tracked_inside(script: str) -> str:
+    run = ln.track(path=script)
+    ln.finish()
+    return run.uid
+
+
+@flow
+def tracking_flow(script: str) -> str:
+    return tracked_inside(script)
+
+
+def test_track_inside_a_task_is_a_child_of_the_task_run(work: Path) -> None:
+    script = work / "inner.py"
+    script.write_text("print('inner')\n")
+    uid = tracking_flow(str(script))
+    inner = ln.Run.get(uid=uid)
+    [task_run] = runs(reference_type="prefect_task_run")
+    assert inner.transform.key == "inner.py" and inner.initiated_by_run_id == task_run.id
+    assert inner.status == "completed" and task_run.status == "completed"

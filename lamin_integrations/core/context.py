@@ -214,6 +214,8 @@ class Context:
 
         transform_record = self._resolve_transform(transform, path)
         parent = initiated_by_run or _current_run.get() or parent_run_from_env()
+        if parent is not None and parent.id is None and parent.__dict__.get("_materialize"):
+            parent.__dict__["_materialize"]()  # an adapter's run still being written in the background
         environment = _environment_artifact()
         script = Path(path).expanduser().resolve() if path else _caller_script()
         git = _git_state(script) if script is not None else None
