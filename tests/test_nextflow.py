@@ -536,3 +536,28 @@ def test_ingest_execution_records_a_finished_nextflowpy_execution(registry, tmp_
     assert len(tasks) == 6 and tasks["4"].status == "errored"
     assert tasks["6"].reference == "1b2c3d4e5f60718293a4b5c6d7e8f9a0"
     assert tasks["6"].input_artifacts.count() == 4
+
+
+def test_default_fields_only_trace_gets_end_times_from_submit_and_duration(sqlite_registry, tmp_path):
+    """nf-core's default trace has no start/complete columns: a task ended at submit + duration,
+    CACHED rows (times of an earlier launch) do not stretch this launch, ABORTED rows make it aborted."""
+    folder = tmp_path / "launch" / "results" / "pipeline_info"
+    folder.mkdir(parents=True)
+    header = "task_id\thash\tnative_id\tname\tstatus\texit\tsubmit\tduration\trealtime\t%cpu\tpeak_rss\tpeak_vmem\trchar\twchar\n"
+    rows = [
+        "1\te5/f6a7b8\t12346\tNFCORE_X:FASTQC (s1)\tCOMPLETED\t0\t2024-05-01 10:00:05.456\t1m 3s\t58.2s\t180.0%\t301.5 MB\t3.1 GB\t250 MB\t12 MB",
+        "2\t7e/8f9a0b\t-\tNFCORE_X:MULTIQC\tCACHED\t0\t2024-04-30 09:00:00.000\t30s\t25s\t100.0%\t500 MB\t1 GB\t10 MB\t5 MB",
+        "3\t1c/2d3e4f\t-\tNFCORE_X:SALMON (s1)\tABORTED\t-\t2024-05-01 10:02:00.000\t-\t-\t-\t-\t-\t-\t-",
+    ]
+    trace = folder / "execution_trace_2024-05-01_10-00-00.txt"
+    trace.write_text(header + "\n".join(rows) + "\n")
+    from lamin_integrations.nextflow import ingest_trace
+
+    launch = ingest_trace(trace, timezone_name="UTC")
+    assert launch.transform.key == "launch" and launch.status == "aborted"
+    assert launch.started_at.isoformat().startswith("2024-05-01T10:00:05")
+    tasks = {r.name: r for r in ln.Run.filter(initiated_by_run=launch)}
+    fastqc = tasks["NFCORE_X:FASTQC (s1)"]
+    assert (fastqc.finished_at - fastqc.started_at).total_seconds() == 63
+    salmon = tasks["NFCORE_X:SALMON (s1)"]
+    assert salmon.status == "aborted" and salmon.finished_at == salmon.started_at

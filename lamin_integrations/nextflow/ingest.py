@@ -72,8 +72,10 @@ def pipeline_key(launch: Launch, fallback_dir: str | None) -> str:
         return f"{Path(folder).name}/{name}" if folder else name
     if name:
         return name
-    folder = launch.launch_dir or fallback_dir or "."
-    return Path(os.path.abspath(folder)).name or "nextflow-pipeline"
+    where = Path(os.path.abspath(launch.launch_dir or fallback_dir or "."))
+    if not launch.launch_dir and where.name == "pipeline_info":  # <launch dir>/<outdir>/pipeline_info
+        where = where.parent.parent
+    return where.name or "nextflow-pipeline"
 
 
 def infer_status(tasks: list[Task]) -> str:
@@ -86,7 +88,20 @@ def infer_status(tasks: list[Task]) -> str:
         names = {t.fields.get("name") for t in tasks if t.fields.get("status") in ("COMPLETED", "CACHED")}
         if any(t.fields.get("name") not in names for t in failed if t.fields.get("error_action") != "IGNORE"):
             return "errored"
+    if "ABORTED" in statuses:
+        return "aborted"  # tasks are aborted when the launch is stopped (Ctrl-C, kill, -stub error)
     return "completed"
+
+
+def end_time(fields: dict[str, Any]) -> dt.datetime | None:
+    """When the task ended: `complete`, else submit + duration (Nextflow's duration counts from
+    submission), else start + realtime. The default trace fields have no `complete` column."""
+    if fields.get("complete") is not None:
+        return fields["complete"]
+    for anchor, span in (("submit", "duration"), ("start", "realtime")):
+        if isinstance(fields.get(anchor), dt.datetime) and isinstance(fields.get(span), (int, float)):
+            return fields[anchor] + dt.timedelta(milliseconds=fields[span])
+    return None
 
 
 class Recorder:
@@ -118,8 +133,10 @@ class Recorder:
             run = (Run.filter(reference_type=PIPELINE_REFERENCE, reference__isnull=True,
                               params__trace_file=identity["trace_file"]).order_by("-id").first())
         status = launch.status or (infer_status(tasks) if final else "started")
-        submits = [t.fields["submit"] for t in tasks if t.fields.get("submit") is not None]
-        completes = [t.fields["complete"] for t in tasks if t.fields.get("complete") is not None]
+        # CACHED rows carry the times of the launch that first ran them: not this launch's
+        executed = [t for t in tasks if t.fields.get("status") != "CACHED"] or tasks
+        submits = [t.fields["submit"] for t in executed if t.fields.get("submit") is not None]
+        completes = [e for e in (end_time(t.fields) for t in executed) if e is not None]
         started_at = launch.started_at or (min(submits) if submits else None)
         finished_at = launch.finished_at or (max(completes) if completes and _RANK[status] == 2 else None)
         facts = {**launch.engine_facts(), **identity}
@@ -324,8 +341,9 @@ def _set_status(run: Any, status: str, finished_at: dt.datetime | None) -> None:
 def _apply(run: Any, task: Task) -> None:
     f = task.fields
     status = TASK_STATUS.get(f.get("status") or "", "started")
-    _set_status(run, status, f.get("complete"))
     start = f.get("start") or f.get("submit")
+    # an ended row without any end time (an ABORTED task): its start, not the time of ingest
+    _set_status(run, status, end_time(f) or start)
     if start is not None:
         run.started_at = start
     if f.get("hostname"):
