@@ -499,3 +499,44 @@ def test_workflow_started_of_older_snakemake_releases():
                                  "snakefile_main": "/data/wf/workflow/Snakefile", "cmd": "snakemake -c1"})
     event = translate(new)
     assert event["snakefile"] == "/data/wf/workflow/Snakefile" and event["cmd"] == "snakemake -c1"
+
+
+CHECKPOINT_WORKFLOW = textwrap.dedent("""
+    import os
+
+    rule all:
+        input: "agg/all.txt"
+
+    checkpoint split:
+        output: directory("split")
+        shell: "mkdir -p {output} && for i in 0 1 2; do echo $i > {output}/$i.txt; done"
+
+    rule process:
+        input: "split/{i}.txt"
+        output: "proc/{i}.txt"
+        shell: "cat {input} {input} > {output}"
+
+    def parts(wildcards):
+        folder = checkpoints.split.get().output[0]
+        return expand("proc/{i}.txt", i=glob_wildcards(os.path.join(folder, "{i}.txt")).i)
+
+    rule aggregate:
+        input: parts
+        output: "agg/all.txt"
+        shell: "cat {input} > {output}"
+""")
+
+
+def test_files_inside_a_produced_folder_lead_back_to_its_producer(sqlite_registry, tmp_path):
+    """A checkpoint writes a folder; later jobs read files inside it. Those jobs used the folder,
+    so the lineage of the final output reaches the checkpoint's job."""
+    wd = tmp_path / "cp"
+    wd.mkdir()
+    (wd / "Snakefile").write_text(CHECKPOINT_WORKFLOW)
+    snakemake(wd)
+    [wf] = workflow_runs()
+    [split] = jobs(wf)["split"]
+    [process] = jobs(wf)["process[i=1]"]
+    assert {a.key for a in process.input_artifacts} == {"split", "split/1.txt"}
+    upstream = ln.lineage.upstream(ln.Artifact.get(key="agg/all.txt"))
+    assert split.uid in {r.uid for r in upstream.runs}

@@ -139,8 +139,27 @@ def record_files(outputs: Iterable[tuple[Run, Files, Any]] = (), inputs: Iterabl
         for a in group:
             if a.id is None:
                 a.save()
-    _link_inputs(pairs)
+    _link_inputs(pairs + _enclosing_folders(pairs))
     return outs, ins
+
+
+def _enclosing_folders(pairs: list[tuple[Run, Artifact]]) -> list[tuple[Run, Artifact]]:
+    """A run that reads a file inside a folder some run produced (Snakemake `directory()`,
+    a checkpoint's output) also used that folder: link it, so lineage reaches its producer."""
+    from .models import Artifact
+
+    wanted: dict[str, list[Run]] = {}
+    for run, artifact in pairs:
+        parts = (artifact.key or "").split("/")[:-1]
+        for i in range(1, len(parts) + 1):
+            wanted.setdefault("/".join(parts[:i]), []).append(run)
+    if not wanted:
+        return []
+    keys, found = sorted(wanted), []
+    for start in range(0, len(keys), 500):
+        found += list(Artifact.filter(key__in=keys[start:start + 500], n_files__isnull=False, run__isnull=False,
+                                      is_latest=True))
+    return [(run, folder) for folder in found for run in dict.fromkeys(wanted[folder.key])]
 
 
 def record_outputs(run: Run, paths: Files, *, workdir: str | os.PathLike | None = None,
