@@ -84,7 +84,7 @@ def run(cmd: list[str], env: dict[str, str], cwd: Path, timeout: float = 600) ->
         raise Failed(f"{Path(cmd[1] if len(cmd) > 1 else cmd[0]).name}: timed out after {timeout:.0f} s") from exc
     if proc.returncode != 0:
         lines = [line for line in (proc.stderr or proc.stdout).strip().splitlines() if line.strip()]
-        raise Failed(lines[-1][:160] if lines else f"exit code {proc.returncode}")
+        raise Failed(lines[-1][:120] if lines else f"exit code {proc.returncode}")
     return proc.stdout
 
 
@@ -178,17 +178,21 @@ def measure(tmp: Path, label: str) -> list[Row]:
 
 
 def main() -> None:
+    setup_error = ""
     if "--setup" in sys.argv and lamindb_version() is None:
-        setup_venv()
+        try:
+            setup_venv()
+        except (OSError, subprocess.CalledProcessError) as exc:
+            setup_error = f"; --setup failed: {exc}"[:120]
     version = lamindb_version()
     if version is None:
-        rows = [note(f"not measured, lamindb is not installed in {VENV} (LAMINDB_VENV; `bench_lamindb.py --setup` makes it)")]
+        rows = [note(f"skipped, no lamindb in {VENV} (LAMINDB_VENV; --setup installs it){setup_error}")]
     else:
         try:
             with tempfile.TemporaryDirectory(prefix="lamindb-bench-") as tmp:
                 rows = measure(Path(tmp), f"lamindb {version}")
         except Exception as exc:  # never fail `make bench` over lamindb
-            rows = [note(f"failed: {type(exc).__name__}: {str(exc)[:160]}")]
+            rows = [note(f"failed: {type(exc).__name__}: {str(exc)[:120]}")]
     emit(rows)
 
 
