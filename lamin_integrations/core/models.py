@@ -610,6 +610,8 @@ class Artifact(IsVersioned, SQLRecord):
     def from_dataframe(cls, df: Any, key: str | None = None, description: str | None = None, **kwargs: Any) -> Artifact:
         return cls(df, key=key, description=description, **kwargs)
 
+    from_df = from_dataframe  # lamindb's earlier name, still common in examples
+
     @classmethod
     def from_dir(cls, path: str | os.PathLike, key: str | None = None, *, run: Run | None = None) -> Any:
         """One artifact per file below `path` (keys `key/<relative path>`); save them with `.save()`."""
