@@ -20,6 +20,7 @@ import textwrap
 import time
 from pathlib import Path
 
+import pytest
 import sqlalchemy as sa
 
 import lamin_integrations as ln
@@ -129,6 +130,9 @@ def test_sigkill_during_writes_leaves_a_consistent_registry(registry, tmp_path):
     assert len(visible) == len(rows) - len(half_saved)
     for artifact in visible:
         assert Path(artifact.path).read_bytes() == content(artifact.key), artifact.key
+    for artifact_id in half_saved:
+        with pytest.raises(ln.errors.ObjectDoesNotExist):
+            ln.Artifact.get(artifact_id)
     # Every run reads back, with its transform and its links.
     for run in ln.Run.filter():
         assert run.transform.key and run.status in ("started", "completed")
@@ -138,6 +142,8 @@ def test_sigkill_during_writes_leaves_a_consistent_registry(registry, tmp_path):
     # The killed scripts' runs stay "started" until the reaper sees their processes are gone.
     tracked = ln.Run.filter(transform__key="batch_writer.py").order_by("id").to_list()
     assert [(r.pid, r.status) for r in tracked] == [(pid, "started") for pid in killed]
+    for run in tracked:
+        assert {a.id for a in ln.lineage.downstream(run).artifacts}.isdisjoint(half_saved)
     cli = str(Path(sys.executable).with_name("lamin-integrations"))
     reaped = subprocess.run([cli, "runs", "reap"], capture_output=True, text=True, env=python_env(), timeout=60)
     assert reaped.returncode == 0, reaped.stderr
