@@ -71,7 +71,16 @@ def cli(ctx: click.Context, db: str | None, storage: str | None) -> None:
 
         ctx.call_on_close(lambda: None)
         ctx.obj = {"db": db, "storage": storage}
-        connect(db, storage)
+        from .errors import RegistryUnavailable
+
+        try:
+            connect(db, storage)
+        except RegistryUnavailable:
+            if ctx.invoked_subcommand != "info":
+                raise
+            from .core import instance  # info still says how many events wait in the journal
+
+            instance._current = instance.Instance(*instance.resolve(db, storage))
 
 
 @cli.command()
@@ -79,8 +88,15 @@ def cli(ctx: click.Context, db: str | None, storage: str | None) -> None:
 def info(as_json: bool) -> None:
     """Where the registry is, its schema revision and how many records it holds."""
     from .core.summary import instance_info
+    from .errors import RegistryUnavailable
 
-    data = instance_info()
+    try:
+        data = instance_info()
+    except RegistryUnavailable:
+        from .core.journal import pending_count
+
+        click.echo(f"pending journal events: {pending_count()}")  # what waits for the registry to return
+        raise
     if as_json:
         click.echo(json.dumps(data, indent=2))
         return
@@ -89,6 +105,26 @@ def info(as_json: bool) -> None:
     click.echo(f"schema:    {data['schema_revision']}")
     for name, n in data["counts"].items():
         click.echo(f"{name + ':':<11}{n}")
+    click.echo(f"pending journal events: {data['pending_journal_events']}")
+
+
+@cli.command()
+@click.option("--dry-run", is_flag=True, help="Say what would be written without writing anything.")
+def sync(dry_run: bool) -> None:
+    """Write what was journaled while the registry was unavailable (safe to run again)."""
+    from .core.journal import sync as sync_journal
+
+    result = sync_journal(dry_run=dry_run)
+    if result.busy:
+        click.echo("another sync of this registry's journal is running; try again when it is done")
+        return
+    verb = "would write" if dry_run else "wrote"
+    click.echo(f"{verb} {result.replayed} journaled event(s)" + ("" if dry_run else f" ({result.runs} run(s))")
+               + f"; {result.present} already recorded; {result.waiting} waiting (workflows still running)")
+    for error in result.errors:
+        click.echo(f"not replayed: {error}", err=True)
+    if result.errors:
+        sys.exit(1)
 
 
 @cli.group(invoke_without_command=True)

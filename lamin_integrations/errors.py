@@ -34,6 +34,11 @@ class InstanceError(LaminIntegrationsError, RuntimeError):
     """The registry database cannot be reached, created or upgraded."""
 
 
+class RegistryUnavailable(InstanceError):
+    """The registry cannot be reached or written right now (server down, database locked past
+    the busy timeout, disk full); adapters and `ln.track()` journal what they could not write."""
+
+
 class IntegrityError(LaminIntegrationsError, RuntimeError):
     """A write that would break a registry invariant (for example a lineage cycle)."""
 

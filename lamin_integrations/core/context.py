@@ -207,11 +207,21 @@ class Context:
             if not isinstance(params, dict):
                 raise ValidationError(f"params must be a dict, got {type(params).__name__}")
             check_json(params, "params")
-        if project is not None:
-            self.use_project(project)
         if initiated_by_run is not None and not isinstance(initiated_by_run, Run):
             raise ValidationError(f"initiated_by_run expects a Run, got {initiated_by_run!r}")
+        try:
+            return self._track(transform, project, params, new_run, path, initiated_by_run)
+        except Exception as e:
+            from .journal import is_unavailable
 
+            if not is_unavailable(e):
+                raise
+            return self._track_offline(e, transform, project, params, path, initiated_by_run)
+
+    def _track(self, transform: str | Transform | None, project: str | None, params: dict | None,
+               new_run: bool | None, path: str | None, initiated_by_run: Run | None) -> Run:
+        if project is not None:
+            self.use_project(project)
         transform_record = self._resolve_transform(transform, path)
         parent = initiated_by_run or _current_run.get() or parent_run_from_env()
         if parent is not None and parent.id is None and parent.__dict__.get("_materialize"):
@@ -254,6 +264,60 @@ class Context:
             if git:
                 run._aux = {"git": git}
             run.save()
+        self._activate(transform_record, run)
+        return run
+
+    def _track_offline(self, error: Exception, transform: str | Transform | None, project: str | None,
+                       params: dict | None, path: str | None, initiated_by_run: Run | None) -> Run:
+        """The registry is unavailable: run on with an in-memory run whose start and end are
+        journaled (core/journal.py) for `lamin-integrations sync`. No report or environment."""
+        from .instance import current, mask_text
+        from .journal import Journal, track_start
+        from .models import Run, Transform
+        from .schema import now
+        from .uids import base62
+
+        script = Path(path).expanduser().resolve() if path else _caller_script()
+        described: dict[str, Any] = {"kind": "script"}
+        if isinstance(transform, Transform):
+            described.update(key=transform.key, kind=transform.kind, source_code=transform.source_code,
+                             uid=transform.uid if transform.id is not None else None)
+        elif script is not None and script.exists():
+            reference, reference_type = _git_reference(script)
+            described.update(key=script_key(script), source_code=script.read_text(errors="replace"),
+                             reference=reference, reference_type=reference_type, uid=transform)
+        elif transform is not None:
+            described.update(key=transform, uid=transform)
+        else:
+            raise error
+        record = Transform(**{k: v for k, v in described.items() if k != "uid" and v is not None})
+        parent = initiated_by_run or _current_run.get()
+        parent_uid = parent.uid if parent is not None else os.environ.get(ENV_RUN_UID) or os.environ.get(ENV_LAMINDB_RUN_UID)
+        run = Run(record, params=params, status="started", uid=base62(16))
+        run.started_at = now()
+        run.cli_args = " ".join(sys.argv[1:])[:4096] or None
+        run.host, run.pid = socket.gethostname()[:255], os.getpid()
+        git = _git_state(script) if script is not None else None
+        fields = {"params": params, "started_at": run.started_at.isoformat(), "cli_args": run.cli_args,
+                  "host": run.host, "pid": run.pid, "git": git, "parent_uid": parent_uid,
+                  "project": project if isinstance(project, str) else None}
+        journal = Journal.of(current())
+        try:
+            journal.append("track", run.uid, [track_start(described, fields)])
+        except OSError as e:
+            raise error from e  # nowhere to keep it: the caller must know
+        reason = mask_text(f"{type(error).__name__}: {error}").splitlines()[0][:500]
+        sys.stderr.write(f"lamin-integrations: the registry is unavailable ({reason}); Run('{run.uid}') is journaled "
+                         f"in {journal.path} for `lamin-integrations sync`\n")
+        blocked = _block_signals()
+        try:
+            self._activate(record, run, journal)
+        finally:
+            _unblock_signals(blocked)
+        return run
+
+    def _activate(self, transform_record: Transform, run: Run, journal: Any = None) -> None:
+        """Make `run` the current run, exported to child processes and guarded until it ends."""
         if self._guard is not None:
             self._guard.end("completed", reason="superseded by a new ln.track()")
         self._transform, self._run = transform_record, run
@@ -264,9 +328,8 @@ class Context:
         from .instance import data_dir
         from .lifecycle import RunGuard
 
-        self._guard = RunGuard(run, data_dir() / "cache" / "run_logs" / f"run_{run.uid}.txt")
+        self._guard = RunGuard(run, data_dir() / "cache" / "run_logs" / f"run_{run.uid}.txt", journal)
         self._guard.install()
-        return run
 
     def _resolve_transform(self, transform: str | Transform | None, path: str | None) -> Transform:
         from .models import Transform

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import sqlalchemy as sa
 from sqlalchemy import event
 
-from ..errors import InstanceError
+from ..errors import InstanceError, RegistryUnavailable
 
 if TYPE_CHECKING:
     from .models import Storage, User
@@ -319,7 +319,7 @@ def _translate_errors(instance: Instance) -> Iterator[None]:
         text = str(e.orig) if e.orig is not None else str(e)
         if any(s in text.lower() for s in ("connect", "unable to open", "no such host",
                                            "does not exist", "refused", "timeout")):
-            raise InstanceError(
+            raise RegistryUnavailable(
                 f"cannot reach the registry at {instance.url}: {text.strip().splitlines()[0]}"
             ) from None
         raise

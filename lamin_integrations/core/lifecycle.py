@@ -58,8 +58,9 @@ class _Tee:
 class RunGuard:
     """Installs the handlers for one run and removes them when the run ends."""
 
-    def __init__(self, run: Run, log_path: Path):
+    def __init__(self, run: Run, log_path: Path, journal: Any = None):
         self.run = run
+        self.journal = journal  # set: the registry is unavailable, the run's end goes to the journal
         self.log_path = log_path
         self.exit_code: int = 0
         self.done = False
@@ -87,7 +88,7 @@ class RunGuard:
                 self._saved["sigterm"] = previous
                 signal.signal(signal.SIGTERM, self._on_sigterm)
         atexit.register(self._at_exit)
-        if HEARTBEAT_SECONDS > 0:
+        if HEARTBEAT_SECONDS > 0 and self.journal is None:
             threading.Thread(target=self._heartbeat, name="lamin-heartbeat", daemon=True).start()
 
     def uninstall(self) -> None:
@@ -149,19 +150,35 @@ class RunGuard:
                 return
             self.done = True
         self.uninstall()
-        run = self.run
-        try:
-            from .models import Artifact
+        from .journal import Journal, is_unavailable, track_end
+        from .schema import now
 
-            report = Artifact(self.log_path, description=f"log streams of run {run.uid}", kind="__lamindb_run__")
-            report.__dict__["_no_lineage"] = True
-            run.report = report.save()
-        except Exception as e:
-            logger.warning("could not save the log of run %s: %s", run.uid, e)
+        run = self.run
+        if self.journal is None:
+            try:
+                from .models import Artifact
+
+                report = Artifact(self.log_path, description=f"log streams of run {run.uid}", kind="__lamindb_run__")
+                report.__dict__["_no_lineage"] = True
+                run.report = report.save()
+            except Exception as e:
+                if is_unavailable(e):
+                    self.journal = Journal.of(run._db)  # the report is lost; the end is not
+                else:
+                    logger.warning("could not save the log of run %s: %s", run.uid, e)
         if reason:
             run._aux = {**(run._aux or {}), "end_reason": reason[:1000]}
         run.status = status  # type: ignore[assignment]
+        if self.journal is None:
+            try:
+                run.save()
+                return
+            except Exception as e:
+                if not is_unavailable(e):
+                    logger.warning("could not record the end of run %s (%s): %s", run.uid, status, e)
+                    return
+                self.journal = Journal.of(run._db)
         try:
-            run.save()
+            self.journal.append("track", run.uid, [track_end(status, run.finished_at or now(), reason)])
         except Exception as e:
-            logger.warning("could not record the end of run %s (%s): %s", run.uid, status, e)
+            logger.warning("could not record or journal the end of run %s (%s): %s", run.uid, status, e)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from ..errors import InstanceError
+from ..errors import InstanceError, RegistryUnavailable
 
 HEAD = "0003"
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -45,7 +45,7 @@ def ensure_schema(engine: sa.Engine) -> None:
             rev = current_revision(conn)
     except sa.exc.OperationalError as e:
         text = str(e.orig).strip().splitlines()[0] if e.orig is not None else str(e)
-        raise InstanceError(f"cannot reach the registry at {mask_url(engine.url)}: {text}") from None
+        raise RegistryUnavailable(f"cannot reach the registry at {mask_url(engine.url)}: {text}") from None
     if rev == HEAD:
         return
     with _migration_lock(engine) as conn:

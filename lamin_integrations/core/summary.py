@@ -19,8 +19,11 @@ def instance_info(instance: Instance | None = None) -> dict[str, Any]:
     with instance.read() as conn:
         revision = current_revision(conn)
     counts = {name: getattr(models, name).connect(instance).count() for name in ("Transform", "Run", "Artifact", "Project", "Feature", "Storage", "User")}
+    from .journal import pending_count
+
     return {"db": instance.url, "dialect": instance.dialect, "storage": instance.storage_root,
-            "schema_revision": revision, "hash_mode": instance.hash_mode, "counts": counts}
+            "schema_revision": revision, "hash_mode": instance.hash_mode, "counts": counts,
+            "pending_journal_events": pending_count(instance)}
 
 
 def find_record(uid: str, instance: Instance | None = None) -> Any:

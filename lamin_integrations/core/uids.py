@@ -28,6 +28,18 @@ def base62(n_chars: int) -> str:
     return "".join(chars)
 
 
+def derived(text: str, n_chars: int = 16) -> str:
+    """n base62 characters determined by `text` (a record written twice gets the same uid)."""
+    import hashlib
+
+    value = int.from_bytes(hashlib.blake2b(text.encode(), digest_size=24).digest(), "big")
+    chars = []
+    for _ in range(n_chars):
+        value, rem = divmod(value, 62)
+        chars.append(BASE62[rem])
+    return "".join(chars)
+
+
 def decode(s: str) -> int:
     value = 0
     for c in s:

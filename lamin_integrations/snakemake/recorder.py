@@ -4,6 +4,13 @@ Events arrive in order; whatever has queued up is recorded together (one insert 
 job runs, one hashing pool for many outputs), so a busy workflow costs fewer transactions
 per job, not more. Everything here is guarded: a failure is logged once and the
 workflow's outcome never changes.
+
+When the registry becomes unavailable (server down, database locked, disk full), every event
+of the workflow so far and from then on goes to the registry's journal (core/journal.py);
+at the end the recorder tries once to write it, else `lamin-integrations sync` does. Replay
+runs the same code on the journaled events: the workflow run has a fixed uid and job runs
+uids derived from (workflow run, jobid, attempt), so records already written are found,
+not duplicated.
 """
 
 from __future__ import annotations
@@ -14,6 +21,7 @@ import os
 import queue
 import sys
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -66,7 +74,7 @@ def _time(created: float) -> dt.datetime:
 
 
 class Recorder:
-    def __init__(self, config: Config, run_uid: str):
+    def __init__(self, config: Config, run_uid: str, *, replay: bool = False):
         self.config = config
         self.run_uid = run_uid  # chosen up front, so jobs can name their parent before it is saved
         self.state = State()
@@ -76,9 +84,14 @@ class Recorder:
         self.outputs: dict[str, Any] = {}  # absolute path -> artifact recorded in this workflow
         self.disabled = False
         self._warned = False
+        self.replaying = replay  # writing journaled events: no thread, unavailability raises
+        self.seen: list[dict[str, Any]] = []  # every event so far, journaled if the registry goes away
+        self.journal: Any = None  # the Journal, once the registry was unavailable
+        self._synced = False
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._loop, name="lamin-integrations-recorder", daemon=True)
-        self._thread.start()
+        if not replay:
+            self._thread.start()
 
     # -- the listener side -----------------------------------------------------------------
 
@@ -88,7 +101,7 @@ class Recorder:
 
     def close(self, timeout: float | None = None) -> bool:
         """Record the end of the workflow; False if the backlog outlived `timeout` seconds."""
-        self._queue.put({"event": "close"})
+        self._queue.put({"event": "close", "created": time.time()})
         self._queue.put(_STOP)
         self._thread.join(timeout)
         return not self._thread.is_alive()
@@ -104,8 +117,13 @@ class Recorder:
                 except queue.Empty:
                     break
             events = [e for e in batch if e is not _STOP]
-            if not self.disabled:
+            if self.journal is not None:
+                self._journal(events)
+            elif not self.disabled:
+                self.seen.extend(events)
                 self._process(events)
+            if self.journal is not None and any(e["event"] == "close" for e in events):
+                self._sync_at_close()
             if len(events) < len(batch):
                 return
 
@@ -127,11 +145,18 @@ class Recorder:
         self._guarded(self._segment, segment)
 
     def _guarded(self, handler: Any, arg: Any) -> None:
-        if self.disabled or arg == []:
+        if self.disabled or self.journal is not None or arg == []:
             return
         try:
             handler(arg)
         except Exception as e:
+            from ..core.journal import is_unavailable
+
+            if is_unavailable(e):
+                if self.replaying:
+                    raise  # sync keeps the journal lines and says why
+                self._go_offline(e)
+                return
             if isinstance(arg, list) and len(arg) > 1:  # record what can be, one event at a time
                 for event in arg:
                     self._guarded(self._segment, [event])
@@ -154,33 +179,95 @@ class Recorder:
             sys.stderr.write(f"lamin-integrations: {what}: {reason.splitlines()[0][:500]}\n")
         logger.debug("recording %s failed", event.get("event"), exc_info=error)
 
+    # -- the journal ------------------------------------------------------------------------
+
+    def _go_offline(self, error: Exception) -> None:
+        """The registry is unavailable: journal everything of this workflow, now and from now on."""
+        from ..core.instance import mask_text, resolve
+        from ..core.journal import Journal
+
+        reason = mask_text(f"{type(error).__name__}: {error}").splitlines()[0][:500]
+        try:
+            self.journal = Journal(resolve(self.config.db, self.config.storage)[0])
+            self._journal(self.seen)
+        except Exception as e:
+            self._journal_failed(reason, e)
+            return
+        self.seen = []
+        sys.stderr.write(f"lamin-integrations: not recording this workflow now, the registry is unavailable ({reason}); "
+                         f"its events are journaled in {self.journal.path} for `lamin-integrations sync`\n")
+        logger.debug("registry unavailable", exc_info=error)
+
+    def _journal(self, events: list[dict[str, Any]]) -> None:
+        from dataclasses import asdict
+
+        config = asdict(self.config)
+        entries = [{"config": config, "event": e, **({"end": True} if e["event"] == "close" else {})} for e in events]
+        try:
+            self.journal.append("snakemake", self.run_uid, entries)
+        except Exception as e:
+            self._journal_failed("the registry is unavailable", e)
+
+    def _journal_failed(self, reason: str, error: Exception) -> None:
+        self.journal, self.disabled = None, True
+        sys.stderr.write(f"lamin-integrations: not recording this workflow: {reason}, and its journal cannot be "
+                         f"written either ({type(error).__name__}: {error})\n")
+
+    def _sync_at_close(self) -> None:
+        """One attempt to write the journaled workflow, in case the registry is back."""
+        if self._synced or self.journal is None:
+            return
+        self._synced = True
+        from ..core.instance import connect
+        from ..core.journal import sync
+
+        try:
+            result = sync(connect(self.config.db, self.config.storage), only=self.run_uid)
+        except Exception as e:  # still unavailable: the journal keeps it for `lamin-integrations sync`
+            logger.debug("syncing the journal at the end failed", exc_info=e)
+            return
+        if result.runs or result.present:
+            sys.stderr.write("lamin-integrations: the registry is back; the journaled workflow is recorded\n")
+
+    # -- events ------------------------------------------------------------------------------
+
     def _on_workflow_started(self, e: dict[str, Any]) -> None:
         from ..core.context import context
         from ..core.instance import connect
         from ..core.models import Run, Transform
 
-        if self.config.db or self.config.storage:
+        snakefile = Path(e["snakefile"])
+        if "snakefile_source" not in e:  # read now, so a later replay records the Snakefile of this run
+            from ..core.context import _git_reference, _git_state
+
+            source = snakefile.read_text(encoding="utf-8", errors="replace") if snakefile.is_file() else None
+            e["snakefile_source"] = source
+            e["git"] = _git_state(snakefile.resolve()) if source is not None else None
+            e["git_reference"] = list(_git_reference(snakefile.resolve())) if e["git"] else [None, None]
+            e["recorder_pid"] = os.getpid()
+        if not self.replaying and (self.config.db or self.config.storage):
             connect(self.config.db, self.config.storage)
+        self.state.workflow_id = e["workflow_id"]
         if self.config.project:
             context.use_project(self.config.project)
-        self.state.workflow_id = e["workflow_id"]
-        snakefile = Path(e["snakefile"])
-        source = snakefile.read_text(encoding="utf-8", errors="replace") if snakefile.is_file() else None
-        from ..core.context import _git_reference, _git_state
-
-        git = _git_state(snakefile.resolve()) if source is not None else None
-        reference, reference_type = _git_reference(snakefile.resolve()) if git else (None, None)
+        source, git = e["snakefile_source"], e["git"]
+        reference, reference_type = e["git_reference"]
         self.pipeline = Transform(key=_pipeline_key(snakefile, e["cwd"]), kind="pipeline", source_code=source,
                                   description=f"Snakemake workflow {snakefile.name}", reference=reference,
                                   reference_type=reference_type).save()
         params = {"config": e.get("config"), "configfiles": e.get("configfiles") or [],
                   "snakemake_version": e.get("snakemake_version"), "user": e.get("user"), "workdir": e["cwd"]}
+        if self.replaying:
+            found = Run.filter(uid=self.run_uid).one_or_none()
+            if found is not None:  # written before the registry went away
+                self.workflow_run = found
+                return
         run = Run(self.pipeline, name=snakefile.parent.name or snakefile.name, reference=e["workflow_id"],
                   reference_type="snakemake_id", params=params, status="started", uid=self.run_uid)
         run.cli_args = (e.get("cmd") or "")[:4096] or None
         run.started_at = _time(e["created"])
         run.host = (e.get("host") or "")[:255] or None
-        run.pid = os.getpid()
+        run.pid = e["recorder_pid"]
         if git:
             run._aux = {"git": git}
         self.workflow_run = run.save()
@@ -199,6 +286,7 @@ class Recorder:
         """Record a run of job events: new runs, outputs, inputs, ends (in that order)."""
         from ..core.bulk import save
         from ..core.models import Run
+        from ..core.uids import derived
         from .parent import job_name
 
         if self.workflow_run is None:
@@ -224,7 +312,7 @@ class Recorder:
                       "shellcmd": e.get("shellcmd"), "message": e.get("message"), "attempt": attempt, "jobid": jobid}
             run = Run(self._step(e["rule"]), name=job_name(e["rule"], e["wildcards"])[:150],
                       reference=f"{self.state.workflow_id}/{jobid}/{attempt}", reference_type="snakemake_job",
-                      initiated_by_run=self.workflow_run,
+                      initiated_by_run=self.workflow_run, uid=derived(f"{self.run_uid}/{jobid}/{attempt}"),
                       params={k: v for k, v in params.items() if v is not None}, status="started")
             run.started_at = _time(e["created"])
             run.host, run.pid = self.workflow_run.host, self.workflow_run.pid
@@ -232,6 +320,10 @@ class Recorder:
             job = Job(run, _absolute(e["output"] + e["log"] + e["benchmark"], cwd), cwd)
             self.state.jobs[jobid] = job
             new_jobs.append((job, _absolute(e["input"], cwd) if self.config.record_inputs else []))
+        if new_jobs and self.replaying:  # job runs written before the registry went away are kept
+            found = {r.uid: r for r in Run.filter(uid__in=[job.run.uid for job, _ in new_jobs])}
+            for job, _ in new_jobs:
+                job.run = found.get(job.run.uid, job.run)
         if new_jobs:
             save([job.run for job, _ in new_jobs])  # one insert: a script's ln.track() finds its job
         closing: list[tuple[Any, str, Any, dict[str, Any]]] = []
@@ -311,7 +403,8 @@ class Recorder:
         for job in s.jobs.values():
             counts[job.run.status] = counts.get(job.run.status, 0) + 1
         error = "\n\n".join(s.workflow_errors) or None
-        close_run(self.workflow_run, status, finished_at=now(), error=error, jobs=counts, planned=s.stats,
+        finished_at = _time(e["created"]) if e.get("created") else now()
+        close_run(self.workflow_run, status, finished_at=finished_at, error=error, jobs=counts, planned=s.stats,
                   nothing_to_do=s.nothing_to_do or None,
                   reason="interrupted (SIGINT)" if s.interrupted else "terminated (SIGTERM)" if s.terminating
                   else "Snakemake ended without closing its logger (killed?)" if s.lost else None)
@@ -320,10 +413,13 @@ class Recorder:
 
     def _record_outputs(self, items: list[tuple[Job, list[str]]]) -> None:
         """Outputs, logs and benchmarks of finished jobs; vanished files are listed as not retained."""
-        from ..core.pipeline import given_path, record_files
+        from ..core.pipeline import artifact_key, given_path, record_files
         from ..errors import LaminIntegrationsError
 
-        entries = [(job.run, [p for p in paths if "://" in p or os.path.exists(p)], job.cwd) for job, paths in items]
+        recorded_bare = self._metadata_only([job for job, _ in items]) if self.replaying else set()
+        entries = [(job.run, [p for p in paths if ("://" in p or os.path.exists(p))
+                              and (job.run.id, artifact_key(p, job.cwd)) not in recorded_bare], job.cwd)
+                   for job, paths in items]
         entries = [e for e in entries if e[1]]
         artifacts: list[Any] = []
         if entries:
@@ -343,8 +439,15 @@ class Recorder:
         for job, paths in items:
             gone = [p for p in paths if p not in recorded]
             if gone:  # temp() outputs removed before we got to them, or outputs Snakemake deleted
-                recorded.update(_record_missing(job.run, gone, job.cwd))
+                recorded.update(_record_missing(job.run, gone, job.cwd, self.replaying))
         self.outputs.update(recorded)
+
+    def _metadata_only(self, jobs: list[Job]) -> set[tuple[int, str]]:
+        """(run id, key) of outputs recorded without content (not retained, not hashed) before a replay."""
+        from ..core.models import Artifact
+
+        ids = [job.run.id for job in jobs if job.run.id is not None]
+        return {(a.run_id, a.key) for a in Artifact.filter(run_id__in=ids, hash__isnull=True)} if ids else set()
 
     def _record_inputs(self, items: list[tuple[Job, list[str]]]) -> None:
         """Outputs of earlier jobs are linked as recorded (no second hashing, and a temp() file
@@ -361,13 +464,18 @@ class Recorder:
             record_files(inputs=entries, links=links, max_hash_size=self.config.max_hash_bytes)
 
 
-def _record_missing(run: Any, paths: list[str], cwd: str) -> dict[str, Any]:
+def _record_missing(run: Any, paths: list[str], cwd: str, replaying: bool = False) -> dict[str, Any]:
     """Outputs that no longer exist get a metadata-only record, so the run still lists them."""
     from ..core.models import Artifact
     from ..core.pipeline import artifact_key
 
     recorded = {}
     for path in paths:
+        if replaying:  # recorded before the registry went away (hashed then, or not retained)
+            found = Artifact.filter(run=run, key=artifact_key(path, cwd)).order_by("-id").first()
+            if found is not None:
+                recorded[path] = found
+                continue
         artifact = Artifact(key=artifact_key(path, cwd), run=run)
         artifact._aux = {"not_retained": True, "path": path}
         recorded[path] = artifact.save()
@@ -393,3 +501,34 @@ def _pipeline_key(snakefile: Path, workdir: str) -> str:
         except ValueError:
             continue
     return snakefile.name or "Snakefile"
+
+
+def replay(entries: list[dict[str, Any]]) -> bool:
+    """Record a journaled workflow (core/journal.py calls this inside one transaction).
+
+    Returns True when the workflow was already fully recorded. A workflow whose end is not in
+    the journal (its recorder was killed) is closed as lost, like a live one.
+    """
+    from dataclasses import fields
+
+    from ..core.context import context
+    from ..core.models import Run
+
+    run_uid = entries[0]["group"]
+    found = Run.filter(uid=run_uid).one_or_none()
+    if found is not None and found.status in ("completed", "errored", "aborted"):
+        return True
+    known = {f.name for f in fields(Config)}
+    config = Config(**{k: v for k, v in (entries[0].get("config") or {}).items() if k in known})
+    config.db = config.storage = None  # the registry being synced, wherever it is now
+    events = [entry["event"] for entry in entries]
+    if not any(entry.get("end") for entry in entries):
+        created = events[-1].get("created")
+        events += [{"event": "lost", "created": created}, {"event": "close", "created": created}]
+    recorder = Recorder(config, run_uid, replay=True)
+    previous = context._project
+    try:
+        recorder._process(events)
+    finally:
+        context._project = previous
+    return False

@@ -15,6 +15,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from dataclasses import asdict
 from typing import IO, Any
 
@@ -46,7 +47,7 @@ class Remote:
         self._write(event)
 
     def close(self) -> None:
-        self._write({"event": "close"})
+        self._write({"event": "close", "created": time.time()})
         try:
             if self.proc.stdin is not None:
                 self.proc.stdin.close()
@@ -71,7 +72,7 @@ def serve(stream: IO[str]) -> None:
         closed = closed or event.get("event") == "close"
         recorder.put(event)
     if not closed:
-        recorder.put({"event": "lost"})
+        recorder.put({"event": "lost", "created": time.time()})
     recorder.close()
 
 
