@@ -4,7 +4,7 @@ Each writer is tests/concurrent_writer.py: runs of one shared transform, two art
 its own per run and one shared by every writer (same key and content), an input link to
 the previous run's output. All writers are imported first and released together; the time
 is from the release to the last writer's end. Baseline, measured in the same run on the same
-database kind: one writer alone recording 200 runs. The registry is checked afterwards:
+database kind: one writer alone recording 200 runs (before and after the crowd, averaged). The registry is checked afterwards:
 every run, artifact and link there, no duplicate, no writer with a lock or deadlock error.
 
 PostgreSQL is a throw-away server started by tests/servers.py (skipped if it cannot start).
@@ -77,21 +77,29 @@ def check(url: str, writers: int, runs: int) -> None:
         raise RuntimeError(f"registry after {writers} writers: {found} (expected {expected}), {duplicates} duplicate keys")
 
 
+def rate(make_url, folder: Path, writers: int) -> float:  # noqa: ANN001
+    """Runs per second of `writers` writers released together on a fresh registry."""
+    url = make_url(folder)
+    env = {**os.environ, "LAMIN_INTEGRATIONS_HOME": str(folder / "home"), "LAMIN_INTEGRATIONS_DB": url,
+           "LAMIN_INTEGRATIONS_STORAGE": str(folder / "storage")}
+    env.pop("LAMIN_INTEGRATIONS_RUN_UID", None)
+    # Create the schema first: the race is about recording, not about migrations.
+    subprocess.run([sys.executable, "-c", "import lamin_integrations as ln; ln.connect()"], env=env, check=True)
+    seconds = race(folder, env, writers, RUNS)
+    check(url, writers, RUNS)
+    return writers * RUNS / seconds
+
+
 def measure(make_url, folder: Path) -> tuple[float, float]:  # noqa: ANN001
-    """(runs/s of WRITERS concurrent writers, runs/s of one writer alone), each on a fresh registry."""
-    rates = []
-    for writers in (WRITERS, 1):
-        work = folder / f"{writers}_writers"
-        url = make_url(work)
-        env = {**os.environ, "LAMIN_INTEGRATIONS_HOME": str(work / "home"), "LAMIN_INTEGRATIONS_DB": url,
-               "LAMIN_INTEGRATIONS_STORAGE": str(work / "storage")}
-        env.pop("LAMIN_INTEGRATIONS_RUN_UID", None)
-        # Create the schema first: the race is about recording, not about migrations.
-        subprocess.run([sys.executable, "-c", "import lamin_integrations as ln; ln.connect()"], env=env, check=True)
-        seconds = race(work, env, writers, RUNS)
-        check(url, writers, RUNS)
-        rates.append(writers * RUNS / seconds)
-    return rates[0], rates[1]
+    """(runs/s of WRITERS concurrent writers, runs/s of one writer alone).
+
+    The machine is shared: the lone writer runs before and after the crowd, and the
+    baseline is the mean of the two, so a burst of outside load skews both figures alike.
+    """
+    before = rate(make_url, folder / "alone_before", 1)
+    crowd = rate(make_url, folder / "crowd", WRITERS)
+    after = rate(make_url, folder / "alone_after", 1)
+    return crowd, (before + after) / 2
 
 
 def row(database: str, concurrent: float, alone: float) -> Row:
