@@ -295,3 +295,47 @@ def test_snakemake_run_survives_a_server_outage_and_sync_completes_it(outage, tm
     assert (ln.Run.filter().count(), ln.Artifact.filter().count(), ln.Transform.filter().count()) == counts
     assert ln.Run.get(wf.uid).status == "completed"
     assert {r.status for r in ln.Run.filter(initiated_by_run=wf)} == {"completed"}
+
+
+def test_snakemake_records_its_journal_itself_when_the_server_is_back_before_the_end(outage, tmp_path):
+    pytest.importorskip("snakemake")
+    server, url, _ = outage
+    wd = tmp_path / "wf"
+    wd.mkdir()
+    (wd / "Snakefile").write_text(WORKFLOW.replace('shell: "tr', 'shell: "sleep 3; tr'))
+    journal = Journal(url)
+    proc = subprocess.Popen([sys.executable, "-m", "snakemake", "--cores", "1", "--logger", "lamin"], cwd=wd,
+                            env=python_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        _wait_for(lambda: ln.Run.filter(name="slow", status="started").first())
+        from lamin_integrations.core import instance
+
+        instance.current().dispose()
+        server.stop()
+        _wait_for(journal.path.exists)  # the recorder noticed the outage (slow finished)
+        server.start()  # ...and the server is back while `after` still runs
+        _, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, err[-3000:]
+    assert "the registry is back; the journaled workflow is recorded" in err
+    assert journal.pending_count() == 0
+    [wf] = ln.Run.filter(reference_type="snakemake_id").to_list()
+    assert wf.status == "completed"
+    assert {r.name: r.status for r in ln.Run.filter(initiated_by_run=wf)} == {
+        "all": "completed", "slow": "completed", "after": "completed"}
+
+
+def test_a_workflow_whose_recorder_still_runs_waits_and_one_whose_recorder_died_is_closed(sqlite_registry):
+    journal = Journal.of()
+    started = {"event": "workflow_started", "created": time.time(), "cwd": "/nowhere", "workflow_id": "w1",
+               "snakefile": "/nowhere/Snakefile"}
+    journal.append("snakemake", "W" * 16, [{"config": {}, "event": started}])  # this process: alive
+    result = sync()
+    assert (result.waiting, result.replayed, result.errors) == (1, 0, [])
+    lines = journal.path.read_text().replace(f'"pid": {os.getpid()}', '"pid": 999999999')  # gone
+    journal.path.write_text(lines)
+    result = sync()
+    assert (result.waiting, result.replayed, result.runs, result.errors) == (0, 1, 1, [])
+    wf = ln.Run.get("W" * 16)
+    assert wf.status == "aborted" and "without closing" in wf._aux["reason"]
