@@ -16,6 +16,7 @@ import os
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from operator import call
 from typing import Any
 
 from ..errors import ValidationError
@@ -189,32 +190,25 @@ def _converter(name: str, kind: str | None) -> Any:
     return _BY_KIND[kind]
 
 
-def normalise(raw: dict[str, Any], tz: dt.tzinfo | None, types: dict[str, str] | None = None) -> dict[str, Any]:
-    """One record's values in fixed units: ms, bytes, float percent, UTC datetimes; None for `-`.
+def _value(name: str, value: Any, tz: dt.tzinfo | None, types: dict[str, str] | None) -> Any:
+    """One value in fixed units (see `normalise`); raises ValueError naming the field."""
+    if value is None:
+        return None
+    text = value if isinstance(value, str) else str(value)
+    if name not in MULTILINE_FIELDS:
+        text = text.strip()
+    if text == "-" or text == "" or (name == "exit" and text == "2147483647"):
+        return None
+    convert = _converter(name, types.get(name) if types else None)
+    try:
+        if convert == "date":
+            return parse_date(text, tz) if text != "0" else None  # the weblog's "not yet"
+        return convert(text)
+    except ValueError as e:
+        raise ValueError(f"field {name}: {e}") from None
 
-    Accepts the human format, raw mode (numbers) and JSON values (report, weblog). Raises
-    ValueError naming the field for a value in an impossible unit.
-    """
-    out: dict[str, Any] = {}
-    for name, value in raw.items():
-        key = RENAMED.get(name, name)
-        if value is None:
-            out[key] = None
-            continue
-        text = value if isinstance(value, str) else str(value)
-        if name not in MULTILINE_FIELDS:
-            text = text.strip()
-        if text == "-" or text == "" or (name == "exit" and text == "2147483647"):
-            out[key] = None
-            continue
-        convert = _converter(name, types.get(name) if types else None)
-        try:
-            if convert == "date":
-                out[key] = parse_date(text, tz) if text != "0" else None  # the weblog's "not yet"
-            else:
-                out[key] = convert(text)
-        except ValueError as e:
-            raise ValueError(f"field {name}: {e}") from None
+
+def _derived(out: dict[str, Any]) -> dict[str, Any]:
     if out.get("hash") is None and out.get("workdir"):
         full = full_hash(out["workdir"])
         if full:
@@ -222,6 +216,15 @@ def normalise(raw: dict[str, Any], tz: dt.tzinfo | None, types: dict[str, str] |
     if out.get("process") is None and out.get("name"):
         out["process"] = process_of(out["name"])
     return out
+
+
+def normalise(raw: dict[str, Any], tz: dt.tzinfo | None, types: dict[str, str] | None = None) -> dict[str, Any]:
+    """One record's values in fixed units: ms, bytes, float percent, UTC datetimes; None for `-`.
+
+    Accepts the human format, raw mode (numbers) and JSON values (report, weblog). Raises
+    ValueError naming the field for a value in an impossible unit.
+    """
+    return _derived({RENAMED.get(name, name): _value(name, value, tz, types) for name, value in raw.items()})
 
 
 def _kind(name: str) -> str:
@@ -268,6 +271,94 @@ def _header(line: str, sep: str | None, where: str) -> tuple[list[str], dict[str
     return names, types, chosen
 
 
+class _Memo(dict):
+    """A column's converted values by their text: traces repeat statuses, units and sizes a lot."""
+
+    def __init__(self, name: str, tz: dt.tzinfo | None, types: dict[str, str] | None):
+        super().__init__()
+        self.name, self.tz, self.types = name, tz, types
+
+    def __missing__(self, text: str) -> Any:
+        value = _value(self.name, text, self.tz, self.types)
+        if len(self) < 50_000:
+            self[text] = value
+        return value
+
+
+def _cell_converter(name: str, tz: dt.tzinfo | None, types: dict[str, str] | None) -> Any:
+    """A function text -> value equal to `_value(name, text, tz, types)`, chosen once per column.
+
+    The common shapes take a short path; anything else (and every error) goes through `_value`.
+    """
+    convert = _converter(name, types.get(name) if types else None)
+
+    def slow(text: str) -> Any:
+        return _value(name, text, tz, types)
+
+    if convert is _text:
+        if name in MULTILINE_FIELDS:
+            return lambda text: None if text == "-" or text == "" else text
+
+        def text_cell(text: str) -> Any:
+            text = text.strip()
+            return None if text == "-" or text == "" else text
+
+        return text_cell
+    if convert == "date":
+        utc = dt.UTC
+        fromisoformat = dt.datetime.fromisoformat
+        # a fixed zone (UTC, +02:00) is appended to the text: one C call instead of replace + astimezone
+        offset = tz.utcoffset(None) if isinstance(tz, dt.timezone) else None
+        suffix = None if offset is None else "+00:00" if not offset else dt.datetime(2000, 1, 1, tzinfo=tz).isoformat()[19:]
+
+        def date_cell(text: str) -> Any:
+            # the human format, '2024-03-04 21:06:07.625', in ASCII digits: what parse_date reads by slicing
+            if len(text) == 23 and text[10] == " " and text[19] == "." and text.isascii() \
+                    and text[:4].isdigit() and text[20:].isdigit():
+                if suffix is not None:
+                    return fromisoformat(text + suffix).astimezone(utc)
+                naive = fromisoformat(text)
+                if naive.tzinfo is not None:
+                    return naive.astimezone(utc)
+                return naive.replace(tzinfo=tz).astimezone(utc) if tz is not None else naive.astimezone(utc)
+            return slow(text)
+
+        return date_cell
+    if convert is _task_id:
+        def task_id_cell(text: str) -> Any:
+            if text.isascii() and text.isdigit() and len(text) < 16 and (text[0] != "0" or len(text) == 1):
+                return text
+            return slow(text)
+
+        return task_id_cell
+    if convert is _hash:
+        match = _HASH.match
+
+        def hash_cell(text: str) -> Any:
+            return text if len(text) == 9 and match(text) else slow(text)
+
+        return hash_cell
+    return _Memo(name, tz, types).__getitem__
+
+
+def _row_converter(columns: list[str], tz: dt.tzinfo | None, types: dict[str, str] | None) -> Any:
+    """values of one line -> `normalise(dict(zip(columns, values)), tz, types)`, column by column."""
+    keys = [RENAMED.get(name, name) for name in columns]
+    if len(set(keys)) != len(keys):  # `%cpu` and `pcpu` both: let normalise decide, as always
+        return lambda values: normalise(dict(zip(columns, values, strict=True)), tz, types)
+    cells = [_cell_converter(name, tz, types) for name in columns]
+
+    def row(values: list[str]) -> dict[str, Any]:
+        try:
+            out = dict(zip(keys, map(call, cells, values), strict=True))
+        except Exception:
+            # whatever the short paths refused: the exact value or error of normalise
+            return normalise(dict(zip(columns, values, strict=True)), tz, types)
+        return _derived(out)
+
+    return row
+
+
 def parse_lines(lines: Iterable[str], *, path: str | None = None, tz: dt.tzinfo | None = None,
                 sep: str | None = None, partial_tail: bool = False) -> Trace:
     """Parse trace text given as lines that keep their line endings.
@@ -278,43 +369,51 @@ def parse_lines(lines: Iterable[str], *, path: str | None = None, tz: dt.tzinfo 
     where = path or "<trace>"
     trace: Trace | None = None
     seen: dict[str, int] = {}
-    number = 0
     lines = list(lines)
-    for i, line in enumerate(lines):
-        number += 1
+    n = len(lines)
+    i = 0
+    while trace is None and i < n:  # the header
+        line = lines[i]
+        i += 1
         complete = line.endswith("\n")
-        last = i == len(lines) - 1
         if not complete and partial_tail:
             break
         text = line.rstrip("\r\n")
-        if trace is None:
-            if not complete and last and not text.strip():
-                break
-            names, types, chosen = _header(text, sep, where)
-            trace = Trace(path, names, sep=chosen)
-            trace.__dict__["types"] = types
-            continue
+        if not complete and i == n and not text.strip():
+            break
+        names, types, chosen = _header(text, sep, where)
+        trace = Trace(path, names, sep=chosen)
+        trace.__dict__["types"] = types
+    if trace is None:
+        raise TraceError(f"{where}: empty file: not a Nextflow trace (expected a header line of trace fields)")
+    trace_sep, width, tasks = trace.sep, len(trace.columns), trace.tasks
+    row = _row_converter(trace.columns, tz, trace.__dict__.get("types"))
+    for number in range(i + 1, n + 1):  # 1-based line numbers of the rows
+        line = lines[number - 1]
+        complete = line.endswith("\n")
+        if not complete and partial_tail:
+            break
+        text = line.rstrip("\r\n")
         if not text.strip():
             continue
-        values = text.split(trace.sep)
-        if len(values) != len(trace.columns):
-            raise TraceError(_column_message(where, number, values, trace, complete, last))
-        raw = dict(zip(trace.columns, values, strict=True))
+        values = text.split(trace_sep)
+        if len(values) != width:
+            raise TraceError(_column_message(where, number, values, trace, complete, number == n))
         try:
-            fields = normalise(raw, tz, trace.__dict__.get("types"))
+            fields = row(values)
         except ValueError as e:
             raise TraceError(f"{where}:{number}: {e}") from None
-        if fields.get("task_id") is None and fields.get("hash") is None:
+        task_id = fields.get("task_id")
+        if task_id is None and fields.get("hash") is None:
             raise TraceError(f"{where}:{number}: a row with neither task_id nor hash cannot be told apart from the others")
-        task_id = str(fields.get("task_id") or fields.get("hash"))
-        fields["task_id"] = fields.get("task_id") or None
+        if not task_id:
+            fields["task_id"] = None
+        task_id = str(task_id or fields.get("hash"))
         if task_id in seen:
             raise TraceError(f"{where}:{number}: task_id {task_id} again (first on line {seen[task_id]}); "
                              "a trace has one row per task attempt, so this file mixes two runs or was edited")
         seen[task_id] = number
-        trace.tasks.append(Task(fields, line=number))
-    if trace is None:
-        raise TraceError(f"{where}: empty file: not a Nextflow trace (expected a header line of trace fields)")
+        tasks.append(Task(fields, line=number))
     return trace
 
 
