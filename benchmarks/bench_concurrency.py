@@ -1,11 +1,13 @@
 """Concurrent writers: 16 processes each recording 200 runs with 3 artifacts, on SQLite and PostgreSQL.
 
-Each writer is tests/concurrent_writer.py: runs of one shared transform, two artifacts of
-its own per run and one shared by every writer (same key and content), an input link to
-the previous run's output. All writers are imported first and released together; the time
-is from the release to the last writer's end. Baseline, measured in the same run on the same
-database kind: one writer alone recording 200 runs (before and after the crowd, averaged). The registry is checked afterwards:
-every run, artifact and link there, no duplicate, no writer with a lock or deadlock error.
+Each writer is tests/concurrent_writer.py: runs of one shared transform, one artifact of
+its own per run and two shared by every writer (one keyed, one without a key; odd writers
+save in reverse order), an input link to the previous run's output. All writers are
+imported first and released together; the time is from the release to the last writer's
+end. Baseline, measured in the same run on the same database kind: one writer alone
+recording 200 runs (before and after the crowd, averaged). The registry is checked
+afterwards: every run, artifact and link there, no content twice, no writer with a lock or
+deadlock error.
 
 PostgreSQL is a throw-away server started by tests/servers.py (skipped if it cannot start).
 
@@ -69,12 +71,12 @@ def check(url: str, writers: int, runs: int) -> None:
             found = {"runs": count("SELECT count(*) FROM run"), "artifacts": count("SELECT count(*) FROM artifact"),
                      "recreated_links": count("SELECT count(*) FROM run_recreated_artifact"),
                      "input_links": count("SELECT count(*) FROM run_input_artifact")}
-            duplicates = count("SELECT count(*) FROM (SELECT key FROM artifact GROUP BY key HAVING count(*) > 1) d")
+            duplicates = count("SELECT count(*) FROM (SELECT hash FROM artifact GROUP BY hash HAVING count(*) > 1) d")
     finally:
         engine.dispose()
     expected = expected_counts(writers, runs)
     if found != expected or duplicates:
-        raise RuntimeError(f"registry after {writers} writers: {found} (expected {expected}), {duplicates} duplicate keys")
+        raise RuntimeError(f"registry after {writers} writers: {found} (expected {expected}), {duplicates} duplicated contents")
 
 
 def rate(make_url, folder: Path, writers: int) -> float:  # noqa: ANN001

@@ -5,10 +5,12 @@ from the environment (LAMIN_INTEGRATIONS_DB / LAMIN_INTEGRATIONS_STORAGE).
 
     python concurrent_writer.py INDEX N_RUNS WORKDIR [READY_DIR GO_FILE]
 
-Records N_RUNS runs of one transform that every writer shares. Each run writes three
-files: two of its own, and `shared/<i>.txt`, whose key and content are the same for run
-number i of every writer (the first to save it creates the artifact, the others recreate
-it). Each run after the first reads the previous run's first output. With READY_DIR and
+Records N_RUNS runs of one transform that every writer shares. Each run saves three
+files at once: one of its own, and two shared with run number i of every other writer (the
+first to save one creates the artifact, the others recreate it): `shared/<i>.txt`, and a
+file saved without a key, so identified by its content alone. Odd writers save the three in
+reverse order, so that writers lock the same rows in opposite orders. Each run after the
+first reads the previous run's own output. With READY_DIR and
 GO_FILE, the writer announces itself once imported and waits for GO_FILE, so that all
 writers start together. Prints one JSON line: index, runs, start and end (epoch seconds).
 """
@@ -30,8 +32,8 @@ def expected_counts(writers: int, runs: int) -> dict[str, int]:
     """What the registry must hold after `writers` processes each recorded `runs` runs."""
     return {
         "runs": writers * runs,
-        "artifacts": writers * runs * 2 + runs,
-        "recreated_links": writers * runs - runs,
+        "artifacts": writers * runs + 2 * runs,
+        "recreated_links": 2 * (writers * runs - runs),
         "input_links": writers * (runs - 1),
     }
 
@@ -49,15 +51,15 @@ def main() -> None:
     previous = None
     for i in range(n_runs):
         run = ln.Run(transform, name=f"writer{index}-{i}", status="started").save()
-        files = {f"w{index}/{i}.a.txt": f"writer {index} run {i} a\n",
-                 f"w{index}/{i}.b.txt": f"writer {index} run {i} b\n",
-                 f"shared/{i}.txt": f"shared by every writer, run {i}\n"}
+        files = [(f"own_{i}.txt", f"w{index}/{i}.txt", f"writer {index} run {i}\n"),
+                 (f"shared_{i}.txt", f"shared/{i}.txt", f"shared by every writer, run {i}\n"),
+                 (f"keyless_{i}.txt", None, f"shared by every writer without a key, run {i}\n")]
         artifacts = []
-        for key, text in files.items():
-            path = workdir / key.replace("/", "_")
+        for name, key, text in files:
+            path = workdir / name
             path.write_text(text)
             artifacts.append(ln.Artifact(path, key=key, run=run))
-        ln.save(artifacts)
+        ln.save(artifacts if index % 2 == 0 else artifacts[::-1])
         if previous is not None:
             run.input_artifacts.add(previous)
         run.status = "completed"
