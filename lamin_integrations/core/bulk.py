@@ -119,3 +119,240 @@ def _save_runs(runs: list[Any]) -> None:
     for r in new:
         r._snapshot()
     plugins.fire_all(events)
+
+
+# -- many new runs from plain values --------------------------------------------------------------
+
+_JSON_SCALARS = frozenset({str, int, float, bool, type(None)})
+
+
+def insert_runs(rows: list[dict[str, Any]], *, records: bool = False, instance: Any = None) -> list[Any]:
+    """Insert many new runs given as plain dicts, in one write; returns their ids in order
+    (or the Run records with `records=True`).
+
+    For adapters that record thousands of runs at once (a Nextflow trace): no Run object
+    per row unless a plugin listens. Keys are Run columns (`transform_id`, `name`, `params`,
+    `reference`, `initiated_by_run_id`, `started_at`, `finished_at`, `host`, `_aux`, ...)
+    plus `status` (a status name). The same defaults and checks as `Run(...).save()`: uid,
+    creator, creation times, `started_at` now when not given, a final status without
+    `finished_at` ends now, types, lengths and JSON values checked before anything is
+    written; `root_run_id` is the parent's root (or the run itself); the current project
+    is linked; `run_started` / `run_finished` fire for plugins that implement them.
+    Parents must be saved already (`initiated_by_run_id`).
+    """
+    from . import plugins, schema
+    from .instance import current
+    from .models import FINAL_STATUSES, STATUS_CODES, Run
+
+    if not rows:
+        return []
+    instance = instance or current()
+    table = schema.run
+    columns = [c.name for c in table.columns]
+    allowed = set(columns) - {"id", "uid", "root_run_id", "_status_code"}
+    now = schema.now()
+    values: dict[str, list[Any]] = {}
+    keys = set().union(*rows)
+    unknown = keys - allowed - {"status"}
+    if unknown:
+        from ..errors import FieldError
+
+        raise FieldError(f"insert_runs() got unexpected fields {', '.join(sorted(unknown))}. "
+                         f"Valid fields: {', '.join(sorted(allowed | {'status'}))}")
+    for name in keys & allowed:
+        values[name] = [row.get(name) for row in rows]
+    n = len(rows)
+    if "transform_id" not in values or any(v is None for v in values["transform_id"]):
+        raise ValidationError("Run needs a saved transform")
+    # status: as Run.status = ... does (a final status without an end time ends now)
+    codes = [-3] * n
+    if "status" in keys:
+        finished = values.setdefault("finished_at", [None] * n)
+        for i, row in enumerate(rows):
+            status = row.get("status")
+            if status is None:
+                continue
+            if status not in STATUS_CODES:
+                raise ValidationError(f"unknown run status {status!r}; valid: {', '.join(STATUS_CODES)}")
+            codes[i] = STATUS_CODES[status]
+            if status in FINAL_STATUSES and finished[i] is None:
+                finished[i] = now
+    for name, column_values in values.items():
+        _check_column(Run, name, column_values)
+    started = values.setdefault("started_at", [None] * n)
+    values["started_at"] = [now if v is None else v for v in started]
+    values["_status_code"] = codes
+    values["uid"] = _uids(n, Run._uid_len)
+    values["created_by_id"] = [instance.user.id] * n
+    for name in ("created_at", "updated_at"):
+        values[name] = [now] * n
+    for name, column in Run._meta.columns.items():
+        if name not in values and name not in ("id", "root_run_id"):
+            default = column.default
+            values[name] = [default.arg if default is not None and default.is_scalar else None] * n  # type: ignore[attr-defined]
+    parents = values.get("initiated_by_run_id") or [None] * n
+    dialect = instance.dialect
+    sqlite = dialect == "sqlite"
+    if sqlite:  # bound as the SQLite dialect would bind them, once per column instead of per value
+        stored = {name: _sqlite_column(Run, name, column_values) for name, column_values in values.items()}
+    else:
+        for name in Run._meta.json_columns & set(values):
+            _json_texts(Run, name, values[name])
+    listening = plugins.has_impls("run_started") or plugins.has_impls("run_finished")
+
+    def insert_all(conn: sa.Connection) -> tuple[list[int], list[Any], list]:
+        roots_of = _roots(conn, {p for p in parents if p is not None})
+        roots: list[int | None] = [None if p is None else (roots_of.get(p) or p) for p in parents]
+        if sqlite:
+            # The write holds SQLite's lock (BEGIN IMMEDIATE): the next ids are ours to give.
+            first = (conn.execute(sa.select(sa.func.max(table.c.id))).scalar() or 0) + 1
+            ids = list(range(first, first + n))
+            roots = [i if r is None else r for i, r in zip(ids, roots, strict=True)]
+            names = ["id", "root_run_id", *stored]
+            statement = f"INSERT INTO run ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})"
+            conn.exec_driver_sql(statement, list(zip(ids, roots, *stored.values(), strict=True)))
+        else:
+            names = list(values)
+            params = [dict(zip(names, row, strict=True)) for row in zip(*values.values(), strict=True)]
+            for p, root in zip(params, roots, strict=True):
+                p["root_run_id"] = root
+            by_uid = dict((uid, id_) for id_, uid in conn.execute(sa.insert(table).returning(table.c.id, table.c.uid), params))
+            ids = [by_uid[uid] for uid in values["uid"]]
+            own = [i for i, r in zip(ids, roots, strict=True) if r is None]
+            for start in range(0, len(own), 10_000):
+                chunk = own[start:start + 10_000]
+                conn.execute(sa.update(table).where(table.c.id.in_(chunk)).values(root_run_id=table.c.id))
+            roots = [i if r is None else r for i, r in zip(ids, roots, strict=True)]
+        from .models import _link_current_project
+
+        _link_current_project(conn, "run", ids)
+        events: list = []
+        built = _records(values, ids, roots, instance) if listening or records else []
+        if listening:
+            for run in built:
+                run._status_events(None, events)
+        return ids, built, events
+
+    ids, built, events = instance.write(insert_all)
+    plugins.fire_all(events)
+    return built if records else ids
+
+
+def _records(values: dict[str, list[Any]], ids: list[int], roots: list[Any], instance: Any) -> list[Any]:
+    from .models import Run
+
+    names = ["id", "root_run_id", *values]
+    return [Run._from_row(dict(zip(names, row, strict=True)), instance)
+            for row in zip(ids, roots, *values.values(), strict=True)]
+
+
+def _roots(conn: sa.Connection, parents: set[int]) -> dict[int, int | None]:
+    from . import schema
+
+    t = schema.run
+    out: dict[int, int | None] = {}
+    ordered = sorted(parents)
+    for start in range(0, len(ordered), 10_000):
+        chunk = ordered[start:start + 10_000]
+        out.update(conn.execute(sa.select(t.c.id, t.c.root_run_id).where(t.c.id.in_(chunk))).tuples().all())
+    return out
+
+
+def _uids(n: int, length: int) -> list[str]:
+    """n random base62 uids: random bytes mapped to base62 without bias (bytes >= 248 dropped)."""
+    import os
+
+    from .uids import BASE62
+
+    table = (BASE62 * 4).encode() + bytes(8)  # byte b -> BASE62[b % 62] for b < 248
+    drop = bytes(range(248, 256))
+    needed = n * length
+    chars = b""
+    while len(chars) < needed:
+        chars += os.urandom((needed - len(chars)) * 33 // 32 + 64).translate(table, drop)
+    text = chars[:needed].decode("ascii")
+    return [text[i:i + length] for i in range(0, needed, length)]
+
+
+def _check_column(model: Any, name: str, column_values: list[Any]) -> None:
+    """`model._check_value` for every value of a column, with a C-speed pass for the common case
+    (JSON values are checked by `_json_texts`)."""
+    import datetime as dt
+
+    column = model._meta.columns[name]
+    present = [v for v in column_values if v is not None]
+    if not present:
+        return
+    types = set(map(type, present))
+    python = _python_type(column.type)
+    ok = False
+    if isinstance(column.type, sa.JSON):
+        ok = True  # checked while serialising (_json_texts)
+    elif python is str and types == {str}:
+        length = getattr(column.type, "length", None)
+        ok = "\x00" not in "".join(present) and (not length or max(map(len, present)) <= length)
+    elif python is int:
+        ok = types == {int}
+    elif python is bool:
+        ok = types == {bool}
+    elif python is dt.datetime:
+        ok = types == {dt.datetime}
+    if ok:
+        return
+    for v in present:  # the exact message for the first bad value
+        model._check_value(name, v)
+
+
+def _python_type(type_: Any) -> Any:
+    from .query import _python_type
+
+    return _python_type(type_)
+
+
+def _json_texts(model: Any, name: str, column_values: list[Any]) -> list[Any]:
+    """The JSON text of each value (None stays NULL), after the checks of `check_json`."""
+    import json
+
+    from .instance import _json_dumps
+
+    out: list[Any] = []
+    scalars = _JSON_SCALARS
+    for v in column_values:
+        if v is None:
+            out.append(None)
+            continue
+        text = None
+        if type(v) is dict and set(map(type, v)) <= {str} and set(map(type, v.values())) <= scalars:
+            try:
+                text = json.dumps(v, ensure_ascii=False, allow_nan=False)
+            except ValueError:
+                text = None
+            if text is not None and "\\u0000" in text:
+                model._check_value(name, v)  # a NUL byte, or a backslash followed by u0000
+        if text is None:
+            model._check_value(name, v)
+            text = _json_dumps(v)
+        out.append(text)
+    return out
+
+
+def _sqlite_column(model: Any, name: str, column_values: list[Any]) -> list[Any]:
+    """Values as SQLAlchemy binds them on SQLite: UTC text for datetimes, JSON text, 0/1."""
+    import datetime as dt
+
+    column = model._meta.columns[name]
+    if isinstance(column.type, sa.JSON):
+        return _json_texts(model, name, column_values)
+    if _python_type(column.type) is dt.datetime:
+        utc = dt.UTC
+        out: list[Any] = []
+        for v in column_values:
+            if v is None:
+                out.append(None)
+            elif v.tzinfo is utc:  # most values: the text without its +00:00
+                out.append(v.isoformat(" ", "microseconds")[:26])
+            else:
+                aware = v if v.tzinfo is not None else v.replace(tzinfo=utc)
+                out.append(aware.astimezone(utc).replace(tzinfo=None).isoformat(" ", "microseconds"))
+        return out
+    return column_values

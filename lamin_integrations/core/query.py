@@ -272,6 +272,13 @@ def _json_lookup(
         if isinstance(value, (str, bytes)) or not isinstance(value, Iterable):
             raise ValidationError(f"{expression} expects a list of values, got {value!r}")
         values = list(value)
+        if values and all(type(v) is str for v in values):
+            # one type guard and one IN list: what the OR of `exact` comparisons below means for strings
+            for v in values:
+                _check_text(expression, v)
+            text_type = ["text"] if dialect == "sqlite" else ["string"]
+            return sa.and_(_json_type(column, rest, dialect).in_(text_type),
+                           _json_scalar(column, rest, "string", dialect).in_(values))
         return sa.or_(*[_json_compare(column, rest, "exact", v, dialect, expression) for v in values]) if values else sa.false()
     return _json_compare(column, rest, op, value, dialect, expression)
 

@@ -177,7 +177,7 @@ class Recorder:
     # -- tasks ------------------------------------------------------------------------------------
 
     def _record(self, launch: Launch, tasks: list[Task], *, final: bool, identity: dict[str, Any]) -> Any:
-        from ..core.bulk import save, update_all
+        from ..core.bulk import insert_runs, save, update_all
         from ..core.models import Run
 
         self._fill_work_dirs(launch, tasks)
@@ -194,8 +194,14 @@ class Recorder:
             existing[(str(p.get("task_id")), p.get("hash"))] = child
             by_task_id.setdefault(str(p.get("task_id")), child)
         originals = self._originals([t for t in tasks if t.fields.get("status") == "CACHED"], pipeline)
-        new, changed, touched = [], [], []
+        new: list[Any] = []
+        changed: list[Any] = []
+        touched: list[tuple[Task, Any]] = []
         cached_from: dict[str, str] = {}
+        # New rows go to the database as plain values (core.bulk.insert_runs) unless a key
+        # repeats within this batch, where a later row updates the run of an earlier one.
+        plain = len({t.key for t in tasks}) == len(tasks)
+        new_tasks: list[Task] = []
         for task in tasks:
             f = task.fields
             key = task.key
@@ -212,7 +218,10 @@ class Recorder:
                 if original is not None:
                     cached_from[str(f.get("task_id"))] = original.uid
                     continue
-            if run is None:
+            if run is None and plain:
+                new.append(self._task_row(task, pipeline, version))
+                new_tasks.append(task)
+            elif run is None:
                 run = self._new_task_run(task, pipeline, version)
                 new.append(run)
                 existing[key] = run
@@ -222,7 +231,15 @@ class Recorder:
                 changed.append(run)
                 if (run._aux or {}).get("files_recorded"):
                     touched.append((task, run))
-        if new:
+        if new and plain:
+            with_files = bool(self.files.work_dir or self.files.outdir)
+            runs = insert_runs(new, records=with_files)
+            if with_files:
+                for task, run in zip(new_tasks, runs, strict=True):
+                    existing[task.key] = run
+                    if (run._aux or {}).get("files_recorded"):
+                        touched.append((task, run))
+        elif new:
             save(new)
         if changed:
             update_all(changed)
@@ -302,6 +319,27 @@ class Recorder:
         _apply(run, task)
         return run
 
+    def _task_row(self, task: Task, pipeline: Any, version: str | None) -> dict[str, Any]:
+        """`_new_task_run` (with `_files_due`) as the plain values of core.bulk.insert_runs."""
+        f = task.fields
+        process = f.get("process") or "unknown"
+        status = TASK_STATUS.get(f.get("status") or "", "started")
+        start = f.get("start") or f.get("submit")
+        row = {"transform_id": self._step(process, version).id, "name": (f.get("name") or process)[:150],
+               "reference": task.full_hash or f.get("hash"), "reference_type": TASK_REFERENCE,
+               "initiated_by_run_id": pipeline.id, "params": _params(task), "status": status,
+               # an ended row without any end time (an ABORTED task): its start, not the time of ingest
+               "finished_at": (end_time(f) or start) if _RANK[status] == 2 else None}
+        if start is not None:
+            row["started_at"] = start
+        if f.get("hostname"):
+            row["host"] = str(f["hostname"])[:255]
+        aux = _task_aux(f, {})
+        if self.files.work_dir and f.get("status") in ("COMPLETED", "FAILED", "CACHED") and f.get("workdir"):
+            aux["files_recorded"] = True
+        row["_aux"] = aux or None
+        return row
+
     def _update_task_run(self, run: Any, task: Task) -> bool:
         before = (dict(run.params or {}), run.status, run.reference, run.started_at, run.finished_at, run._aux)
         merged = {**(run.params or {}), **_params(task)}
@@ -348,7 +386,10 @@ def _apply(run: Any, task: Task) -> None:
         run.started_at = start
     if f.get("hostname"):
         run.host = str(f["hostname"])[:255]
-    aux = dict(run._aux or {})
+    run._aux = _task_aux(f, dict(run._aux or {})) or None
+
+
+def _task_aux(f: dict[str, Any], aux: dict[str, Any]) -> dict[str, Any]:
     if f.get("status") == "FAILED":
         exit_code = f.get("exit")
         aux["error"] = f"task failed (exit {exit_code if exit_code is not None else 'unknown'})" + (
@@ -356,7 +397,7 @@ def _apply(run: Any, task: Task) -> None:
         aux["exit"] = exit_code
     if f.get("status") == "CACHED":
         aux["cached"] = True
-    run._aux = aux or None
+    return aux
 
 
 # -- the trace file ------------------------------------------------------------------------------
