@@ -17,12 +17,15 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import sqlalchemy as sa
 
 import lamin_integrations as ln
 from lamin_integrations.core import schema
 from tests.concurrent_writer import expected_counts
 from tests.conftest import python_env
+
+pytestmark = pytest.mark.slow
 
 WRITER = Path(__file__).with_name("concurrent_writer.py")
 WRITERS, RUNS = 16, 100
