@@ -160,3 +160,40 @@ def test_two_nodes_share_one_registry_on_postgres_and_s3(postgres_url, s3_server
     finally:
         instance.dispose()
         instance_module._current = None
+
+
+def test_an_interrupted_download_is_never_served_from_the_cache(s3_server, tmp_path, monkeypatch):
+    """A node killed while `cache()` downloads a folder must not leave a partial folder that
+    later calls take for the whole artifact (a file is caught by its size; a folder was not)."""
+    for name, value in s3_server.env.items():
+        monkeypatch.setenv(name, value)
+    bucket = s3_server.create_bucket(f"cache-{uuid.uuid4().hex[:12]}")
+    instance = ln.connect(f"sqlite:///{tmp_path / 'lineage.db'}", f"s3://{bucket}/lamin")
+    try:
+        folder = tmp_path / "plots"
+        folder.mkdir()
+        for i in range(3):
+            (folder / f"{i}.txt").write_text(f"plot {i}\n")
+        artifact = ln.Artifact(folder, key="plots").save()
+
+        from lamin_integrations.core.storage import filesystem
+
+        fs, _ = filesystem(str(artifact.path))  # fsspec hands out this same instance again
+        real_get = fs.get
+
+        def dies_halfway(rpath, lpath, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
+            real_get(rpath, lpath, *args, **kwargs)
+            for written in sorted(Path(lpath).rglob("*.txt"))[1:]:
+                written.unlink()  # as if the process died after the first file
+            raise OSError("connection lost")
+
+        monkeypatch.setattr(fs, "get", dies_halfway)
+        with pytest.raises(OSError, match="connection lost"):
+            artifact.cache()
+        monkeypatch.setattr(fs, "get", real_get)
+        local = artifact.cache()
+        assert sorted(p.name for p in local.iterdir()) == ["0.txt", "1.txt", "2.txt"]
+        assert (local / "2.txt").read_text() == "plot 2\n"
+    finally:
+        instance.dispose()
+        instance_module._current = None

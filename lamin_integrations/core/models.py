@@ -704,7 +704,7 @@ class Artifact(IsVersioned, SQLRecord):
 
     def cache(self, is_run_input: bool | None = None) -> Path:
         """A local path to the bytes (downloaded once for object stores); tracks the run input."""
-        from .storage import filesystem, is_url
+        from .storage import download, is_url
 
         path = self.path
         location = str(path)
@@ -712,10 +712,8 @@ class Artifact(IsVersioned, SQLRecord):
             from .instance import data_dir
 
             local = data_dir() / "cache" / location.split("://", 1)[1]
-            fs, fs_path = filesystem(location)
             if not local.exists() or (self.n_files is None and local.stat().st_size != self.size):
-                local.parent.mkdir(parents=True, exist_ok=True)
-                fs.get(fs_path, str(local), recursive=self.n_files is not None)
+                download(location, local, self.n_files is not None)
             path = local
         elif not Path(location).exists():
             raise NotFoundOnDisk(f"the bytes of artifact {self.uid} are missing at {location}")

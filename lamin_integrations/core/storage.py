@@ -109,6 +109,33 @@ def root_of_url(url: str) -> str:
     return f"{scheme}://{rest.split('/', 1)[0]}"
 
 
+def download(source: str, destination: Path, is_dir: bool) -> None:
+    """Download a file or folder to a local path, whole or not at all.
+
+    The bytes land beside the destination and are renamed into place, so a download cut
+    short (a killed process, a lost connection) never leaves a partial copy that a later
+    call would take for the whole (a folder has no size to check).
+    """
+    import uuid
+
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    partial = destination.with_name(f"{destination.name}.part-{uuid.uuid4().hex[:12]}")
+    fs, path = filesystem(source)
+    try:
+        fs.get(path, str(partial), recursive=is_dir)
+        try:
+            os.replace(partial, destination)
+        except OSError:
+            if not (is_dir and destination.is_dir()):
+                raise
+            # another process completed the same folder first: keep theirs
+    finally:
+        if partial.is_dir():
+            shutil.rmtree(partial, ignore_errors=True)
+        else:
+            partial.unlink(missing_ok=True)
+
+
 def put(source: str, destination: str, is_dir: bool) -> None:
     """Copy or upload bytes; a partial copy is removed so no path holds half a file."""
     if not is_url(destination) and not is_url(source):
