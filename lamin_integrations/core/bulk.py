@@ -189,7 +189,10 @@ def insert_runs(rows: list[dict[str, Any]], *, records: bool = False, instance: 
     for name, column in Run._meta.columns.items():
         if name not in values and name not in ("id", "root_run_id"):
             default = column.default
-            values[name] = [default.arg if default is not None and default.is_scalar else None] * n  # type: ignore[attr-defined]
+            if default is not None and default.is_scalar:
+                values[name] = [default.arg] * n  # type: ignore[attr-defined]
+    for name in [k for k, v in values.items() if not any(x is not None for x in v)]:
+        del values[name]  # NULL in every row: the column's own default (NULL), fewer values to bind
     parents = values.get("initiated_by_run_id") or [None] * n
     dialect = instance.dialect
     sqlite = dialect == "sqlite"
@@ -242,7 +245,8 @@ def _records(values: dict[str, list[Any]], ids: list[int], roots: list[Any], ins
     from .models import Run
 
     names = ["id", "root_run_id", *values]
-    return [Run._from_row(dict(zip(names, row, strict=True)), instance)
+    empty = dict.fromkeys(Run._meta.columns)
+    return [Run._from_row({**empty, **dict(zip(names, row, strict=True))}, instance)
             for row in zip(ids, roots, *values.values(), strict=True)]
 
 
@@ -346,13 +350,18 @@ def _sqlite_column(model: Any, name: str, column_values: list[Any]) -> list[Any]
     if _python_type(column.type) is dt.datetime:
         utc = dt.UTC
         out: list[Any] = []
+        previous, text = None, None
         for v in column_values:
             if v is None:
                 out.append(None)
-            elif v.tzinfo is utc:  # most values: the text without its +00:00
-                out.append(v.isoformat(" ", "microseconds")[:26])
-            else:
-                aware = v if v.tzinfo is not None else v.replace(tzinfo=utc)
-                out.append(aware.astimezone(utc).replace(tzinfo=None).isoformat(" ", "microseconds"))
+                continue
+            if v is not previous:  # created_at / updated_at: one value for the whole batch
+                if v.tzinfo is utc:  # most values: the text without its +00:00
+                    text = v.isoformat(" ", "microseconds")[:26]
+                else:
+                    aware = v if v.tzinfo is not None else v.replace(tzinfo=utc)
+                    text = aware.astimezone(utc).replace(tzinfo=None).isoformat(" ", "microseconds")
+                previous = v
+            out.append(text)
         return out
     return column_values
