@@ -73,10 +73,12 @@ def outage(server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
 def test_append_writes_one_private_line_per_event_named_without_the_password(tmp_path):
     journal = Journal("postgresql+psycopg://alice:s3cret@db.example:5432/lineage")
     journal.append("track", "R" * 16, [{"event": "start", "n": 1}, {"event": "end", "n": 2}])
-    journal.append("track", "S" * 16, [{"event": "start", "text": "é\nnewline inside"}])
+    journal.append("track", "S" * 16, [{"event": "start", "text": "é\nnewline inside",
+                                         "cmd": "snakemake --logger-lamin-db postgresql://bob:hunter2@h/db"}])
     assert "s3cret" not in str(journal.path) and journal.path.parent == Path(os.environ["LAMIN_INTEGRATIONS_HOME"]) / "journal"
     raw = journal.path.read_text()
     assert "s3cret" not in raw and "alice:***@db.example" in raw
+    assert "hunter2" not in raw and "bob:***@h/db" in raw
     lines = [json.loads(line) for line in raw.splitlines()]
     assert [(e["group"], e["event"]) for e in lines] == [("R" * 16, "start"), ("R" * 16, "end"), ("S" * 16, "start")]
     assert lines[2]["text"] == "é\nnewline inside" and lines[0]["pid"] == os.getpid()

@@ -108,6 +108,11 @@ def describe_source(artifact: Artifact, data: Any, key: str | None) -> None:
             raise NotFoundOnDisk(f"cannot read {path}: permission denied")
         location = str(path.resolve())
         source = Source(location, path.is_dir(), is_local=True, in_place=False, stat=stat)
+        if source.is_dir:
+            for _, root in registered_roots(instance):
+                if root == location or root.startswith(location.rstrip("/") + "/"):
+                    raise ValidationError(f"{location} contains the storage root {root}: it cannot be copied into "
+                                          "itself; register the files below it instead")
     real_key = None
     for storage_id, root in registered_roots(instance):
         rel = st.relative_to_root(location, root)

@@ -121,7 +121,7 @@ class StatCache:
                 "AND size = ? AND mtime_ns = ? AND inode = ?",
                 (path, *_types(mode), st.st_size, st.st_mtime_ns, st.st_ino),
             ).fetchone()
-        except sqlite3.Error:
+        except (sqlite3.Error, UnicodeEncodeError):  # a path that is not UTF-8: not cached
             return None
         return (row[0], row[1]) if row else None
 
@@ -136,7 +136,7 @@ class StatCache:
                 "INSERT OR REPLACE INTO stat_hash VALUES (?, ?, ?, ?, ?, ?)",
                 (path, hash_type, st.st_size, st.st_mtime_ns, st.st_ino, digest),
             )
-        except sqlite3.Error:
+        except (sqlite3.Error, UnicodeEncodeError):
             pass
 
 
@@ -185,7 +185,12 @@ def list_files(folder: Path) -> list[tuple[str, Path, os.stat_result]]:
         dirs.sort()
         for name in files:
             p = Path(root) / name
-            st = p.stat()
+            try:
+                st = p.stat()
+            except FileNotFoundError:
+                if p.is_symlink():
+                    continue  # a dangling link holds no bytes (the copy into storage skips it too)
+                raise
             out.append((p.relative_to(folder).as_posix(), p, st))
     out.sort(key=lambda item: item[0])
     return out

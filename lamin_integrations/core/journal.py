@@ -133,7 +133,10 @@ class Journal:
             return
         head = {"v": 1, "kind": kind, "group": group, "registry": self.registry, "host": socket.gethostname(),
                 "pid": os.getpid(), "at": dt.datetime.now(dt.UTC).isoformat()}
-        data = "".join(json.dumps({**head, **event}, default=str, ensure_ascii=False) + "\n" for event in events)
+        from .instance import mask_text
+
+        # A password in any URL of an event (a command line naming the registry) never reaches the disk.
+        data = "".join(mask_text(json.dumps({**head, **event}, default=str, ensure_ascii=False)) + "\n" for event in events)
         with self._locked():
             created = not self.path.exists()
             fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)

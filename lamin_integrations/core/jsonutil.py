@@ -16,8 +16,8 @@ def check_json(value: Any, where: str, _depth: int = 0) -> None:
     if _depth > MAX_DEPTH:
         raise ValidationError(f"{where} is nested deeper than {MAX_DEPTH} levels")
     if value is None or isinstance(value, (bool, int, str)):
-        if isinstance(value, str) and "\x00" in value:
-            raise ValidationError(f"{where}: strings cannot contain NUL bytes")
+        if isinstance(value, str):
+            _check_string(value, where)
         return
     if isinstance(value, float):
         if not math.isfinite(value):
@@ -29,6 +29,7 @@ def check_json(value: Any, where: str, _depth: int = 0) -> None:
                 raise ValidationError(f"{where} has a non-string key {key!r}; JSON keys are strings")
             if "\x00" in key:
                 raise ValidationError(f"{where} has a key with a NUL byte: {key!r}")
+            _check_string(key, f"{where} key")
             check_json(item, f"{where}[{key!r}]", _depth + 1)
         return
     if isinstance(value, (list, tuple)):
@@ -41,6 +42,16 @@ def check_json(value: Any, where: str, _depth: int = 0) -> None:
     )
 
 
+def _check_string(value: str, where: str) -> None:
+    if "\x00" in value:
+        raise ValidationError(f"{where}: strings cannot contain NUL bytes")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValidationError(f"{where}: {value[:80]!r} is not valid Unicode (a lone surrogate, e.g. from a "
+                              "file name that is not UTF-8)") from None
+
+
 def to_json(value: Any, _depth: int = 0) -> Any:
     """A plain-JSON copy of an engine's value: what is not JSON becomes its readable repr.
 
@@ -50,13 +61,13 @@ def to_json(value: Any, _depth: int = 0) -> Any:
     if value is None or isinstance(value, (bool, int)):
         return value
     if isinstance(value, str):
-        return value.replace("\x00", "")
+        return _clean(value)
     if isinstance(value, float):
         return value if math.isfinite(value) else str(value)
     if _depth >= MAX_DEPTH:
         return _repr(value)
     if isinstance(value, dict):
-        return {str(k).replace("\x00", ""): to_json(v, _depth + 1) for k, v in list(value.items())}
+        return {_clean(str(k)): to_json(v, _depth + 1) for k, v in list(value.items())}
     if isinstance(value, (list, tuple, set, frozenset)):
         items = sorted(value, key=repr) if isinstance(value, (set, frozenset)) else list(value)
         return [to_json(v, _depth + 1) for v in items]
@@ -70,4 +81,14 @@ def _repr(value: Any) -> str:
         text = repr(value)
     except Exception as e:  # a broken __repr__ must not break recording
         text = f"<{type(value).__name__}: repr failed: {e}>"
-    return text[:10_000].replace("\x00", "")
+    return _clean(text[:10_000])
+
+
+def _clean(text: str) -> str:
+    """Storable text: NUL dropped, lone surrogates (undecodable file names) spelled as escapes."""
+    text = text.replace("\x00", "")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text

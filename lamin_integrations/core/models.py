@@ -6,6 +6,7 @@ import datetime as dt
 import getpass
 import os
 import socket
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -304,11 +305,11 @@ def _status_lookup(rest: list[str], value: Any, dialect: str) -> sa.ColumnElemen
     if op not in ("exact", "in") or len(rest) > 1:
         raise FieldError(f"status supports exact and __in lookups, got status__{'__'.join(rest)}")
     values = value if op == "in" else [value]
-    if isinstance(values, str):
+    if isinstance(values, (str, bytes)) or not isinstance(values, Iterable):
         raise ValidationError("status__in expects a list of status names")
     codes = []
     for v in values:
-        if v not in STATUS_CODES:
+        if not isinstance(v, str) or v not in STATUS_CODES:
             raise ValidationError(f"unknown run status {v!r}; valid: {', '.join(STATUS_CODES)}")
         codes.append(STATUS_CODES[v])
     return column.in_(codes)
@@ -408,7 +409,7 @@ class Run(SQLRecord):
 
     @status.setter
     def status(self, value: Status) -> None:
-        if value not in STATUS_CODES:
+        if not isinstance(value, str) or value not in STATUS_CODES:
             raise ValidationError(f"unknown run status {value!r}; valid: {', '.join(STATUS_CODES)}")
         self.__dict__["_status_code"] = code = STATUS_CODES[value]
         self.__dict__.setdefault("_checked", {})["_status_code"] = code
@@ -639,6 +640,16 @@ class Artifact(IsVersioned, SQLRecord):
 
     def _save_metadata(self) -> None:
         SQLRecord.save(self)
+
+    @classmethod
+    def _check_value(cls, name: str, value: Any) -> Any:
+        # An assigned key (`artifact.key = ...`, `update(key=...)`) must stay inside the storage
+        # root too: for a file registered in place the key is its path there.
+        if name == "key" and value is not None:
+            from .storage import check_key
+
+            check_key(value, reserved_ok=True)
+        return super()._check_value(name, value)
 
     def _prepare(self, instance: Any) -> None:
         if self.__dict__.get("_pending"):

@@ -61,7 +61,11 @@ def _artifacts(paths: Iterable[str | os.PathLike], workdir: Any, run: Run | None
         if text in seen:
             continue
         seen.add(text)
-        location = text if "://" in text else os.path.realpath(text)
+        try:
+            location = text if "://" in text else os.path.realpath(text)
+        except ValueError as e:  # an embedded NUL byte: no file can have this path
+            logger.info("lamin-integrations: not recording %r: %s", text, e)
+            continue
         in_place = any(st.relative_to_root(location, root) is not None for root in roots)
         key = None if in_place else artifact_key(text, workdir)  # in place: the storage's own key
         try:

@@ -180,6 +180,30 @@ def check_pattern_length(where: str, value: str) -> None:
 def _check_text(where: str, value: str) -> None:
     if "\x00" in value:
         raise ValidationError(f"{where}: strings cannot contain NUL bytes")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        # A lone surrogate: typically os.fsdecode() of a file name that is not UTF-8.
+        raise ValidationError(f"{where}: {value[:80]!r} is not valid Unicode (a lone surrogate, e.g. from a "
+                              "file name that is not UTF-8); databases store UTF-8 text only") from None
+
+
+INT64 = (-(2**63), 2**63 - 1)
+
+
+def check_int64(where: str, value: int) -> None:
+    """Both databases store 64-bit integers; a larger value would fail inside the driver."""
+    if not INT64[0] <= value <= INT64[1]:
+        raise ValidationError(f"{where} expects a 64-bit integer, got {value}")
+
+
+def check_datetime(where: str, value: dt.datetime) -> None:
+    """Timestamps are stored in UTC; one that leaves the datetime range there cannot be stored."""
+    if value.tzinfo is not None:
+        try:
+            value.astimezone(dt.UTC)
+        except OverflowError:
+            raise ValidationError(f"{where}: {value.isoformat()} is out of range in UTC") from None
 
 
 def check_scalar(where: str, python_type: type | None, value: Any) -> None:
@@ -190,6 +214,7 @@ def check_scalar(where: str, python_type: type | None, value: Any) -> None:
     elif python_type is int:
         if isinstance(value, bool) or not isinstance(value, int):
             raise ValidationError(f"{where} expects an integer, got {value!r}")
+        check_int64(where, value)
     elif python_type is str:
         if not isinstance(value, str):
             raise ValidationError(f"{where} expects a string, got {type(value).__name__}: {value!r}")
@@ -215,6 +240,7 @@ def _coerce_scalar(where: str, column: Any, value: Any) -> Any:
             value = dt.datetime(value.year, value.month, value.day, tzinfo=dt.UTC)
         if not isinstance(value, dt.datetime):
             raise ValidationError(f"{where} expects a datetime, got {value!r}")
+        check_datetime(where, value)
     return value
 
 
@@ -280,6 +306,11 @@ def _json_lookup(
             return sa.and_(_json_type(column, rest, dialect).in_(text_type),
                            _json_scalar(column, rest, "string", dialect).in_(values))
         return sa.or_(*[_json_compare(column, rest, "exact", v, dialect, expression) for v in values]) if values else sa.false()
+    if op == "range":
+        if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple)) or len(value) != 2:
+            raise ValidationError(f"{expression} expects a (low, high) pair, got {value!r}")
+        return sa.and_(_json_compare(column, rest, "gte", value[0], dialect, expression),
+                       _json_compare(column, rest, "lte", value[1], dialect, expression))
     return _json_compare(column, rest, op, value, dialect, expression)
 
 
@@ -292,6 +323,8 @@ def _json_compare(column: Any, path: list[str], op: str, value: Any, dialect: st
     if isinstance(value, bool):
         kind, sql_types = "bool", (["true", "false"] if dialect == "sqlite" else ["boolean"])
     elif isinstance(value, (int, float)):
+        if isinstance(value, int):
+            check_int64(expression, value)
         kind, sql_types = "number", (["integer", "real"] if dialect == "sqlite" else ["number"])
     elif isinstance(value, str):
         _check_text(expression, value)
@@ -300,6 +333,8 @@ def _json_compare(column: Any, path: list[str], op: str, value: Any, dialect: st
         raise ValidationError(
             f"{expression}: JSON lookups compare with a string, number, boolean or None; got {value!r}"
         )
+    if kind == "bool" and op != "exact":
+        raise ValidationError(f"{expression}: True and False compare with exact only, got {op}")
     if op in _TEXT_OPS and kind != "string":
         raise ValidationError(f"{expression} expects a string, got {value!r}")
     extracted = _json_scalar(column, path, kind, dialect)

@@ -43,6 +43,7 @@ def _ids_of(target: type[SQLRecord], where: str, value: Any) -> list[int]:
                 raise ValidationError(f"{where}: {v!r} is not saved yet; call .save() first")
             ids.append(v.id)
         elif isinstance(v, int) and not isinstance(v, bool):
+            q.check_int64(where, v)
             ids.append(v)
         else:
             raise ValidationError(f"{where} expects a {target.__name__} record or id, got {v!r}")
@@ -297,6 +298,8 @@ class SQLRecord:
             check_json(value, where)
         elif python_type is datetime and not isinstance(value, datetime):
             raise ValidationError(f"{where} expects a datetime, got {value!r}")
+        elif python_type is datetime:
+            q.check_datetime(where, value)
         return value
 
     @classmethod

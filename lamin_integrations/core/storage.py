@@ -31,8 +31,12 @@ def local_path(path: str | os.PathLike) -> Path:
     return Path(text).expanduser().absolute()
 
 
-def check_key(key: Any) -> str:
-    """A key is a relative POSIX path that stays inside the storage root."""
+def check_key(key: Any, *, reserved_ok: bool = False) -> str:
+    """A key is a relative POSIX path that stays inside the storage root.
+
+    `reserved_ok`: accept `.lamindb/...`, the key a registry-managed copy has when it is
+    registered again in place.
+    """
     if not isinstance(key, str):
         raise InvalidKey(f"an artifact key is a string, got {type(key).__name__}: {key!r}")
     problem = None
@@ -40,6 +44,8 @@ def check_key(key: Any) -> str:
         problem = "it is empty"
     elif "\x00" in key:
         problem = "it contains a NUL byte"
+    elif not _is_unicode(key):
+        problem = "it is not valid Unicode (a lone surrogate: a file name that is not UTF-8?)"
     elif len(key) > MAX_KEY_LENGTH:
         problem = f"it is longer than {MAX_KEY_LENGTH} characters"
     elif key.startswith(("/", "\\", "~")) or (len(key) > 1 and key[1] == ":"):
@@ -52,13 +58,21 @@ def check_key(key: Any) -> str:
             problem = "it contains '..'"
         elif any(p in ("", ".") for p in parts[:-1]) or parts[-1] in ("", ".", ".lamindb"):
             problem = "it has empty or '.' segments"
-        elif parts[0] == ".lamindb":
+        elif parts[0] == ".lamindb" and not reserved_ok:
             problem = "'.lamindb/' is reserved for copies managed by the registry"
     if problem is None and posixpath.normpath(key) != key:
         problem = "it is not a normalised path"
     if problem:
         raise InvalidKey(f"invalid artifact key {key!r}: {problem}; use a relative path such as 'results/table.csv'")
     return key
+
+
+def _is_unicode(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def suffix_of(name: str) -> str:
@@ -146,7 +160,9 @@ def put(source: str, destination: str, is_dir: bool) -> None:
             if is_dir:
                 if dest.exists():
                     shutil.rmtree(dest)
-                shutil.copytree(source, tmp)
+                # Links to folders are not part of the folder (hashing.list_files does not
+                # follow them either); links to files are copied as the file's bytes.
+                shutil.copytree(source, tmp, ignore=_linked_dirs, ignore_dangling_symlinks=True)
             else:
                 shutil.copyfile(source, tmp)
             os.replace(tmp, dest)
@@ -167,6 +183,10 @@ def put(source: str, destination: str, is_dir: bool) -> None:
     else:
         with src_fs.open(src_path, "rb") as fin, dest_fs.open(dest_path, "wb") as fout:
             shutil.copyfileobj(fin, fout, 8 * 1024 * 1024)
+
+
+def _linked_dirs(folder: str, names: list[str]) -> set[str]:
+    return {n for n in names if os.path.islink(os.path.join(folder, n)) and os.path.isdir(os.path.join(folder, n))}
 
 
 def remove(destination: str, is_dir: bool) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import math
 import os
 import re
 from collections.abc import Iterable
@@ -122,7 +123,13 @@ def parse_perc(text: str) -> float:
     body = text[:-1] if text.endswith("%") else text
     if not _FLOAT.match(body):
         raise ValueError(f"expected a percentage such as '741.1%', found {text!r}")
-    return float(body)
+    return _finite(float(body), text)
+
+
+def _finite(value: float, text: str) -> float:
+    if not math.isfinite(value):
+        raise OverflowError(text)
+    return value
 
 
 def parse_date(text: str, tz: dt.tzinfo | None) -> dt.datetime:
@@ -148,7 +155,7 @@ def parse_num(text: str) -> int | float:
     if _INT.match(text):
         return int(text)
     if _FLOAT.match(text):
-        return float(text)
+        return _finite(float(text), text)
     raise ValueError(f"expected a number, found {text!r}")
 
 
@@ -206,6 +213,8 @@ def _value(name: str, value: Any, tz: dt.tzinfo | None, types: dict[str, str] | 
         return convert(text)
     except ValueError as e:
         raise ValueError(f"field {name}: {e}") from None
+    except (OverflowError, OSError):  # a number or an epoch beyond what a float or datetime holds
+        raise ValueError(f"field {name}: {text[:40]!r}{'...' if len(text) > 40 else ''} is out of range") from None
 
 
 def _derived(out: dict[str, Any]) -> dict[str, Any]:

@@ -23,6 +23,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from ..errors import ValidationError
 from .ingest import Files, Recorder
 from .launch import Launch
 from .trace import Task, TraceError, normalise
@@ -37,7 +38,10 @@ def _iso(value: Any) -> dt.datetime | None:
     if value in (None, "", 0):
         return None
     if isinstance(value, (int, float)):
-        return dt.datetime.fromtimestamp(value / 1000, tz=dt.UTC)
+        try:
+            return dt.datetime.fromtimestamp(value / 1000, tz=dt.UTC)
+        except (OverflowError, OSError, ValueError):
+            raise TraceError(f"expected a time in epoch milliseconds, found {value!r}") from None
     try:
         parsed = dt.datetime.fromisoformat(str(value).replace("Z", "+00:00"))
     except ValueError:
@@ -45,33 +49,49 @@ def _iso(value: Any) -> dt.datetime | None:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
 
 
+def _typed(container: dict[str, Any], name: str, kind: type | tuple[type, ...], where: str) -> Any:
+    """`container[name]` if it is None or of `kind`; else TraceError (a client's value, not our crash)."""
+    value = container.get(name)
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    if value is None or (isinstance(value, kinds) and not isinstance(value, bool)):  # JSON true is no number
+        return value
+    expected = " or ".join(k.__name__ for k in kinds)
+    raise TraceError(f"{where}{name} must be {expected}, found {type(value).__name__}: {str(value)[:80]!r}")
+
+
 def event_launch(event: dict[str, Any]) -> Launch:
     """The launch facts one event carries (run name and session always; workflow metadata on started/completed)."""
-    launch = Launch(run_name=event["runName"], session_id=event.get("runId"), sources=["weblog"])
+    launch = Launch(run_name=event["runName"], session_id=_typed(event, "runId", str, ""), sources=["weblog"])
     metadata = event.get("metadata") or {}
-    workflow = metadata.get("workflow") or {}
+    workflow = _typed(metadata, "workflow", dict, "metadata.") or {}
     params = metadata.get("parameters", metadata.get("params"))
     if isinstance(params, dict):
         launch.params = params
+
+    def text(name: str) -> str | None:
+        return _typed(workflow, name, str, "metadata.workflow.")
+
     if workflow:
-        launch.pipeline = workflow.get("repository") or workflow.get("projectName")
-        launch.revision = workflow.get("revision") or workflow.get("commitId")
-        launch.script_id = workflow.get("scriptId")
-        launch.command_line = workflow.get("commandLine")
-        launch.started_at = _iso(workflow.get("start"))
-        launch.launch_dir = workflow.get("launchDir")
-        launch.work_dir = workflow.get("workDir")
-        launch.project_dir = workflow.get("projectDir")
-        launch.profile = workflow.get("profile")
-        launch.nextflow_version = (workflow.get("nextflow") or {}).get("version")
-        launch.manifest = workflow.get("manifest") or None
-        launch.stats = workflow.get("stats") or None
+        launch.pipeline = text("repository") or text("projectName")
+        launch.revision = text("revision") or text("commitId")
+        launch.script_id = text("scriptId")
+        launch.command_line = text("commandLine")
+        launch.started_at = _iso(_typed(workflow, "start", (str, int, float), "metadata.workflow."))
+        launch.launch_dir = text("launchDir")
+        launch.work_dir = text("workDir")
+        launch.project_dir = text("projectDir")
+        launch.profile = text("profile")
+        launch.nextflow_version = _typed(_typed(workflow, "nextflow", dict, "metadata.workflow.") or {}, "version", str,
+                                         "metadata.workflow.nextflow.")
+        launch.manifest = _typed(workflow, "manifest", dict, "metadata.workflow.") or None
+        launch.stats = _typed(workflow, "stats", dict, "metadata.workflow.") or None
     if event["event"] == "completed":
-        launch.finished_at = _iso(workflow.get("complete")) or _iso(event.get("utcTime"))
-        launch.exit_status = workflow.get("exitStatus")
+        launch.finished_at = _iso(_typed(workflow, "complete", (str, int, float), "metadata.workflow.")) \
+            or _iso(_typed(event, "utcTime", (str, int, float), ""))
+        launch.exit_status = _typed(workflow, "exitStatus", int, "metadata.workflow.")
         success = workflow.get("success")
         launch.status = "completed" if success else "errored"
-        launch.error = workflow.get("errorMessage") or workflow.get("errorReport") or None
+        launch.error = text("errorMessage") or text("errorReport") or None
     elif event["event"] == "error":
         trace = event.get("trace") or {}
         launch.error = f"task {trace.get('name') or '?'} failed (exit {trace.get('exit')})" if trace else "workflow error"
@@ -182,6 +202,9 @@ def make_server(host: str = "127.0.0.1", port: int = 0, *, token: str | None = N
                 run = receiver.handle(event)
             except TraceError as e:
                 self._reply(422 if body.strip().startswith(b"{") else 400, str(e))
+                return
+            except ValidationError as e:  # a value the registry cannot store (too long, NUL, ...): the event's fault
+                self._reply(422, str(e))
                 return
             except Exception as e:  # a registry error: tell the client, keep serving
                 logger.exception("weblog: could not record an event")
