@@ -67,6 +67,20 @@ def test_finish_records_status_report_environment_and_context(registry, script):
     assert run.environment not in set(run.query_output_artifacts()), "logs and environments are not outputs"
 
 
+def test_environment_cache_survives_outputs_written_beside_the_script(registry, script):
+    """The requirements scan (~100-300 ms) is cached; a pipeline writing files next to its script
+    (which changes that folder, sys.path[0]) must not invalidate the cache."""
+    import os
+
+    cache = Path(os.environ["LAMIN_INTEGRATIONS_HOME"]) / "cache" / "environments"
+    run_script(script, "finish", check=True)
+    (script.parent / "output.csv").write_text("a,b\n")
+    run_script(script, "finish", check=True)
+    assert len(list(cache.glob("*.txt"))) == 1
+    first, second = ln.Run.filter(params__mode="finish").order_by("id")
+    assert first.environment == second.environment
+
+
 def test_normal_exit_without_finish_completes(registry, script):
     assert run_script(script, "nofinish").returncode == 0
     run = only_run("nofinish")

@@ -17,7 +17,10 @@ from pathlib import Path
 
 def _fingerprint() -> str:
     parts = [sys.version, sys.prefix]
-    for entry in sys.path:
+    # sys.path[0] is the script's folder (or the working folder): pipelines write outputs
+    # there, which would change the fingerprint on every run without changing what is installed.
+    entries = sys.path if sys.flags.safe_path else sys.path[1:]
+    for entry in entries:
         try:
             st = os.stat(entry or ".")
         except OSError:
