@@ -241,6 +241,7 @@ class Context:
 
     def _start_run(self, transform_record: Transform, parent: Run | None, params: dict | None,
                    new_run: bool | None, environment: Any, git: dict | None) -> Run:
+        from .instance import mask_text
         from .models import Run
 
         run = None
@@ -257,7 +258,7 @@ class Context:
                 run.save()
         if run is None:
             run = Run(transform_record, params=params, initiated_by_run=parent, status="started")
-            run.cli_args = " ".join(sys.argv[1:])[:4096] or None
+            run.cli_args = mask_text(" ".join(sys.argv[1:]))[:4096] or None
             run.host = socket.gethostname()[:255]
             run.pid = os.getpid()
             run.environment = environment
@@ -295,7 +296,7 @@ class Context:
         parent_uid = parent.uid if parent is not None else os.environ.get(ENV_RUN_UID) or os.environ.get(ENV_LAMINDB_RUN_UID)
         run = Run(record, params=params, status="started", uid=base62(16))
         run.started_at = now()
-        run.cli_args = " ".join(sys.argv[1:])[:4096] or None
+        run.cli_args = mask_text(" ".join(sys.argv[1:]))[:4096] or None
         run.host, run.pid = socket.gethostname()[:255], os.getpid()
         git = _git_state(script) if script is not None else None
         fields = {"params": params, "started_at": run.started_at.isoformat(), "cli_args": run.cli_args,

@@ -72,6 +72,17 @@ def mask_text(text: str) -> str:
     return _PASSWORD_IN_URL.sub(lambda m: m.group("head") + "***@", text)
 
 
+def _parse_url(db: str) -> sa.URL:
+    try:
+        return sa.make_url(db)
+    except Exception:
+        raise InstanceError(
+            f"{ENV_DB} / connect() expects a SQLAlchemy URL such as "
+            "sqlite:////path/lineage.db or postgresql+psycopg://user@host/db; "
+            f"got {mask_text(db)!r}"
+        ) from None
+
+
 def _read_config() -> dict[str, str]:
     path = config_file()
     if not path.exists():
@@ -92,7 +103,7 @@ def resolve(db: str | None = None, storage: str | None = None) -> tuple[str, str
     if not db:
         db = f"sqlite:///{data_dir() / 'lineage.db'}"
     if not storage:
-        url = sa.make_url(db)
+        url = _parse_url(db)
         if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
             storage = str(Path(url.database).expanduser().resolve().parent / "storage")
         else:
@@ -106,14 +117,7 @@ class Instance:
     """One registry: a database URL plus a storage root. Engines are created lazily."""
 
     def __init__(self, db: str, storage: str):
-        try:
-            self._url = sa.make_url(db)
-        except Exception:
-            raise InstanceError(
-                f"{ENV_DB} / connect() expects a SQLAlchemy URL such as "
-                "sqlite:////path/lineage.db or postgresql+psycopg://user@host/db; "
-                f"got {db!r}"
-            ) from None
+        self._url = _parse_url(db)
         self.storage_root = storage
         self._engine: sa.Engine | None = None
         self._lock = threading.Lock()

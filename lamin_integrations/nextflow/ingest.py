@@ -120,8 +120,11 @@ class Recorder:
     # -- pipeline -------------------------------------------------------------------------------
 
     def _pipeline_run(self, launch: Launch, tasks: list[Task], final: bool, identity: dict[str, Any]) -> Any:
+        from ..core.instance import mask_text
         from ..core.models import Run, Transform
 
+        if launch.command_line:  # kept as cli_args and in params; a registry URL in it keeps no password
+            launch.command_line = mask_text(launch.command_line)
         key = pipeline_key(launch, self.files.base)
         version = launch.revision or launch.script_id
         transform = Transform(key=key, kind="pipeline", version=version,

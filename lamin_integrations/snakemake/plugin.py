@@ -8,6 +8,7 @@ and writes it to a worker process (`worker.py`) that does the hashing and regist
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from typing import Any
@@ -27,6 +28,8 @@ class LogHandler(LogHandlerBase):
         self._closed = False
         self._failed = False
         self._config = _config(self.settings)
+        # Snakemake prints its command line, `--logger-lamin-db URL` included, in its banner and log file.
+        logging.getLogger("snakemake.logging").addFilter(_mask_command_line)
 
     def emit(self, record: Any) -> None:
         try:
@@ -97,6 +100,16 @@ class LogHandler(LogHandlerBase):
     @property
     def needs_rulegraph(self) -> bool:
         return False
+
+
+def _mask_command_line(record: logging.LogRecord) -> bool:
+    """A logger filter: the password of a registry URL in the workflow_started record's `cmd` is masked."""
+    cmd = getattr(record, "cmd", None)
+    if isinstance(cmd, str) and "@" in cmd:
+        from ..core.instance import mask_text
+
+        record.cmd = mask_text(cmd)
+    return True
 
 
 def _config(settings: Any) -> Any:

@@ -233,10 +233,12 @@ class Recorder:
 
     def _on_workflow_started(self, e: dict[str, Any]) -> None:
         from ..core.context import context
-        from ..core.instance import connect
+        from ..core.instance import connect, mask_text
         from ..core.models import Run, Transform
 
         snakefile = Path(e["snakefile"])
+        # `--logger-lamin-db URL` is on the command line: masked before it is saved or journaled.
+        e["cmd"] = mask_text(e.get("cmd") or "")
         if "snakefile_source" not in e:  # read now, so a later replay records the Snakefile of this run
             from ..core.context import _git_reference, _git_state
 
