@@ -13,6 +13,7 @@ import sqlalchemy as sa
 
 from ..errors import ValidationError
 from .record import SQLRecord
+from .schema import is_json
 
 
 def save(records: Iterable[SQLRecord]) -> list[SQLRecord]:
@@ -290,7 +291,7 @@ def _check_column(model: Any, name: str, column_values: list[Any]) -> None:
     types = set(map(type, present))
     python = _python_type(column.type)
     ok = False
-    if isinstance(column.type, sa.JSON):
+    if is_json(column.type):
         ok = True  # checked while serialising (_json_texts)
     elif python is str and types == {str}:
         length = getattr(column.type, "length", None)
@@ -345,7 +346,7 @@ def _sqlite_column(model: Any, name: str, column_values: list[Any]) -> list[Any]
     import datetime as dt
 
     column = model._meta.columns[name]
-    if isinstance(column.type, sa.JSON):
+    if is_json(column.type):
         return _json_texts(model, name, column_values)
     if _python_type(column.type) is dt.datetime:
         utc = dt.UTC

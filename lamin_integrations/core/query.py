@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 
 from ..errors import FieldError, ValidationError
+from .schema import is_json
 
 if TYPE_CHECKING:
     from .record import SQLRecord
@@ -95,7 +96,7 @@ def _compile(
         return special(rest, value, dialect)
     if name in meta.columns:
         column = model.__table__.c[name]
-        if isinstance(column.type, sa.JSON) or getattr(column.type, "impl", None).__class__ is sa.JSON:
+        if is_json(column.type):
             return _json_lookup(column, rest, value, dialect, expression)
         if len(rest) > 1 or (rest and rest[0] not in OPERATORS):
             raise FieldError(

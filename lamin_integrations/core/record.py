@@ -19,6 +19,7 @@ import sqlalchemy as sa
 from ..errors import FieldError, ValidationError
 from . import query as q
 from .instance import Instance, current
+from .schema import is_json
 
 if TYPE_CHECKING:
     from .queryset import QuerySet
@@ -236,7 +237,7 @@ class SQLRecord:
             meta.relations[name] = rel
             setattr(cls, name, rel)
         meta.aliases = dict(cls._aliases)
-        meta.json_columns = frozenset(c.name for c in table.columns if isinstance(c.type, sa.JSON))
+        meta.json_columns = frozenset(c.name for c in table.columns if is_json(c.type))
         for name in meta.json_columns:
             setattr(cls, name, _JSONField(name))
         meta.string_fields = [
@@ -292,7 +293,7 @@ class SQLRecord:
         length = getattr(column.type, "length", None)
         if python_type is str and length and len(value) > length:
             raise ValidationError(f"{where} is at most {length} characters, got {len(value)}: {value[:40]!r}...")
-        if isinstance(column.type, sa.JSON):
+        if is_json(column.type):
             from .jsonutil import check_json
 
             check_json(value, where)
