@@ -12,7 +12,6 @@ import logging
 import os
 import signal
 import socket
-import subprocess
 import sys
 import threading
 import time
@@ -21,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ObjectDoesNotExist, ValidationError
+from .gitinfo import git_reference, git_root, git_state
 from .jsonutil import check_json
 
 if TYPE_CHECKING:
@@ -113,40 +113,10 @@ def _original_script(path: Path) -> Path:
     return found[0] if found else path
 
 
-def git_root(path: Path) -> Path | None:
-    for parent in [path.parent, *path.parent.parents]:
-        if (parent / ".git").exists():
-            return parent
-    return None
-
-
 def script_key(path: Path) -> str:
     """Path relative to the git root, else the file name: stable across clones and machines."""
     root = git_root(path)
     return path.relative_to(root).as_posix() if root else path.name
-
-
-def _git_reference(path: Path) -> tuple[str | None, str | None]:
-    root = git_root(path)
-    if root is None:
-        return None, None
-    try:
-        def git(*args: str) -> str:
-            return subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True, timeout=5).stdout.strip()
-
-        commit = git("rev-parse", "HEAD")
-        remote = git("config", "--get", "remote.origin.url")
-    except (OSError, subprocess.SubprocessError):
-        return None, None
-    if not commit:
-        return None, None
-    rel = path.relative_to(root).as_posix()
-    if remote:
-        base = remote.removesuffix(".git")
-        if base.startswith("git@"):
-            base = "https://" + base[4:].replace(":", "/", 1)
-        return f"{base}/blob/{commit}/{rel}", "url"
-    return f"{commit}:{rel}", "git"
 
 
 class Context:
@@ -228,7 +198,7 @@ class Context:
             parent.__dict__["_materialize"]()  # an adapter's run still being written in the background
         environment = _environment_artifact()
         script = Path(path).expanduser().resolve() if path else _caller_script()
-        git = _git_state(script) if script is not None else None
+        git = git_state(script) if script is not None else None
         # A signal between "the run is saved" and "its handlers are installed" would leave it
         # started forever: hold SIGTERM/SIGINT until both are done, then deliver them.
         blocked = _block_signals()
@@ -284,7 +254,7 @@ class Context:
             described.update(key=transform.key, kind=transform.kind, source_code=transform.source_code,
                              uid=transform.uid if transform.id is not None else None)
         elif script is not None and script.exists():
-            reference, reference_type = _git_reference(script)
+            reference, reference_type = git_reference(script)
             described.update(key=script_key(script), source_code=script.read_text(errors="replace"),
                              reference=reference, reference_type=reference_type, uid=transform)
         elif transform is not None:
@@ -298,7 +268,7 @@ class Context:
         run.started_at = now()
         run.cli_args = mask_text(" ".join(sys.argv[1:]))[:4096] or None
         run.host, run.pid = socket.gethostname()[:255], os.getpid()
-        git = _git_state(script) if script is not None else None
+        git = git_state(script) if script is not None else None
         fields = {"params": params, "started_at": run.started_at.isoformat(), "cli_args": run.cli_args,
                   "host": run.host, "pid": run.pid, "git": git, "parent_uid": parent_uid,
                   "project": project if isinstance(project, str) else None}
@@ -351,7 +321,7 @@ class Context:
         key = script_key(script)
         if transform is not None:
             return self._transform_by_uid(transform, key, source)
-        reference, reference_type = _git_reference(script)
+        reference, reference_type = git_reference(script)
         kwargs: dict[str, Any] = {}
         if reference:
             kwargs = {"reference": reference[:255], "reference_type": reference_type}
@@ -427,24 +397,6 @@ def _environment_artifact() -> Any:
         return artifact.save()
     except Exception as e:  # the environment is a nice-to-have; the run is not
         logger.warning("could not record the Python environment: %s", e)
-        return None
-
-
-def _git_state(script: Path) -> dict[str, Any] | None:
-    """Commit, remote and whether the work tree has uncommitted changes."""
-    root = git_root(script)
-    if root is None:
-        return None
-    try:
-        def git(*args: str) -> str:
-            return subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True, timeout=5).stdout.strip()
-
-        commit = git("rev-parse", "HEAD")
-        if not commit:
-            return None
-        return {"commit": commit, "remote": git("config", "--get", "remote.origin.url") or None,
-                "dirty": bool(git("status", "--porcelain", "--untracked-files=no"))}
-    except (OSError, subprocess.SubprocessError):
         return None
 
 

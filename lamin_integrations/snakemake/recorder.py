@@ -240,12 +240,12 @@ class Recorder:
         # `--logger-lamin-db URL` is on the command line: masked before it is saved or journaled.
         e["cmd"] = mask_text(e.get("cmd") or "")
         if "snakefile_source" not in e:  # read now, so a later replay records the Snakefile of this run
-            from ..core.context import _git_reference, _git_state
+            from ..core.gitinfo import git_reference, git_state
 
             source = snakefile.read_text(encoding="utf-8", errors="replace") if snakefile.is_file() else None
             e["snakefile_source"] = source
-            e["git"] = _git_state(snakefile.resolve()) if source is not None else None
-            e["git_reference"] = list(_git_reference(snakefile.resolve())) if e["git"] else [None, None]
+            e["git"] = git_state(snakefile.resolve()) if source is not None else None
+            e["git_reference"] = list(git_reference(snakefile.resolve())) if e["git"] else [None, None]
             e["recorder_pid"] = os.getpid()
         if not self.replaying and (self.config.db or self.config.storage):
             connect(self.config.db, self.config.storage)
@@ -490,7 +490,7 @@ def _absolute(paths: list[str], cwd: str) -> list[str]:
 
 def _pipeline_key(snakefile: Path, workdir: str) -> str:
     """The Snakefile's path relative to its git root, else to the working directory, else its name."""
-    from ..core.context import git_root
+    from ..core.gitinfo import git_root
 
     if not snakefile.name:  # Snakemake did not say
         return "Snakefile"
