@@ -16,7 +16,7 @@ import sqlalchemy as sa
 
 from ..errors import InstanceError, RegistryUnavailable
 
-HEAD = "0003"
+HEAD = "0004"
 MIGRATIONS = Path(__file__).parent / "migrations"
 _PG_LOCK_KEY = 0x6C616D696E  # "lamin": any constant shared by all our processes
 

@@ -312,7 +312,8 @@ def _status_lookup(rest: list[str], value: Any, dialect: str) -> sa.ColumnElemen
         if not isinstance(v, str) or v not in STATUS_CODES:
             raise ValidationError(f"unknown run status {v!r}; valid: {', '.join(STATUS_CODES)}")
         codes.append(STATUS_CODES[v])
-    return column.in_(codes)
+    term = schema.sparse_term(column, codes)  # not completed: the partial index of these statuses
+    return column.in_(codes) if term is None else sa.and_(column.in_(codes), term)
 
 
 class Run(SQLRecord):

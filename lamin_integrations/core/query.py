@@ -104,7 +104,15 @@ def _compile(
                 f"(in {expression!r}); lookups are: {', '.join(sorted(OPERATORS))}"
             )
         op = rest[0] if rest else "exact"
-        return _apply(column, op, _coerce(model, name, column, op, value), expression)
+        coerced = _coerce(model, name, column, op, value)
+        condition = _apply(column, op, coerced, expression)
+        if op in ("exact", "in") and coerced is not None:
+            from .schema import sparse_term
+
+            term = sparse_term(column, coerced if op == "in" else [coerced])
+            if term is not None:  # the partial index's own condition: SQLite uses the index only then
+                condition = sa.and_(condition, term)
+        return condition
     relation = meta.relations.get(name)
     if relation is not None:
         return relation.compile(model, rest, value, dialect, expression)

@@ -94,13 +94,34 @@ def _updated_at() -> sa.Column:
     return sa.Column("updated_at", UTCDateTime, nullable=False, default=now)
 
 
-def _created_by() -> sa.Column:
-    return sa.Column("created_by_id", IdType, sa.ForeignKey("user.id"), index=True)
+def _created_by(index: bool = True) -> sa.Column:
+    return sa.Column("created_by_id", IdType, sa.ForeignKey("user.id"), index=index)
 
 
-def _branch() -> sa.Column:
+def _branch(index: bool = True) -> sa.Column:
     # 1 main, 0 archive, -1 trash (lamindb's branch ids); no Branch table needed for that.
-    return sa.Column("branch_id", sa.SmallInteger, nullable=False, default=1, index=True)
+    return sa.Column("branch_id", sa.SmallInteger, nullable=False, default=1, index=index)
+
+
+# Columns of a big table indexed only where they differ from their usual value (a partial
+# index): nearly every run is completed and on the main branch, so a full index of these
+# columns would be as large as the table, kept up to date on every insert, and never worth
+# reading for the usual value. A lookup that excludes the usual value says so in its SQL
+# (`sparse_term`), which is what lets SQLite choose the partial index.
+SPARSE: dict[str, dict[str, int]] = {"run": {"_status_code": 0, "branch_id": 1}}
+
+
+def sparse_term(column: sa.Column, values: list[Any]) -> sa.ColumnElement[bool] | None:
+    """`column != usual` (as literal SQL, like the index's WHERE) when `values` leave out the usual value."""
+    usual = SPARSE.get(column.table.name, {}).get(column.name)  # type: ignore[attr-defined]
+    if usual is None or usual in values:
+        return None
+    return column != sa.literal_column(str(usual))
+
+
+def _sparse_index(table: str, column: str) -> sa.Index:
+    where = sa.text(f"{column} != {SPARSE[table][column]}")
+    return sa.Index(f"ix_{table}_{column}", column, sqlite_where=where, postgresql_where=where)
 
 
 def _is_locked() -> sa.Column:
@@ -235,18 +256,24 @@ run = sa.Table(
     ),
     # The top of the chain, so "every run under this pipeline run" is one indexed lookup.
     sa.Column("root_run_id", IdType, sa.ForeignKey("run.id", ondelete="CASCADE"), index=True),
-    sa.Column("_status_code", sa.SmallInteger, nullable=False, default=-3, index=True),
+    sa.Column("_status_code", sa.SmallInteger, nullable=False, default=-3),
     sa.Column("host", sa.String(255)),
     sa.Column("pid", sa.Integer),
     sa.Column("heartbeat_at", UTCDateTime),
     sa.Column("_is_consecutive", sa.Boolean),
     _created_at(),
     _updated_at(),
-    _created_by(),
-    _branch(),
+    # Not indexed (migration 0004): a registry has few users, and a user's runs are found
+    # by their transform, time or pipeline run much more selectively.
+    _created_by(index=False),
+    _branch(index=False),  # a partial index below
     _is_locked(),
     _aux(),
     sa.Index("ix_run_reference_type_reference", "reference_type", "reference"),
+    # Only the runs that are not completed (scheduled, started, errored, aborted: what
+    # `runs reap` and status lookups look for) and only the runs in the archive or trash.
+    _sparse_index("run", "_status_code"),
+    _sparse_index("run", "branch_id"),
 )
 
 project = sa.Table(
