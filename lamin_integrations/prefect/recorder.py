@@ -6,16 +6,24 @@ the Runs this process opened, keyed by Prefect's run id. Anything not in the cac
 parent flow run seen from a worker process, a flow whose end hook runs in a runner) is
 found in the registry by its `reference`. Nothing here writes SQL: Runs and Transforms go
 through the core records, files through `core.pipeline`.
+
+No flow run is left `started`: a flow that returns a Cancelled state ends without any hook
+(Prefect runs `on_cancellation` only on Cancelling), so every flow hook first closes the
+flow runs whose engine already holds such a state, a flow's end closes its children, and at
+interpreter exit whatever this process opened and never closed is closed as aborted.
 """
 
 from __future__ import annotations
 
+import atexit
 import inspect
 import logging
 import os
 import socket
+import sys
 import threading
 from dataclasses import dataclass, field
+from types import FrameType
 from typing import Any
 
 from ..core.context import parent_run_from_env, reset_current_run, set_current_run
@@ -31,6 +39,9 @@ TASK_RUN = "prefect_task_run"
 # on_cancellation on Cancelling, and nothing fires on the later Cancelled.
 STATUS = {"COMPLETED": "completed", "FAILED": "errored", "CRASHED": "aborted",
           "CANCELLING": "aborted", "CANCELLED": "aborted"}
+# Final states the flow engine fires no hook for (its call_hooks has no branch for them).
+UNHOOKED = ("CANCELLED",)
+_ENGINE_FRAMES = 12  # how far up the hook's call stack the flow engine is looked for
 OPEN = ("started", "restarted", "scheduled")
 _FACTS = "prefect"  # params key holding engine facts (attempt, cached, map index, ...)
 
@@ -45,6 +56,7 @@ class _Open:
     params: dict[str, Any] = field(default_factory=dict)  # the task's own parameters
     facts: dict[str, Any] = field(default_factory=dict)  # Prefect facts (attempt, cached, ...)
     deferred: bool = False  # written by the background writer (see writer.py)
+    engine: Any = None  # a flow run's Prefect engine: its `.state` is the run's live state
 
 
 class _State:
@@ -233,12 +245,15 @@ def _new_flow_run(flow: Any, flow_run: Any, attempt: int) -> Any:
 
 def flow_started(flow: Any, flow_run: Any, state_obj: Any) -> None:
     state.check_instance()
+    close_unreported()  # before the parent lookup: an unreported run may still be "current"
     ref = str(flow_run.id)
     attempt = int(flow_run.run_count or 0) + 1  # run_count is the count before this attempt
     entry = state.open.get(ref)
     if entry is not None or (attempt > 1 and _by_reference(ref, FLOW_RUN) is not None):
         if entry is None:
             entry = state.open[ref] = _Open(_by_reference(ref, FLOW_RUN), attempt - 1)
+        if entry.engine is None:
+            entry.engine = _engine_of(flow_run)
         if attempt > entry.attempt:  # a flow retry: same run, next attempt
             entry.attempt = attempt
             entry.run.status = "restarted"
@@ -247,17 +262,69 @@ def flow_started(flow: Any, flow_run: Any, state_obj: Any) -> None:
             entry.run.save()
         return
     run = _new_flow_run(flow, flow_run, attempt)
-    entry = _Open(run, attempt)
+    entry = _Open(run, attempt, engine=_engine_of(flow_run))
     with state.lock:
         state.open[ref] = entry
     _set_current(entry)
     _record_inputs(entry, (flow_run.parameters or {}).values())
 
 
-def flow_finished(flow: Any, flow_run: Any, state_obj: Any) -> None:
-    from prefect.context import FlowRunContext
+def _engine_of(flow_run: Any) -> Any:
+    """The Prefect engine running `flow_run`, found on the running hook's call stack.
 
-    from ..core.pipeline import close_run
+    The flow_run handed to the hook is replaced by a fresh copy when the run context is set
+    up, so it never sees the final state; the engine's `.state` always is the current one.
+    None when not found (another Prefect version): such a run is still closed at exit.
+    """
+    frame: FrameType | None = sys._getframe(1)
+    for _ in range(_ENGINE_FRAMES):
+        if frame is None:
+            break
+        candidate = frame.f_locals.get("self")
+        if (candidate is not None and callable(getattr(candidate, "set_state", None))
+                and getattr(getattr(candidate, "flow_run", None), "id", None) == flow_run.id):
+            return candidate
+        frame = frame.f_back
+    return None
+
+
+def _live_state(entry: _Open) -> Any:
+    if entry.engine is None:
+        return None
+    try:
+        return entry.engine.state
+    except Exception:  # the engine lost its flow run: no state to tell
+        return None
+
+
+def _kind(state_obj: Any) -> str:
+    return state_obj.type.value if hasattr(state_obj.type, "value") else str(state_obj.type)
+
+
+def close_unreported() -> None:
+    """Close the flow runs that ended in a state Prefect fires no hook for.
+
+    A flow that returns `Cancelled(...)` ends Cancelled, and neither on_cancellation (which
+    runs on Cancelling only) nor any other hook fires. Each flow hook, and the exit handler,
+    calls this: it costs a look at the few open flow runs' live states.
+    """
+    with state.lock:
+        ended = []
+        for ref, entry in list(state.open.items()):
+            live = _live_state(entry)
+            if live is not None and _kind(live) in UNHOOKED:
+                ended.append((state.open.pop(ref), live))
+    for entry, live in sorted(ended, key=lambda item: -(item[0].run.id or 0)):  # subflows first
+        try:
+            engine = entry.engine
+            _finish_flow(engine.flow, engine.flow_run, live, entry, finished_at=_state_time(live),
+                         note=f"the flow run ended {live.name}, a state Prefect runs no hook for; recorded afterwards")
+        except Exception as e:
+            logger.warning("lamin-integrations: could not close flow run %s: %s: %s",
+                           entry.run.reference, type(e).__name__, e)
+
+
+def flow_finished(flow: Any, flow_run: Any, state_obj: Any) -> None:
     from .writer import writer
 
     state.check_instance()
@@ -265,6 +332,28 @@ def flow_finished(flow: Any, flow_run: Any, state_obj: Any) -> None:
     ref = str(flow_run.id)
     with state.lock:
         entry = state.open.pop(ref, None)
+    close_unreported()  # e.g. a subflow of this flow that returned Cancelled
+    _finish_flow(flow, flow_run, state_obj, entry)
+
+
+def _state_time(state_obj: Any) -> Any:
+    """When Prefect entered the state (a run closed later still gets its real end time)."""
+    from datetime import UTC, datetime
+
+    stamp = getattr(state_obj, "timestamp", None)
+    try:
+        return datetime.fromtimestamp(stamp.timestamp(), tz=UTC) if stamp is not None else None
+    except (AttributeError, OSError, OverflowError, ValueError):
+        return None
+
+
+def _finish_flow(flow: Any, flow_run: Any, state_obj: Any, entry: _Open | None, *,
+                 note: str | None = None, finished_at: Any = None) -> None:
+    from prefect.context import FlowRunContext
+
+    from ..core.pipeline import close_run
+
+    ref = str(flow_run.id)
     run = entry.run if entry is not None else _by_reference(ref, FLOW_RUN)
     if run is None:  # parameter validation failed: no running hook fired
         attempt = max(int(flow_run.run_count or 0), 1)
@@ -272,8 +361,10 @@ def flow_finished(flow: Any, flow_run: Any, state_obj: Any) -> None:
         entry = _Open(run, attempt)
     elif entry is None:
         entry = _Open(run, int(flow_run.run_count or 1))
-    kind = state_obj.type.value if hasattr(state_obj.type, "value") else str(state_obj.type)
-    status = STATUS.get(kind, "aborted")
+    status = STATUS.get(_kind(state_obj), "aborted")
+    error = None if status == "completed" else (state_obj.message or state_obj.name)
+    if error and note:
+        error = f"{error} ({note})"
     try:
         ctx = FlowRunContext.get()
         params = run.params or {}
@@ -286,7 +377,8 @@ def flow_finished(flow: Any, flow_run: Any, state_obj: Any) -> None:
         _close_children(run, entry)
     finally:
         _unset_current(entry)
-        close_run(run, status, error=None if status == "completed" else (state_obj.message or state_obj.name))
+        entry.engine = None
+        close_run(run, status, finished_at=finished_at, error=error)
         state.known.pop(ref, None)
 
 
@@ -313,6 +405,58 @@ def _close_children(run: Any, entry: _Open) -> None:
     for child in stale:
         close_run(child, "aborted", error=reason)
     _apply_map_indexes(run)
+
+
+def close_leftovers() -> None:
+    """At interpreter exit: close what this process opened and never saw end, as aborted.
+
+    After the background writer's last batch, flow runs that ended without a hook get their
+    Prefect state (`close_unreported`); flow runs still running here (a process killed by
+    SIGTERM, a daemon thread) are closed innermost first, each with its still-open children;
+    then task runs left open outside any flow. Runs of a registry this process has since
+    left are not touched. Never raises.
+    """
+    from ..core import instance as instance_module
+    from ..core.pipeline import close_run
+    from .writer import EXIT_FLUSH_SECONDS, writer
+
+    try:
+        if not state.open or state.instance is None or instance_module._current is not state.instance:
+            return
+        writer.flush(EXIT_FLUSH_SECONDS)
+        close_unreported()
+        with state.lock:
+            flows = sorted(((r, e) for r, e in state.open.items() if e.run.reference_type == FLOW_RUN),
+                           key=lambda item: -(item[1].run.id or 0))  # subflows before their parents
+    except Exception as e:
+        logger.debug("lamin-integrations: could not close open runs at exit: %s", e)
+        return
+    for ref, entry in flows:
+        try:
+            with state.lock:
+                if state.open.pop(ref, None) is None:
+                    continue  # closed with a parent already
+            live = _live_state(entry)
+            name = getattr(live, "name", None) or "unknown"
+            entry.run.params = _with_facts({k: v for k, v in (entry.run.params or {}).items() if k not in (_FACTS, f"_{_FACTS}")},
+                                           {**_facts_of(entry.run), "state": name})
+            _close_children(entry.run, entry)
+            close_run(entry.run, "aborted", error=(
+                f"the process exited before this flow run reported a final state (its Prefect state here was {name})"))
+        except Exception as e:
+            logger.debug("lamin-integrations: could not close flow run %s at exit: %s", ref, e)
+    with state.lock:
+        tasks = list(state.open.items())
+        state.open.clear()
+    for ref, entry in tasks:
+        try:
+            if entry.run.id is not None:
+                close_run(entry.run, "aborted", error="the process exited before this task run reported a final state")
+        except Exception as e:
+            logger.debug("lamin-integrations: could not close task run %s at exit: %s", ref, e)
+
+
+atexit.register(close_leftovers)
 
 
 def _apply_map_indexes(run: Any) -> None:
@@ -442,8 +586,7 @@ def task_finished(task: Any, task_run: Any, state_obj: Any) -> None:
         if entry is None:
             return
     run = entry.run
-    kind = state_obj.type.value if hasattr(state_obj.type, "value") else str(state_obj.type)
-    status = STATUS.get(kind, "aborted")
+    status = STATUS.get(_kind(state_obj), "aborted")
     cached = state_obj.name == "Cached"
     error = None if status == "completed" else (state_obj.message or state_obj.name)
     outputs: list[str] = []
