@@ -107,3 +107,54 @@ def test_hooks_fire_after_the_transaction_and_the_project_is_linked(registry):
         assert not ln.Run.filter(name="rolled back").exists() and recorder.finished == [("b", "completed")]
     finally:
         plugins.manager().unregister(name="test-bulk-recorder")
+
+
+def test_a_big_batch_reads_back_and_leaves_the_connection_as_it_was(registry):
+    """Big batches take the column-at-a-time paths (flat JSON, UTC datetimes, sorted uids, a
+    larger SQLite page cache for the insert only): the same values as row by row."""
+    t = ln.Transform(key="bulk-big", kind="pipeline").save()
+    start = dt.datetime(2024, 3, 4, 21, 6, 0, 37000, tzinfo=UTC)
+    berlin = dt.timezone(dt.timedelta(hours=1))
+    n = 6_000
+    rows = [{"transform_id": t.id, "name": f"task {i}", "status": ("completed", "errored", "started")[i % 3],
+             "started_at": start + dt.timedelta(seconds=i) if i % 7 else None,
+             "finished_at": (start + dt.timedelta(seconds=i + 1)).astimezone(berlin) if i % 3 == 0 else None,
+             "params": {"i": i, "pcpu": i / 10, "ok": i % 2 == 0, "none": None, "text": "späť"},
+             "_aux": {"exit": 1} if i % 3 == 1 else None}
+            for i in range(n)]
+    rows[7]["_aux"] = {"text": "a backslash, then u0000: \\u0000"}  # not a NUL: stored as given
+    if registry.dialect == "sqlite":
+        with registry.read() as conn:
+            cache = conn.exec_driver_sql("PRAGMA cache_size").scalar()
+    ids = insert_runs(rows)
+    assert len(ids) == n and ids == sorted(ids)
+    runs = {r.id: r for r in ln.Run.filter(id__in=ids)}
+    uids = [runs[i].uid for i in ids]
+    assert len(set(uids)) == n and all(len(u) == 16 for u in uids)
+    for i in (0, 1, 2, 7, 5_999):
+        run, row = runs[ids[i]], rows[i]
+        assert run.name == row["name"] and run.status == row["status"] and run.params == row["params"]
+        assert run._aux == row["_aux"]
+        assert run.started_at == (row["started_at"] or run.created_at)
+        if row["status"] == "completed":
+            assert run.finished_at == row["finished_at"]
+        elif row["status"] == "errored":
+            assert run.finished_at == run.created_at  # a final status without an end time ends now
+        else:
+            assert run.finished_at is None
+    assert ln.Run.filter(params__i__in=[3, 4]).count() == 2
+    if registry.dialect == "sqlite":
+        with registry.read() as conn:
+            assert conn.exec_driver_sql("PRAGMA cache_size").scalar() == cache
+
+
+@pytest.mark.parametrize("bad", [{"params": {"x": float("inf")}}, {"params": {"x": "a\x00b"}},
+                                 {"params": {"x": [1]}, "status": "done"}, {"name": None, "status": 3}])
+def test_a_bad_value_at_the_end_of_a_big_batch_writes_nothing(registry, bad):
+    t = ln.Transform(key="bulk-big-bad", kind="pipeline").save()
+    before = ln.Run.filter().count()
+    rows = [{"transform_id": t.id, "name": f"task {i}", "status": "completed", "params": {"i": i}} for i in range(6_000)]
+    rows[-1].update(bad)
+    with pytest.raises(ValidationError):
+        insert_runs(rows)
+    assert ln.Run.filter().count() == before
