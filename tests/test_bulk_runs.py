@@ -158,3 +158,15 @@ def test_a_bad_value_at_the_end_of_a_big_batch_writes_nothing(registry, bad):
     with pytest.raises(ValidationError):
         insert_runs(rows)
     assert ln.Run.filter().count() == before
+
+
+def test_values_shared_by_every_row_are_stored_as_given(registry):
+    """On SQLite a value every row shares is written into the INSERT once: quotes and all."""
+    t = ln.Transform(key="bulk-shared", kind="pipeline").save()
+    odd = "O'Brien's run'); DROP TABLE run; --"
+    ids = insert_runs([{"transform_id": t.id, "name": odd, "reference": "it''s", "reference_type": "x'y",
+                        "host": "h" * 255, "pid": 0, "params": {"a": "'"}} for _ in range(3)])
+    for run in ln.Run.filter(id__in=ids):
+        assert (run.name, run.reference, run.reference_type, run.host, run.pid) == (odd, "it''s", "x'y", "h" * 255, 0)
+        assert run.params == {"a": "'"} and run.status == "scheduled" and not run.is_locked
+    assert ln.Run.filter(name=odd).count() == 3

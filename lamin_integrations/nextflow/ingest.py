@@ -135,7 +135,8 @@ class Recorder:
 
     # -- pipeline -------------------------------------------------------------------------------
 
-    def _pipeline_run(self, launch: Launch, tasks: list[Task], final: bool, identity: dict[str, Any]) -> Any:
+    def _pipeline_run(self, launch: Launch, tasks: list[Task], final: bool, identity: dict[str, Any],
+                      ends: list[dt.datetime | None] | None = None) -> Any:
         from ..core.instance import mask_text
         from ..core.models import Run, Transform
 
@@ -153,9 +154,10 @@ class Recorder:
                               params__trace_file=identity["trace_file"]).order_by("-id").first())
         status = launch.status or (infer_status(tasks) if final else "started")
         # CACHED rows carry the times of the launch that first ran them: not this launch's
-        executed = [t for t in tasks if t.fields.get("status") != "CACHED"] or tasks
-        submits = [t.fields["submit"] for t in executed if t.fields.get("submit") is not None]
-        completes = [e for e in (end_time(t.fields) for t in executed) if e is not None]
+        pairs = list(zip(tasks, ends if ends is not None else map(end_time, (t.fields for t in tasks)), strict=True))
+        executed = [(t, e) for t, e in pairs if t.fields.get("status") != "CACHED"] or pairs
+        submits = [t.fields["submit"] for t, _ in executed if t.fields.get("submit") is not None]
+        completes = [e for _, e in executed if e is not None]
         started_at = launch.started_at or (min(submits) if submits else None)
         finished_at = launch.finished_at or (max(completes) if completes and _RANK[status] == 2 else None)
         facts = {**launch.engine_facts(), **identity}
@@ -200,7 +202,8 @@ class Recorder:
         from ..core.models import Run
 
         self._fill_work_dirs(launch, tasks)
-        pipeline = self._pipeline_run(launch, tasks, final, identity)
+        ends = [end_time(t.fields) for t in tasks]
+        pipeline = self._pipeline_run(launch, tasks, final, identity, ends)
         version = launch.revision or launch.script_id
         existing: dict[tuple[str, str | None], Any] = {}
         by_task_id: dict[str, Any] = {}
@@ -222,7 +225,7 @@ class Recorder:
         keys = [t.key for t in tasks]
         plain = len(set(keys)) == len(tasks)
         new_tasks: list[Task] = []
-        for task, key in zip(tasks, keys, strict=True):
+        for task, key, end in zip(tasks, keys, ends, strict=True):
             f = task.fields
             run = existing.get(key) or (by_task_id.get(key[0]) if key[1] is None else None)
             if run is None and key[1] is not None:
@@ -238,7 +241,7 @@ class Recorder:
                     cached_from[str(f.get("task_id"))] = original.uid
                     continue
             if run is None and plain:
-                new.append(self._task_row(task, pipeline, version))
+                new.append(self._task_row(task, pipeline, version, end))
                 new_tasks.append(task)
             elif run is None:
                 run = self._new_task_run(task, pipeline, version)
@@ -340,7 +343,7 @@ class Recorder:
         _apply(run, task)
         return run
 
-    def _task_row(self, task: Task, pipeline: Any, version: str | None) -> dict[str, Any]:
+    def _task_row(self, task: Task, pipeline: Any, version: str | None, end: dt.datetime | None) -> dict[str, Any]:
         """`_new_task_run` (with `_files_due`) as the plain values of core.bulk.insert_runs."""
         f = task.fields
         get = f.get
@@ -354,7 +357,7 @@ class Recorder:
                "reference": (full_hash(workdir) if workdir else None) or get("hash"), "reference_type": TASK_REFERENCE,
                "initiated_by_run_id": pipeline.id, "params": _params(task), "status": status,
                # an ended row without any end time (an ABORTED task): its start, not the time of ingest
-               "finished_at": (end_time(f) or start) if _RANK[status] == 2 else None,
+               "finished_at": (end or start) if _RANK[status] == 2 else None,
                "started_at": start, "host": str(hostname)[:255] if hostname else None}
         aux = _task_aux(f, {}) if trace_status in ("FAILED", "CACHED") else {}
         if self.files.work_dir and trace_status in ("COMPLETED", "FAILED", "CACHED") and workdir:

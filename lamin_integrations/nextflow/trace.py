@@ -397,13 +397,12 @@ def parse_lines(lines: Iterable[str], *, path: str | None = None, tz: dt.tzinfo 
         raise TraceError(f"{where}: empty file: not a Nextflow trace (expected a header line of trace fields)")
     trace_sep, width, tasks = trace.sep, len(trace.columns), trace.tasks
     row = _row_converter(trace.columns, tz, trace.__dict__.get("types"))
-    for number in range(i + 1, n + 1):  # 1-based line numbers of the rows
-        line = lines[number - 1]
+    for number, line in enumerate(lines[i:], i + 1):  # 1-based line numbers of the rows
         complete = line.endswith("\n")
         if not complete and partial_tail:
             break
         text = line.rstrip("\r\n")
-        if not text.strip():
+        if not text or text.isspace():
             continue
         values = text.split(trace_sep)
         if len(values) != width:
