@@ -170,3 +170,15 @@ def test_values_shared_by_every_row_are_stored_as_given(registry):
         assert (run.name, run.reference, run.reference_type, run.host, run.pid) == (odd, "it''s", "x'y", "h" * 255, 0)
         assert run.params == {"a": "'"} and run.status == "scheduled" and not run.is_locked
     assert ln.Run.filter(name=odd).count() == 3
+
+
+def test_flat_json_texts_are_what_json_dumps_writes():
+    import json
+
+    from lamin_integrations.core.bulk import _flat_json_texts
+
+    values = [{"a": 1, "b": 'ü"\\\n\t', "c": 1.5e300, "d": None, "e": True, "f": -0.0, "g": 10**30, "h": "😀"},
+              None, {}, {"x": 0.1, "y": ""}]
+    assert _flat_json_texts(values) == [None if v is None else json.dumps(v, ensure_ascii=False) for v in values]
+    for refused in ({"x": float("nan")}, {"x": "\x00"}, {1: "x"}, {"x": [1]}, {"x": {"y": 1}}, "text"):
+        assert _flat_json_texts([{"ok": 1}, refused]) is None  # checked value by value instead

@@ -458,34 +458,51 @@ def _sqlite_datetime(v: Any) -> str:
     return aware.astimezone(utc).replace(tzinfo=None).isoformat(" ", "microseconds")
 
 
-@functools.cache
 def _flat_encoder() -> Callable[[Any], str]:
     """`json.dumps(v, ensure_ascii=False, allow_nan=False)` for flat values (never circular):
-    json's C encoder made once and reused, so its memo of encoded keys serves every row."""
+    json's C encoder made once for a batch, so its memo of encoded keys serves every row
+    (a new one per batch: the memo holds every key it has seen)."""
+    import json
+
+    plain = json.JSONEncoder(ensure_ascii=False, allow_nan=False, check_circular=False)
+    if not _c_encoder_works():
+        return plain.encode
+    iterencode = _c_encoder(plain)
+    join = "".join
+
+    def encode(value: Any) -> str:
+        return join(iterencode(value, 0))
+
+    return encode
+
+
+def _c_encoder(plain: Any) -> Any:
+    from json import encoder
+
+    return encoder.c_make_encoder(None, plain.default, encoder.encode_basestring, None,  # type: ignore[attr-defined]
+                                  plain.key_separator, plain.item_separator, False, False, False)
+
+
+@functools.cache
+def _c_encoder_works() -> bool:
+    """Does json's C encoder (not a documented API) take these arguments and write what
+    json.dumps writes, refusing NaN? Else the public path is used."""
     import json
     from json import encoder
 
-    plain = json.JSONEncoder(ensure_ascii=False, allow_nan=False, check_circular=False)
-    make = getattr(encoder, "c_make_encoder", None)
-    if make is None:
-        return plain.encode
+    if getattr(encoder, "c_make_encoder", None) is None:
+        return False
     try:
-        iterencode = make(None, plain.default, encoder.encode_basestring, None, plain.key_separator,
-                          plain.item_separator, False, False, False)
-        join = "".join
-
-        def encode(value: Any) -> str:
-            return join(iterencode(value, 0))
-
+        iterencode = _c_encoder(json.JSONEncoder(ensure_ascii=False, allow_nan=False, check_circular=False))
         sample = {"a": 1, "b": 'ü"\\\n', "c": 1.5e300, "d": None, "e": True, "f": -0.0, "g": 10**30}
-        if encode(sample) != json.dumps(sample, ensure_ascii=False, allow_nan=False):
-            return plain.encode
-        encode({"x": float("nan")})
+        if "".join(iterencode(sample, 0)) != json.dumps(sample, ensure_ascii=False, allow_nan=False):
+            return False
+        iterencode({"x": float("nan")}, 0)
     except ValueError:  # NaN refused, as allow_nan=False must
-        return encode
-    except Exception:  # another Python's signature: the public path
-        return plain.encode
-    return plain.encode  # NaN accepted: not the encoder we asked for
+        return True
+    except Exception:  # another Python's signature
+        return False
+    return False  # NaN accepted: not the encoder asked for
 
 
 def _flat_json_texts(column_values: list[Any]) -> list[Any] | None:
