@@ -321,12 +321,22 @@ class Recorder:
 
         if not cached:
             return {}
+        from ..core.query import Q
+
         shorts = sorted({t.fields["hash"] for t in cached if t.fields.get("hash")})
         found: dict[str, Any] = {}
-        for chunk in [shorts[i:i + 500] for i in range(0, len(shorts), 500)]:
-            for run in (Run.filter(reference_type=TASK_REFERENCE, params__hash__in=chunk)
-                        .exclude(initiated_by_run=pipeline).order_by("id")):
+        # A task's reference is its short hash ("ab/123456") or, with its work dir known, the full
+        # hash that starts with those 8 digits: one index range each (hex digits sort before "g"),
+        # instead of reading every task run's params in the registry.
+        for chunk in [shorts[i:i + 200] for i in range(0, len(shorts), 200)]:
+            prefixes = [short.replace("/", "").lower() for short in chunk]
+            where = Q(Q(reference_type=TASK_REFERENCE, reference__in=chunk),
+                      *[Q(reference_type=TASK_REFERENCE, reference__gte=p, reference__lt=p + "g") for p in prefixes],
+                      _connector="OR")
+            for run in Run.filter(where).exclude(initiated_by_run=pipeline).order_by("id"):
                 short = (run.params or {}).get("hash")
+                if short not in chunk:
+                    continue  # a full hash that only shares the digits with a short one
                 found.setdefault(str(short), run)
                 if run.reference and len(run.reference) == 32:
                     found.setdefault(run.reference, run)
