@@ -17,7 +17,7 @@ def check_json(value: Any, where: str, _depth: int = 0) -> None:
         raise ValidationError(f"{where} is nested deeper than {MAX_DEPTH} levels")
     if value is None or isinstance(value, (bool, int, str)):
         if isinstance(value, str):
-            _check_string(value, where)
+            check_text(where, value)
         return
     if isinstance(value, float):
         if not math.isfinite(value):
@@ -29,7 +29,7 @@ def check_json(value: Any, where: str, _depth: int = 0) -> None:
                 raise ValidationError(f"{where} has a non-string key {key!r}; JSON keys are strings")
             if "\x00" in key:
                 raise ValidationError(f"{where} has a key with a NUL byte: {key!r}")
-            _check_string(key, f"{where} key")
+            check_text(f"{where} key", key)
             check_json(item, f"{where}[{key!r}]", _depth + 1)
         return
     if isinstance(value, (list, tuple)):
@@ -42,14 +42,16 @@ def check_json(value: Any, where: str, _depth: int = 0) -> None:
     )
 
 
-def _check_string(value: str, where: str) -> None:
+def check_text(where: str, value: str) -> None:
+    """Text both databases can store: no NUL byte, no lone surrogate."""
     if "\x00" in value:
         raise ValidationError(f"{where}: strings cannot contain NUL bytes")
     try:
         value.encode("utf-8")
     except UnicodeEncodeError:
+        # A lone surrogate: typically os.fsdecode() of a file name that is not UTF-8.
         raise ValidationError(f"{where}: {value[:80]!r} is not valid Unicode (a lone surrogate, e.g. from a "
-                              "file name that is not UTF-8)") from None
+                              "file name that is not UTF-8); databases store UTF-8 text only") from None
 
 
 def to_json(value: Any, _depth: int = 0) -> Any:

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 
 from ..errors import FieldError, ValidationError
+from .jsonutil import check_text
 from .schema import is_json
 
 if TYPE_CHECKING:
@@ -168,7 +169,7 @@ def _coerce(model: type[SQLRecord], name: str, column: Any, op: str, value: Any)
     if op in _TEXT_OPS:
         if not isinstance(value, str):
             raise ValidationError(f"{where} expects a string, got {value!r}")
-        _check_text(where, value)
+        check_text(where, value)
         check_pattern_length(where, value)
         return value
     if value is None:
@@ -184,17 +185,6 @@ MAX_PATTERN_BYTES = 50_000  # SQLite refuses longer LIKE patterns; the same limi
 def check_pattern_length(where: str, value: str) -> None:
     if len(value.encode()) > MAX_PATTERN_BYTES - 100:
         raise ValidationError(f"{where}: search patterns are limited to {MAX_PATTERN_BYTES - 100:,} bytes, got {len(value.encode()):,}")
-
-
-def _check_text(where: str, value: str) -> None:
-    if "\x00" in value:
-        raise ValidationError(f"{where}: strings cannot contain NUL bytes")
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        # A lone surrogate: typically os.fsdecode() of a file name that is not UTF-8.
-        raise ValidationError(f"{where}: {value[:80]!r} is not valid Unicode (a lone surrogate, e.g. from a "
-                              "file name that is not UTF-8); databases store UTF-8 text only") from None
 
 
 INT64 = (-(2**63), 2**63 - 1)
@@ -227,7 +217,7 @@ def check_scalar(where: str, python_type: type | None, value: Any) -> None:
     elif python_type is str:
         if not isinstance(value, str):
             raise ValidationError(f"{where} expects a string, got {type(value).__name__}: {value!r}")
-        _check_text(where, value)
+        check_text(where, value)
 
 
 def _coerce_scalar(where: str, column: Any, value: Any) -> Any:
@@ -295,7 +285,7 @@ def _json_lookup(
             f"{expression!r}: give a key inside the JSON field, e.g. params__learning_rate__gt=0.1"
         )
     for key in rest:
-        _check_text(expression, key)
+        check_text(expression, key)
     if op == "isnull":
         if not isinstance(value, bool):
             raise ValidationError(f"{expression} expects True or False, got {value!r}")
@@ -310,7 +300,7 @@ def _json_lookup(
         if values and all(type(v) is str for v in values):
             # one type guard and one IN list: what the OR of `exact` comparisons below means for strings
             for v in values:
-                _check_text(expression, v)
+                check_text(expression, v)
             text_type = ["text"] if dialect == "sqlite" else ["string"]
             return sa.and_(_json_type(column, rest, dialect).in_(text_type),
                            _json_scalar(column, rest, "string", dialect).in_(values))
@@ -336,7 +326,7 @@ def _json_compare(column: Any, path: list[str], op: str, value: Any, dialect: st
             check_int64(expression, value)
         kind, sql_types = "number", (["integer", "real"] if dialect == "sqlite" else ["number"])
     elif isinstance(value, str):
-        _check_text(expression, value)
+        check_text(expression, value)
         kind, sql_types = "string", (["text"] if dialect == "sqlite" else ["string"])
     else:
         raise ValidationError(

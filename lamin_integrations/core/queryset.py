@@ -308,9 +308,10 @@ class QuerySet:
         """Rank matches in SQL: exact > prefix > word > contains, over string fields."""
         if not isinstance(string, str) or not string:
             raise ValidationError("search() needs a non-empty string")
-        from .query import _check_text, check_pattern_length
+        from .jsonutil import check_text
+        from .query import check_pattern_length
 
-        _check_text("search()", string)
+        check_text("search()", string)
         check_pattern_length("search()", string)
         meta = self.model._meta
         fields = [field] if isinstance(field, str) else list(field or meta.string_fields)
