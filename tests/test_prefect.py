@@ -1,7 +1,7 @@
-"""Prefect adapter: real flows against one ephemeral Prefect server for this module.
+"""Prefect adapter: real flows against one ephemeral Prefect server (conftest `prefect_api`, one per session).
 
 Starting Prefect's server costs ~15 s and each flow run ~1.2 s (engine notes), so the
-server is shared by the module and each test runs one or two small flows, then asserts on
+server is shared by the session and each test runs one or two small flows, then asserts on
 the Runs, statuses, params and artifact links the hooks wrote.
 """
 
@@ -12,17 +12,9 @@ import logging
 import os
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import pytest
-
-# Prefect reads its settings when first imported: point it at a throw-away home first.
-os.environ.setdefault("PREFECT_HOME", tempfile.mkdtemp(prefix="prefect-home-"))
-os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-os.environ.setdefault("DO_NOT_TRACK", "1")
-os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
-os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 
 prefect = pytest.importorskip("prefect")
 
@@ -31,18 +23,7 @@ from lamin_integrations.prefect import LaminFlow, LaminTask, flow, instrument, t
 from lamin_integrations.prefect import hooks as prefect_hooks  # noqa: E402
 from lamin_integrations.prefect import recorder as recorder  # noqa: E402
 
-pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
-
-
-@pytest.fixture(scope="module", autouse=True)
-def prefect_server(tmp_path_factory: pytest.TempPathFactory):
-    from prefect.settings import PREFECT_HOME, PREFECT_LOCAL_STORAGE_PATH, temporary_settings
-    from prefect.testing.utilities import prefect_test_harness
-
-    home = tmp_path_factory.mktemp("prefect_home")
-    settings = {PREFECT_HOME: home, PREFECT_LOCAL_STORAGE_PATH: home / "storage"}
-    with temporary_settings(updates=settings), prefect_test_harness(server_startup_timeout=120):
-        yield
+pytestmark = [pytest.mark.filterwarnings("ignore::DeprecationWarning"), pytest.mark.usefixtures("prefect_api")]
 
 
 @pytest.fixture
