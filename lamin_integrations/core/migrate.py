@@ -45,7 +45,12 @@ def ensure_schema(engine: sa.Engine) -> None:
             rev = current_revision(conn)
     except sa.exc.OperationalError as e:
         text = str(e.orig).strip().splitlines()[0] if e.orig is not None else str(e)
-        raise RegistryUnavailable(f"cannot reach the registry at {mask_url(engine.url)}: {text}") from None
+        if not (engine.dialect.name == "sqlite" and "locked" in text):
+            raise RegistryUnavailable(f"cannot reach the registry at {mask_url(engine.url)}: {text}") from None
+        # A fresh SQLite file that another process is creating (its switch to WAL and the DDL
+        # can refuse a reader without waiting): wait for that process under the migration
+        # lock below, where upgrade() reads the revision again.
+        rev = None
     if rev == HEAD:
         return
     with _migration_lock(engine) as conn:
