@@ -6,11 +6,13 @@ The PostgreSQL server is started once per session on loopback (tests/servers.py)
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
 import tempfile
 import textwrap
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -173,3 +175,28 @@ def race(tmp_path: Path, body: str, argvs: list[list[str]], timeout: float = 120
         assert p.returncode == 0, err
         outs.append(out.strip())
     return outs
+
+
+@pytest.fixture
+def work(sqlite_registry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty working folder as the current directory, on a SQLite registry (engine tests)."""
+    folder = tmp_path / "work"
+    folder.mkdir()
+    monkeypatch.chdir(folder)
+    return folder
+
+
+@contextlib.contextmanager
+def running_weblog(max_body: int) -> Iterator:
+    """A Nextflow weblog receiver (token "s3cret") serving on loopback in a thread."""
+    from lamin_integrations.nextflow.weblog import make_server
+
+    srv = make_server("127.0.0.1", 0, token="s3cret", max_body=max_body)
+    thread = threading.Thread(target=srv.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield srv
+    finally:
+        srv.shutdown()
+        srv.server_close()
+        thread.join(5)

@@ -14,12 +14,12 @@ import http.client
 import json
 import os
 import string
-import threading
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 from click.testing import CliRunner
+from conftest import running_weblog
 from hypothesis import HealthCheck, assume, event, given, settings
 from hypothesis import strategies as st
 
@@ -163,17 +163,8 @@ def weblog_bodies(draw) -> bytes:
 
 @pytest.fixture
 def weblog(registry):
-    from lamin_integrations.nextflow.weblog import make_server
-
-    srv = make_server("127.0.0.1", 0, token="s3cret", max_body=16 * 1024)
-    thread = threading.Thread(target=srv.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with running_weblog(max_body=16 * 1024) as srv:
         yield srv
-    finally:
-        srv.shutdown()
-        srv.server_close()
-        thread.join(5)
 
 
 def post(srv, body: bytes, path: str = "/?token=s3cret") -> tuple[int, dict]:

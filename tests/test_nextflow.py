@@ -15,11 +15,11 @@ import os
 import shutil
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from conftest import running_weblog
 
 import lamin_integrations as ln
 from lamin_integrations.cli import cli
@@ -305,17 +305,8 @@ def _events(name: str) -> list[dict]:
 
 @pytest.fixture
 def server(registry):
-    from lamin_integrations.nextflow.weblog import make_server
-
-    srv = make_server("127.0.0.1", 0, token="s3cret", max_body=64 * 1024)
-    thread = threading.Thread(target=srv.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with running_weblog(max_body=64 * 1024) as srv:
         yield srv
-    finally:
-        srv.shutdown()
-        srv.server_close()
-        thread.join(5)
 
 
 def post(srv, body: bytes | dict, path: str = "/?token=s3cret", headers: dict | None = None) -> tuple[int, dict]:

@@ -26,14 +26,6 @@ from lamin_integrations.prefect import recorder as recorder  # noqa: E402
 pytestmark = [pytest.mark.filterwarnings("ignore::DeprecationWarning"), pytest.mark.usefixtures("prefect_api")]
 
 
-@pytest.fixture
-def work(sqlite_registry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    folder = tmp_path / "work"
-    folder.mkdir()
-    monkeypatch.chdir(folder)
-    return folder
-
-
 def runs(**lookups):
     return list(ln.Run.filter(**lookups).order_by("id"))
 

@@ -34,14 +34,6 @@ pytestmark = [pytest.mark.filterwarnings("ignore::DeprecationWarning"), pytest.m
 OPEN = ["started", "restarted", "scheduled"]
 
 
-@pytest.fixture
-def work(sqlite_registry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    folder = tmp_path / "work"
-    folder.mkdir()
-    monkeypatch.chdir(folder)
-    return folder
-
-
 def prefect_env(api_url: str, **extra: str) -> dict[str, str]:
     """A subprocess that talks to this module's Prefect server and writes to the test's registry."""
     return python_env(**{"PREFECT_API_URL": api_url, "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "DO_NOT_TRACK": "1",
