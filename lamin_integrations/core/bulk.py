@@ -144,34 +144,44 @@ def insert_runs(rows: list[dict[str, Any]], *, records: bool = False, instance: 
     is linked; `run_started` / `run_finished` fire for plugins that implement them.
     Parents must be saved already (`initiated_by_run_id`).
     """
+    if not rows:
+        return []
+    keys = set().union(*rows)
+    return insert_run_columns({name: _column(rows, name) for name in sorted(keys)}, records=records, instance=instance)
+
+
+def insert_run_columns(columns: dict[str, list[Any]], *, records: bool = False, instance: Any = None) -> list[Any]:
+    """`insert_runs` for values given column by column (`{"name": [...], "params": [...]}`, every
+    list as long as the others): an adapter that builds its rows from a parsed file makes
+    each column in one pass instead of one dict per row that is taken apart again here."""
     from . import plugins, schema
     from .instance import current
     from .models import FINAL_STATUSES, STATUS_CODES, Run
 
-    if not rows:
+    lengths = {len(v) for v in columns.values()}
+    if len(lengths) > 1:
+        raise ValidationError(f"insert_run_columns() got columns of different lengths {sorted(lengths)}")
+    if not lengths or 0 in lengths:
         return []
+    n = lengths.pop()
     instance = instance or current()
     table = schema.run
-    columns = [c.name for c in table.columns]
-    allowed = set(columns) - {"id", "uid", "root_run_id", "_status_code"}
+    allowed = {c.name for c in table.columns} - {"id", "uid", "root_run_id", "_status_code"}
     now = schema.now()
-    values: dict[str, list[Any]] = {}
-    keys = set().union(*rows)
+    keys = set(columns)
     unknown = keys - allowed - {"status"}
     if unknown:
         from ..errors import FieldError
 
         raise FieldError(f"insert_runs() got unexpected fields {', '.join(sorted(unknown))}. "
                          f"Valid fields: {', '.join(sorted(allowed | {'status'}))}")
-    for name in sorted(keys & allowed):
-        values[name] = _column(rows, name)
-    n = len(rows)
+    values: dict[str, list[Any]] = {name: list(columns[name]) for name in sorted(keys & allowed)}
     if "transform_id" not in values or None in values["transform_id"]:
         raise ValidationError("Run needs a saved transform")
     # status: as Run.status = ... does (a final status without an end time ends now)
     codes = [-3] * n
     if "status" in keys:
-        statuses = _column(rows, "status")
+        statuses = columns["status"]
         code_of: dict[Any, int] = {None: -3, **STATUS_CODES}
         try:
             codes = list(map(code_of.__getitem__, statuses))

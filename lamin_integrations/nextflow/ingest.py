@@ -16,12 +16,13 @@ import gc
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
+from itertools import chain
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
 from ..errors import ValidationError
 from .launch import Launch
-from .trace import Task, Trace, full_hash, read_trace, short_hash
+from .trace import DATE_FIELDS, Task, Trace, full_hash, read_trace, short_hash
 
 PIPELINE_REFERENCE = "nextflow_id"
 TASK_REFERENCE = "nextflow_task"
@@ -65,11 +66,8 @@ def timezone(name: str | None) -> dt.tzinfo | None:
 
 
 def _jsonable(fields: dict[str, Any]) -> dict[str, Any]:
-    out = {k: v for k, v in fields.items() if v is not None}
-    for k, v in out.items():
-        if isinstance(v, _DATETIME):
-            out[k] = v.isoformat()
-    return out
+    iso, datetime = _DATETIME.isoformat, _DATETIME
+    return {k: iso(v) if isinstance(v, datetime) else v for k, v in fields.items() if v is not None}
 
 
 _DATETIME = dt.datetime
@@ -198,7 +196,7 @@ class Recorder:
     # -- tasks ------------------------------------------------------------------------------------
 
     def _record(self, launch: Launch, tasks: list[Task], *, final: bool, identity: dict[str, Any]) -> Any:
-        from ..core.bulk import insert_runs, save, update_all
+        from ..core.bulk import insert_run_columns, save, update_all
         from ..core.models import Run
 
         self._fill_work_dirs(launch, tasks)
@@ -220,48 +218,50 @@ class Recorder:
         changed: list[Any] = []
         touched: list[tuple[Task, Any]] = []
         cached_from: dict[str, str] = {}
-        # New rows go to the database as plain values (core.bulk.insert_runs) unless a key
-        # repeats within this batch, where a later row updates the run of an earlier one.
-        keys = [t.key for t in tasks]
+        # New rows go to the database as plain values (core.bulk.insert_run_columns) unless a
+        # key repeats within this batch, where a later row updates the run of an earlier one.
+        keys = [(str(t.fields.get("task_id")), t.fields.get("hash")) for t in tasks]  # Task.key
         plain = len(set(keys)) == len(tasks)
         new_tasks: list[Task] = []
-        for task, key, end in zip(tasks, keys, ends, strict=True):
-            f = task.fields
-            run = existing.get(key) or (by_task_id.get(key[0]) if key[1] is None else None)
-            if run is None and key[1] is not None:
-                loose = by_task_id.get(key[0])  # recorded before its hash was known (weblog submitted)
-                if loose is not None and (loose.params or {}).get("hash") is None:
-                    run = loose
-            if f.get("status") == "CACHED" and run is None:
-                original = originals.get(task.full_hash or "") or originals.get(f.get("hash") or "")
-                if original is not None and task.full_hash and len(original.reference or "") == 32 \
-                        and original.reference != task.full_hash:
-                    original = None  # the same 8 hex digits, another task
-                if original is not None:
-                    cached_from[str(f.get("task_id"))] = original.uid
+        new_ends: list[dt.datetime | None] = []
+        if plain and not existing:  # a first ingest: every row is new but the CACHED ones found elsewhere
+            for task, end in zip(tasks, ends, strict=True):
+                if originals and task.fields.get("status") == "CACHED" and self._cached(task, originals, cached_from):
                     continue
-            if run is None and plain:
-                new.append(self._task_row(task, pipeline, version, end))
                 new_tasks.append(task)
-            elif run is None:
-                run = self._new_task_run(task, pipeline, version)
-                new.append(run)
-                existing[key] = run
-                if self._files_due(run, task):
-                    touched.append((task, run))
-            elif self._update_task_run(run, task) | self._files_due(run, task):
-                changed.append(run)
-                if (run._aux or {}).get("files_recorded"):
-                    touched.append((task, run))
-        if new and plain:
+                new_ends.append(end)
+        else:
+            for task, key, end in zip(tasks, keys, ends, strict=True):
+                f = task.fields
+                run = existing.get(key) or (by_task_id.get(key[0]) if key[1] is None else None)
+                if run is None and key[1] is not None:
+                    loose = by_task_id.get(key[0])  # recorded before its hash was known (weblog submitted)
+                    if loose is not None and (loose.params or {}).get("hash") is None:
+                        run = loose
+                if run is None and f.get("status") == "CACHED" and self._cached(task, originals, cached_from):
+                    continue
+                if run is None and plain:
+                    new_tasks.append(task)
+                    new_ends.append(end)
+                elif run is None:
+                    run = self._new_task_run(task, pipeline, version)
+                    new.append(run)
+                    existing[key] = run
+                    if self._files_due(run, task):
+                        touched.append((task, run))
+                elif self._update_task_run(run, task) | self._files_due(run, task):
+                    changed.append(run)
+                    if (run._aux or {}).get("files_recorded"):
+                        touched.append((task, run))
+        if new_tasks:
             with_files = bool(self.files.work_dir or self.files.outdir)
-            runs = insert_runs(new, records=with_files)
+            runs = insert_run_columns(self._task_columns(new_tasks, new_ends, pipeline, version), records=with_files)
             if with_files:
                 for task, run in zip(new_tasks, runs, strict=True):
                     existing[task.key] = run
                     if (run._aux or {}).get("files_recorded"):
                         touched.append((task, run))
-        elif new:
+        if new:
             save(new)
         if changed:
             update_all(changed)
@@ -277,7 +277,7 @@ class Recorder:
 
             files = replace(self.files, base=self.files.base or launch.launch_dir)  # the weblog knows the launch dir
             record_task_files(files, pipeline, touched, by_work_dir=self._work_dir_runs(pipeline, existing))
-        pipeline.__dict__["_ingest_counts"] = {"new": len(new), "updated": len(changed), "cached": len(cached_from)}
+        pipeline.__dict__["_ingest_counts"] = {"new": len(new) + len(new_tasks), "updated": len(changed), "cached": len(cached_from)}
         return pipeline
 
     def _files_due(self, run: Any, task: Task) -> bool:
@@ -317,29 +317,22 @@ class Recorder:
 
     def _originals(self, cached: list[Task], pipeline: Any) -> dict[str, Any]:
         """Runs already in the registry that first produced a CACHED row's result (same hash)."""
-        from ..core.models import Run
+        from ..core.references import runs_by_reference
 
-        if not cached:
+        shorts = {t.fields["hash"] for t in cached if t.fields.get("hash")}
+        if not shorts:
             return {}
-        from ..core.query import Q
-
-        shorts = sorted({t.fields["hash"] for t in cached if t.fields.get("hash")})
         found: dict[str, Any] = {}
         # A task's reference is its short hash ("ab/123456") or, with its work dir known, the full
-        # hash that starts with those 8 digits: one index range each (hex digits sort before "g"),
-        # instead of reading every task run's params in the registry.
-        for chunk in [shorts[i:i + 200] for i in range(0, len(shorts), 200)]:
-            prefixes = [short.replace("/", "").lower() for short in chunk]
-            where = Q(Q(reference_type=TASK_REFERENCE, reference__in=chunk),
-                      *[Q(reference_type=TASK_REFERENCE, reference__gte=p, reference__lt=p + "g") for p in prefixes],
-                      _connector="OR")
-            for run in Run.filter(where).exclude(initiated_by_run=pipeline).order_by("id"):
-                short = (run.params or {}).get("hash")
-                if short not in chunk:
-                    continue  # a full hash that only shares the digits with a short one
-                found.setdefault(str(short), run)
-                if run.reference and len(run.reference) == 32:
-                    found.setdefault(run.reference, run)
+        # hash that starts with those 8 digits: one index range each.
+        prefixes = [short.replace("/", "").lower() for short in shorts]
+        for run in runs_by_reference(TASK_REFERENCE, shorts, prefixes, not_initiated_by=pipeline.id):
+            short = (run.params or {}).get("hash")
+            if not isinstance(short, str) or short not in shorts:
+                continue  # a full hash that only shares the digits with a short one
+            found.setdefault(str(short), run)
+            if run.reference and len(run.reference) == 32:
+                found.setdefault(run.reference, run)
         return found
 
     def _new_task_run(self, task: Task, pipeline: Any, version: str | None) -> Any:
@@ -353,27 +346,54 @@ class Recorder:
         _apply(run, task)
         return run
 
-    def _task_row(self, task: Task, pipeline: Any, version: str | None, end: dt.datetime | None) -> dict[str, Any]:
-        """`_new_task_run` (with `_files_due`) as the plain values of core.bulk.insert_runs."""
+    @staticmethod
+    def _cached(task: Task, originals: dict[str, Any], cached_from: dict[str, str]) -> bool:
+        """A CACHED row whose result a run of an earlier launch produced: noted, not recorded again."""
         f = task.fields
-        get = f.get
-        process = get("process") or "unknown"
-        trace_status = get("status")
-        status = TASK_STATUS.get(trace_status or "", "started")
-        start = get("start") or get("submit")
-        workdir, hostname = get("workdir"), get("hostname")
-        # every key in every row (None: not given), which insert_runs reads column by column
-        row = {"transform_id": self._step(process, version).id, "name": (get("name") or process)[:150],
-               "reference": (full_hash(workdir) if workdir else None) or get("hash"), "reference_type": TASK_REFERENCE,
-               "initiated_by_run_id": pipeline.id, "params": _params(task), "status": status,
-               # an ended row without any end time (an ABORTED task): its start, not the time of ingest
-               "finished_at": (end or start) if _RANK[status] == 2 else None,
-               "started_at": start, "host": str(hostname)[:255] if hostname else None}
-        aux = _task_aux(f, {}) if trace_status in ("FAILED", "CACHED") else {}
-        if self.files.work_dir and trace_status in ("COMPLETED", "FAILED", "CACHED") and workdir:
-            aux["files_recorded"] = True
-        row["_aux"] = aux or None
-        return row
+        full = task.full_hash
+        original = originals.get(full or "") or originals.get(f.get("hash") or "")
+        if original is not None and full and len(original.reference or "") == 32 and original.reference != full:
+            original = None  # the same 8 hex digits, another task
+        if original is None:
+            return False
+        cached_from[str(f.get("task_id"))] = original.uid
+        return True
+
+    def _task_columns(self, tasks: list[Task], ends: list[dt.datetime | None], pipeline: Any,
+                      version: str | None) -> dict[str, list[Any]]:
+        """`_new_task_run` (with `_files_due`) for many tasks, as the value columns of
+        core.bulk.insert_run_columns: one pass per column instead of one dict per task."""
+        fields = [t.fields for t in tasks]
+        n = len(fields)
+        processes = [f.get("process") or "unknown" for f in fields]
+        step_ids = {p: self._step(p, version).id for p in dict.fromkeys(processes)}  # in order of appearance
+        trace_statuses = [f.get("status") for f in fields]
+        statuses = [TASK_STATUS.get(s or "", "started") for s in trace_statuses]
+        starts = [f.get("start") or f.get("submit") for f in fields]
+        aux: list[dict[str, Any] | None] = [None] * n
+        files = bool(self.files.work_dir)
+        for i, (f, status) in enumerate(zip(fields, trace_statuses, strict=True)):
+            if status in ("FAILED", "CACHED") or (files and status == "COMPLETED"):
+                extra = _task_aux(f, {}) if status != "COMPLETED" else {}
+                if files and f.get("workdir"):
+                    extra["files_recorded"] = True
+                aux[i] = extra or None
+        hostnames = [f.get("hostname") for f in fields]
+        return {
+            "transform_id": [step_ids[p] for p in processes],
+            "name": [(f.get("name") or p)[:150] for f, p in zip(fields, processes, strict=True)],
+            "reference": [(full_hash(w) if (w := f.get("workdir")) else None) or f.get("hash") for f in fields],
+            "reference_type": [TASK_REFERENCE] * n,
+            "initiated_by_run_id": [pipeline.id] * n,
+            "params": _params_column(fields),
+            "status": statuses,
+            # an ended row without any end time (an ABORTED task): its start, not the time of ingest
+            "finished_at": [(end or start) if _RANK[status] == 2 else None
+                            for end, start, status in zip(ends, starts, statuses, strict=True)],
+            "started_at": starts,
+            "host": [str(h)[:255] if h else None for h in hostnames] if any(hostnames) else [None] * n,
+            "_aux": aux,
+        }
 
     def _update_task_run(self, run: Any, task: Task) -> bool:
         before = (dict(run.params or {}), run.status, run.reference, run.started_at, run.finished_at, run._aux)
@@ -395,6 +415,29 @@ def _params(task: Task) -> dict[str, Any]:
     if task.fields.get("status") == "CACHED":
         params["cached"] = True
     return params
+
+
+def _params_column(fields: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """`_params` of many tasks: the fields without Nones, datetimes as ISO text, `cached` marked.
+
+    Datetimes are looked for by key (the trace's date fields, and the keys that hold one in
+    the first row) instead of value by value, then a C-speed pass over every value's type
+    confirms none is left (else each row goes through `_jsonable`).
+    """
+    out = [{k: v for k, v in f.items() if v is not None} for f in fields]
+    iso = _DATETIME.isoformat
+    dates = DATE_FIELDS | {k for k, v in (out[0].items() if out else ()) if isinstance(v, _DATETIME)}
+    for key in dates:
+        for params in out:
+            v = params.get(key)
+            if type(v) is _DATETIME:
+                params[key] = iso(v)
+    if any(issubclass(t, _DATETIME) for t in set(map(type, chain.from_iterable(map(dict.values, out))))):
+        out = list(map(_jsonable, fields))
+    for f, params in zip(fields, out, strict=True):
+        if f.get("status") == "CACHED":
+            params["cached"] = True
+    return out
 
 
 def _aware(value: dt.datetime) -> dt.datetime:

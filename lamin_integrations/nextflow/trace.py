@@ -324,6 +324,8 @@ def _cell_converter(name: str, tz: dt.tzinfo | None, types: dict[str, str] | Non
             # the human format, '2024-03-04 21:06:07.625', in ASCII digits: what parse_date reads by slicing
             if len(text) == 23 and text[10] == " " and text[19] == "." and text.isascii() \
                     and text[:4].isdigit() and text[20:].isdigit():
+                if suffix == "+00:00":
+                    return fromisoformat(text + suffix)  # already in datetime.UTC
                 if suffix is not None:
                     return fromisoformat(text + suffix).astimezone(utc)
                 naive = fromisoformat(text)
@@ -356,6 +358,9 @@ def _row_converter(columns: list[str], tz: dt.tzinfo | None, types: dict[str, st
     if len(set(keys)) != len(keys):  # `%cpu` and `pcpu` both: let normalise decide, as always
         return lambda values: normalise(dict(zip(columns, values, strict=True)), tz, types)
     cells = [_cell_converter(name, tz, types) for name in columns]
+    # `_derived` of a row without workdir and process columns: only the process from the name
+    named = "workdir" not in keys and "process" not in keys
+    derived = _derived
 
     def row(values: list[str]) -> dict[str, Any]:
         try:
@@ -363,7 +368,12 @@ def _row_converter(columns: list[str], tz: dt.tzinfo | None, types: dict[str, st
         except Exception:
             # whatever the short paths refused: the exact value or error of normalise
             return normalise(dict(zip(columns, values, strict=True)), tz, types)
-        return _derived(out)
+        if named:
+            name = out.get("name")
+            if name:
+                out["process"] = name.split(" (", 1)[0] if name.endswith(")") and " (" in name else name
+            return out
+        return derived(out)
 
     return row
 
