@@ -182,3 +182,49 @@ def test_flat_json_texts_are_what_json_dumps_writes():
     assert _flat_json_texts(values) == [None if v is None else json.dumps(v, ensure_ascii=False) for v in values]
     for refused in ({"x": float("nan")}, {"x": "\x00"}, {1: "x"}, {"x": [1]}, {"x": {"y": 1}}, "text"):
         assert _flat_json_texts([{"ok": 1}, refused]) is None  # checked value by value instead
+
+
+def test_columns_insert_like_rows_and_refuse_ragged_columns(registry):
+    from lamin_integrations.core.bulk import insert_run_columns
+
+    t = ln.Transform(key="bulk-columns", kind="pipeline").save()
+    start = dt.datetime(2024, 3, 4, 21, 6, 0, 37000, tzinfo=UTC)
+    names = ["a", "b", "c"]
+    statuses = ["completed", "errored", None]
+    ends = [start, None, None]
+    ids = insert_run_columns({"transform_id": [t.id] * 3, "name": names, "status": statuses, "finished_at": ends,
+                              "params": [{"i": 0}, None, {"s": "x"}]})
+    assert ends == [start, None, None]  # the caller's lists are left as given
+    a, b, c = (ln.Run.get(id=i) for i in ids)
+    assert (a.name, a.status, a.finished_at, a.params) == ("a", "completed", start, {"i": 0})
+    assert b.status == "errored" and b.finished_at is not None and b.params is None
+    assert c.status == "scheduled" and c.params == {"s": "x"}
+    assert insert_run_columns({}) == [] and insert_run_columns({"transform_id": []}) == []
+    with pytest.raises(ValidationError, match="different lengths"):
+        insert_run_columns({"transform_id": [t.id] * 2, "name": ["only one"]})
+
+
+def test_runs_by_reference_exact_and_hex_prefixes(registry):
+    from lamin_integrations.core.references import runs_by_reference
+
+    t = ln.Transform(key="bulk-references", kind="pipeline").save()
+    pipeline = ln.Run(t, name="pipeline").save()
+    full = "3c6ef362" + "0" * 24
+    ids = insert_runs([
+        {"transform_id": t.id, "name": "short", "reference": "3c/6ef362", "reference_type": "task"},
+        {"transform_id": t.id, "name": "full", "reference": full, "reference_type": "task"},
+        {"transform_id": t.id, "name": "other type", "reference": "3c/6ef362", "reference_type": "job"},
+        {"transform_id": t.id, "name": "other digits", "reference": "3c6ef363" + "0" * 24, "reference_type": "task"},
+        {"transform_id": t.id, "name": "own", "reference": "3c/6ef362", "reference_type": "task",
+         "initiated_by_run_id": pipeline.id},
+        {"transform_id": t.id, "name": "trashed", "reference": "3c/6ef362", "reference_type": "task"},
+    ])
+    ln.Run.get(id=ids[-1]).delete()
+    found = runs_by_reference("task", ["3c/6ef362"], ["3c6ef362"], not_initiated_by=pipeline.id)
+    assert [r.name for r in found] == ["short", "full"]
+    assert [r.name for r in runs_by_reference("task", ["3c/6ef362"])] == ["short", "own"]
+    assert [r.name for r in runs_by_reference("task", hex_prefixes=["3c6ef36"])] == ["full", "other digits"]
+    assert runs_by_reference("task") == [] and runs_by_reference("task", ["nope"], ["ffff"]) == []
+    many = [f"{i:02x}/{i:06x}" for i in range(5_000)]  # one bound array, whatever the count
+    assert [r.name for r in runs_by_reference("task", [*many, "3c/6ef362"], [m.replace("/", "") for m in many])] \
+        == ["short", "own"]

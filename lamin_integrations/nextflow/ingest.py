@@ -92,7 +92,7 @@ def infer_status(tasks: list[Task]) -> str:
     statuses = {t.fields.get("status") for t in tasks}
     if statuses & {"SUBMITTED", "RUNNING", "NEW"}:
         return "aborted"  # rows of unfinished tasks are only flushed when the run stops
-    failed = [t for t in tasks if t.fields.get("status") == "FAILED"]
+    failed = [t for t in tasks if t.fields.get("status") == "FAILED"] if "FAILED" in statuses else []
     if any((t.fields.get("error_action") or "TERMINATE") in ("TERMINATE", "FINISH") for t in failed):
         names = {t.fields.get("name") for t in tasks if t.fields.get("status") in ("COMPLETED", "CACHED")}
         if any(t.fields.get("name") not in names for t in failed if t.fields.get("error_action") != "IGNORE"):
@@ -152,10 +152,14 @@ class Recorder:
                               params__trace_file=identity["trace_file"]).order_by("-id").first())
         status = launch.status or (infer_status(tasks) if final else "started")
         # CACHED rows carry the times of the launch that first ran them: not this launch's
-        pairs = list(zip(tasks, ends if ends is not None else map(end_time, (t.fields for t in tasks)), strict=True))
-        executed = [(t, e) for t, e in pairs if t.fields.get("status") != "CACHED"] or pairs
-        submits = [t.fields["submit"] for t, _ in executed if t.fields.get("submit") is not None]
-        completes = [e for _, e in executed if e is not None]
+        fields = [t.fields for t in tasks]
+        all_ends = ends if ends is not None else [end_time(f) for f in fields]
+        if any(f.get("status") == "CACHED" for f in fields):
+            kept = [(f, e) for f, e in zip(fields, all_ends, strict=True) if f.get("status") != "CACHED"]
+            if kept:
+                fields, all_ends = [f for f, _ in kept], [e for _, e in kept]
+        submits = [s for f in fields if (s := f.get("submit")) is not None]
+        completes = [e for e in all_ends if e is not None]
         started_at = launch.started_at or (min(submits) if submits else None)
         finished_at = launch.finished_at or (max(completes) if completes and _RANK[status] == 2 else None)
         facts = {**launch.engine_facts(), **identity}
@@ -224,9 +228,11 @@ class Recorder:
         plain = len(set(keys)) == len(tasks)
         new_tasks: list[Task] = []
         new_ends: list[dt.datetime | None] = []
-        if plain and not existing:  # a first ingest: every row is new but the CACHED ones found elsewhere
+        if plain and not existing and not originals:  # a first ingest without cached results found elsewhere
+            new_tasks, new_ends = list(tasks), list(ends)
+        elif plain and not existing:  # every row is new but the CACHED ones found elsewhere
             for task, end in zip(tasks, ends, strict=True):
-                if originals and task.fields.get("status") == "CACHED" and self._cached(task, originals, cached_from):
+                if task.fields.get("status") == "CACHED" and self._cached(task, originals, cached_from):
                     continue
                 new_tasks.append(task)
                 new_ends.append(end)
