@@ -7,7 +7,6 @@ an environment variable holding its uid.
 
 from __future__ import annotations
 
-import inspect
 import logging
 import os
 import signal
@@ -89,18 +88,24 @@ def parent_run_from_env() -> Run | None:
     return None
 
 
-def _caller_script() -> Path | None:
+def _caller_file() -> Path | None:
     """The file of the first caller outside this package (the user's script or module)."""
     package_dir = Path(__file__).resolve().parents[1]
-    frame = inspect.currentframe()
+    frame: Any = sys._getframe(1)
     while frame is not None:
         filename = frame.f_code.co_filename
         if filename.endswith(".py") and not filename.startswith("<"):
             path = Path(filename).resolve()
             if package_dir not in path.parents and path.exists():
-                return _original_script(path)
+                return path
         frame = frame.f_back
     return None
+
+
+def _caller_script() -> Path | None:
+    """The user's script, also when an engine runs a copy of it."""
+    path = _caller_file()
+    return _original_script(path) if path is not None else None
 
 
 def _original_script(path: Path) -> Path:
@@ -134,6 +139,12 @@ class Context:
 
     @property
     def transform(self) -> Transform | None:
+        from .fasttrack import TransformRow
+
+        if isinstance(self._transform, TransformRow):  # tracked without the registry API: load it now
+            from .models import Transform
+
+            self._transform = Transform.filter(id=self._transform.id).one()
         return self._transform
 
     @property
@@ -171,14 +182,27 @@ class Context:
         initiated_by_run: Run | None = None,
     ) -> Run:
         """Start (or resume) a run of this script; returns the Run."""
-        from .models import Run
-
         if params is not None:
             if not isinstance(params, dict):
                 raise ValidationError(f"params must be a dict, got {type(params).__name__}")
             check_json(params, "params")
-        if initiated_by_run is not None and not isinstance(initiated_by_run, Run):
-            raise ValidationError(f"initiated_by_run expects a Run, got {initiated_by_run!r}")
+        if initiated_by_run is not None:
+            from .models import Run
+
+            if not isinstance(initiated_by_run, Run):
+                raise ValidationError(f"initiated_by_run expects a Run, got {initiated_by_run!r}")
+        from . import fasttrack
+
+        if (transform is None or isinstance(transform, str)) and fasttrack.eligible(new_run, project, initiated_by_run):
+            blocked = _block_signals()  # as in _track: no signal between the insert and the handlers
+            try:
+                started = fasttrack.start(transform, params, path)
+                if started is not None:
+                    self._activate(started[1], started[0])  # type: ignore[arg-type]
+            finally:
+                _unblock_signals(blocked)
+            if started is not None:
+                return started[0]  # type: ignore[return-value]
         try:
             return self._track(transform, project, params, new_run, path, initiated_by_run)
         except Exception as e:
@@ -211,8 +235,8 @@ class Context:
 
     def _start_run(self, transform_record: Transform, parent: Run | None, params: dict | None,
                    new_run: bool | None, environment: Any, git: dict | None) -> Run:
-        from .instance import mask_text
         from .models import Run
+        from .settings import mask_text
 
         run = None
         if new_run is False:
@@ -242,10 +266,11 @@ class Context:
                        params: dict | None, path: str | None, initiated_by_run: Run | None) -> Run:
         """The registry is unavailable: run on with an in-memory run whose start and end are
         journaled (core/journal.py) for `lamin-integrations sync`. No report or environment."""
-        from .instance import current, mask_text
+        from .instance import current
         from .journal import Journal, track_start
         from .models import Run, Transform
         from .schema import now
+        from .settings import mask_text
         from .uids import base62
 
         script = Path(path).expanduser().resolve() if path else _caller_script()
@@ -296,8 +321,8 @@ class Context:
         _current_run.set(run)
         self._parent_env = os.environ.get(ENV_RUN_UID)
         os.environ[ENV_RUN_UID] = run.uid
-        from .instance import data_dir
         from .lifecycle import RunGuard
+        from .settings import data_dir
 
         self._guard = RunGuard(run, data_dir() / "cache" / "run_logs" / f"run_{run.uid}.txt", journal)
         self._guard.install()
@@ -388,8 +413,8 @@ def _unblock_signals(previous: Any) -> None:
 def _environment_artifact() -> Any:
     """The shared requirements.txt artifact of this interpreter (None if it cannot be made)."""
     from .environment import requirements_file
-    from .instance import data_dir
     from .models import Artifact
+    from .settings import data_dir
 
     try:
         artifact = Artifact(requirements_file(data_dir() / "cache"), description="requirements.txt", kind="__lamindb_run__")

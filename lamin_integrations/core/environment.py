@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 
@@ -42,12 +43,33 @@ def requirements_text() -> str:
 
 def requirements_file(cache_dir: Path) -> Path:
     """A requirements.txt for this interpreter's environment, rebuilt only when it changed."""
+    return _cached(cache_dir, ".txt", requirements_text)
+
+
+def entry_points_text() -> str:
+    from importlib.metadata import entry_points
+
+    from .plugins import ENTRY_POINT_GROUP
+
+    return "".join(sorted(f"{ep.name} = {ep.value}\n" for ep in entry_points(group=ENTRY_POINT_GROUP)))
+
+
+def plugin_entry_points(cache_dir: Path) -> list[str]:
+    """The installed plugins (`name = module:object`), cached like the requirements.
+
+    Reading entry points imports `importlib.metadata` and scans every distribution (~40 ms);
+    `ln.track()` asks on every run whether a plugin wants its events (core/fasttrack.py).
+    """
+    return _cached(cache_dir, ".plugins", entry_points_text).read_text().splitlines()
+
+
+def _cached(cache_dir: Path, suffix: str, build: Callable[[], str]) -> Path:
     folder = cache_dir / "environments"
-    path = folder / f"{_fingerprint()}.txt"
+    path = folder / f"{_fingerprint()}{suffix}"
     if not path.exists():
         folder.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".tmp{os.getpid()}")
-        tmp.write_text(requirements_text())
+        tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
+        tmp.write_text(build())
         os.replace(tmp, path)
         old = os.stat(path)  # old enough for the stat cache to trust it next time
         os.utime(path, ns=(old.st_atime_ns - 10**10, old.st_mtime_ns - 10**10))

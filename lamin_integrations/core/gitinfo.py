@@ -66,7 +66,7 @@ def _read_origin(gitdir: Path) -> str | None:
 
 def commit_and_remote(root: Path) -> tuple[str | None, str | None]:
     """HEAD's commit (None before the first commit) and the origin URL (a token in it masked)."""
-    from .instance import mask_text
+    from .settings import mask_text
 
     gitdir = root / ".git"
     commit = remote = None

@@ -152,7 +152,7 @@ reads = 0  # files actually read (not served from the cache): lets tests and ben
 def stat_cache() -> StatCache:
     global _cache
     with _cache_lock:
-        from .instance import data_dir
+        from .settings import data_dir
 
         path = data_dir() / "hash-cache.sqlite"
         if _cache is None or _cache.path != path:

@@ -1,8 +1,8 @@
-"""Where records live: resolving the registry URL and storage root, and owning the engine.
+"""Where records live: the registry chosen by `settings.resolve()`, and the engine that reaches it.
 
-Resolution order: `ln.connect(...)` -> `LAMIN_INTEGRATIONS_DB` / `LAMIN_INTEGRATIONS_STORAGE`
--> the config file -> an embedded SQLite file and storage folder under the user's data
-directory, created on first use without any command or network.
+Resolution order (settings.py): `ln.connect(...)` -> `LAMIN_INTEGRATIONS_DB` /
+`LAMIN_INTEGRATIONS_STORAGE` -> the config file -> an embedded SQLite file and storage folder
+under the user's data directory, created on first use without any command or network.
 """
 
 from __future__ import annotations
@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import re
 import sys
 import threading
 import time
@@ -22,35 +21,20 @@ import sqlalchemy as sa
 from sqlalchemy import event
 
 from ..errors import InstanceError, RegistryUnavailable
+from .settings import ENV_DB as ENV_DB
+from .settings import ENV_HOME as ENV_HOME
+from .settings import ENV_STORAGE as ENV_STORAGE
+from .settings import SQLITE_BUSY_TIMEOUT_MS
+from .settings import config_file as config_file
+from .settings import data_dir as data_dir
+from .settings import mask_text as mask_text
+from .settings import resolve as resolve
 
 if TYPE_CHECKING:
     from .models import Storage, User
 
 logger = logging.getLogger("lamin_integrations")
 T = TypeVar("T")
-
-ENV_DB = "LAMIN_INTEGRATIONS_DB"
-ENV_STORAGE = "LAMIN_INTEGRATIONS_STORAGE"
-ENV_HOME = "LAMIN_INTEGRATIONS_HOME"
-SQLITE_BUSY_TIMEOUT_MS = 30_000
-
-
-def data_dir() -> Path:
-    """The per-user folder for the embedded registry (XDG on Linux, the OS convention elsewhere)."""
-    if os.environ.get(ENV_HOME):
-        return Path(os.environ[ENV_HOME]).expanduser()
-    if sys.platform == "darwin":
-        base = Path.home() / "Library" / "Application Support"
-    elif os.name == "nt":
-        base = Path(os.environ.get("LOCALAPPDATA", Path.home() / "AppData" / "Local"))
-    else:
-        base = Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share")
-    return base / "lamin-integrations"
-
-
-def config_file() -> Path:
-    return data_dir() / "config.json"
-
 
 def mask_url(url: str | sa.URL) -> str:
     """The URL with any password replaced by ***, safe for logs, reprs and errors."""
@@ -60,19 +44,7 @@ def mask_url(url: str | sa.URL) -> str:
         return "<unparseable database URL>"
 
 
-# The lookbehind starts a match only where a scheme can start, so a long run of letters is
-# scanned once, not once per position (a 200 KB journal line took minutes).
-_PASSWORD_IN_URL = re.compile(r"(?<![a-zA-Z0-9+.-])(?P<head>[a-zA-Z][a-zA-Z0-9+.-]*://[^/\s:@]*:)[^@\s/]*@")
-
-
-def mask_text(text: str) -> str:
-    """Any `scheme://user:password@` in free text (an error message) with the password hidden."""
-    if "://" not in text:
-        return text
-    return _PASSWORD_IN_URL.sub(lambda m: m.group("head") + "***@", text)
-
-
-def _parse_url(db: str) -> sa.URL:
+def parse_url(db: str) -> sa.URL:
     try:
         return sa.make_url(db)
     except Exception:
@@ -83,41 +55,11 @@ def _parse_url(db: str) -> sa.URL:
         ) from None
 
 
-def _read_config() -> dict[str, str]:
-    path = config_file()
-    if not path.exists():
-        return {}
-    import json
-
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError) as e:
-        raise InstanceError(f"cannot read {path}: {e}; fix or delete the file") from None
-
-
-def resolve(db: str | None = None, storage: str | None = None) -> tuple[str, str]:
-    """The (database URL, storage root) to use, by the documented order of precedence."""
-    config = _read_config() if not (db and storage) else {}
-    db = db or os.environ.get(ENV_DB) or config.get("db")
-    storage = storage or os.environ.get(ENV_STORAGE) or config.get("storage")
-    if not db:
-        db = f"sqlite:///{data_dir() / 'lineage.db'}"
-    if not storage:
-        url = _parse_url(db)
-        if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
-            storage = str(Path(url.database).expanduser().resolve().parent / "storage")
-        else:
-            storage = str(data_dir() / "storage")
-    if "://" not in storage:
-        storage = str(Path(storage).expanduser().resolve())
-    return db, storage
-
-
 class Instance:
     """One registry: a database URL plus a storage root. Engines are created lazily."""
 
     def __init__(self, db: str, storage: str):
-        self._url = _parse_url(db)
+        self._url = parse_url(db)
         self.storage_root = storage
         self._engine: sa.Engine | None = None
         self._lock = threading.Lock()

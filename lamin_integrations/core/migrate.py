@@ -15,8 +15,8 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from ..errors import InstanceError, RegistryUnavailable
+from .settings import SCHEMA_HEAD as HEAD
 
-HEAD = "0004"
 MIGRATIONS = Path(__file__).parent / "migrations"
 _PG_LOCK_KEY = 0x6C616D696E  # "lamin": any constant shared by all our processes
 

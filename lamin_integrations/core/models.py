@@ -8,7 +8,7 @@ import os
 import socket
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar
 
 import sqlalchemy as sa
 
@@ -18,14 +18,8 @@ from .lineage import InputArtifacts
 from .query import _compile
 from .queryset import QuerySet
 from .record import ForeignKey, ManyToMany, Relation, Reverse, SQLRecord, link
+from .status import FINAL_STATUSES, STATUS_CODES, STATUS_NAMES, Status
 from .uids import base62, is_base62, next_version_uid
-
-STATUS_CODES: dict[str, int] = {
-    "scheduled": -3, "restarted": -2, "started": -1, "completed": 0, "errored": 1, "aborted": 2,
-}
-STATUS_NAMES = {code: name for name, code in STATUS_CODES.items()}
-FINAL_STATUSES = ("completed", "errored", "aborted")
-Status = Literal["scheduled", "restarted", "started", "completed", "errored", "aborted"]
 
 
 def _insert_ignore(conn: sa.Connection, table: sa.Table, values: dict[str, Any]) -> int | None:

@@ -1,0 +1,101 @@
+"""Where the registry is configured, without importing SQLAlchemy.
+
+`ln.track()` on the embedded registry must not pay for SQLAlchemy's import (core/fasttrack.py),
+yet it must find the same database and storage root as every other entry point. So the
+resolution order lives here and `instance.py` builds engines on top of it:
+`ln.connect(...)` -> `LAMIN_INTEGRATIONS_DB` / `LAMIN_INTEGRATIONS_STORAGE` -> the config file ->
+an embedded SQLite file and storage folder under the user's data directory.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+from pathlib import Path
+
+from ..errors import InstanceError
+
+ENV_DB = "LAMIN_INTEGRATIONS_DB"
+ENV_STORAGE = "LAMIN_INTEGRATIONS_STORAGE"
+ENV_HOME = "LAMIN_INTEGRATIONS_HOME"
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+SCHEMA_HEAD = "0004"  # the newest migration (core/migrations/versions); migrate.HEAD
+
+
+def data_dir() -> Path:
+    """The per-user folder for the embedded registry (XDG on Linux, the OS convention elsewhere)."""
+    if os.environ.get(ENV_HOME):
+        return Path(os.environ[ENV_HOME]).expanduser()
+    if sys.platform == "darwin":
+        base = Path.home() / "Library" / "Application Support"
+    elif os.name == "nt":
+        base = Path(os.environ.get("LOCALAPPDATA", Path.home() / "AppData" / "Local"))
+    else:
+        base = Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share")
+    return base / "lamin-integrations"
+
+
+def config_file() -> Path:
+    return data_dir() / "config.json"
+
+
+# The lookbehind starts a match only where a scheme can start, so a long run of letters is
+# scanned once, not once per position (a 200 KB journal line took minutes).
+_PASSWORD_IN_URL = re.compile(r"(?<![a-zA-Z0-9+.-])(?P<head>[a-zA-Z][a-zA-Z0-9+.-]*://[^/\s:@]*:)[^@\s/]*@")
+
+
+def mask_text(text: str) -> str:
+    """Any `scheme://user:password@` in free text (an error message) with the password hidden."""
+    if "://" not in text:
+        return text
+    return _PASSWORD_IN_URL.sub(lambda m: m.group("head") + "***@", text)
+
+
+def read_config() -> dict[str, str]:
+    path = config_file()
+    if not path.exists():
+        return {}
+    import json
+
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise InstanceError(f"cannot read {path}: {e}; fix or delete the file") from None
+
+
+_PLAIN_SQLITE = re.compile(r"sqlite(?:\+pysqlite)?:///([^?%]+)")
+
+
+def sqlite_file(db: str) -> str | None:
+    """The database file of a plain `sqlite:///path` URL; None for any other URL.
+
+    Plain means no query string and no %-escapes: those, and every other backend, are
+    left to SQLAlchemy's URL parser.
+    """
+    match = _PLAIN_SQLITE.fullmatch(db)
+    return match.group(1) if match and match.group(1) != ":memory:" else None
+
+
+def resolve(db: str | None = None, storage: str | None = None) -> tuple[str, str]:
+    """The (database URL, storage root) to use, by the documented order of precedence."""
+    config = read_config() if not (db and storage) else {}
+    db = db or os.environ.get(ENV_DB) or config.get("db")
+    storage = storage or os.environ.get(ENV_STORAGE) or config.get("storage")
+    if not db:
+        db = f"sqlite:///{data_dir() / 'lineage.db'}"
+    if not storage:
+        database = sqlite_file(db)
+        if database is None:
+            from .instance import parse_url
+
+            url = parse_url(db)
+            if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
+                database = url.database
+        if database is not None:
+            storage = str(Path(database).expanduser().resolve().parent / "storage")
+        else:
+            storage = str(data_dir() / "storage")
+    if "://" not in storage:
+        storage = str(Path(storage).expanduser().resolve())
+    return db, storage
