@@ -430,7 +430,7 @@ def _params_column(fields: list[dict[str, Any]]) -> list[dict[str, Any]]:
     the first row) instead of value by value, then a C-speed pass over every value's type
     confirms none is left (else each row goes through `_jsonable`).
     """
-    out = [{k: v for k, v in f.items() if v is not None} for f in fields]
+    out = [f.copy() if None not in f.values() else {k: v for k, v in f.items() if v is not None} for f in fields]
     iso = _DATETIME.isoformat
     dates = DATE_FIELDS | {k for k, v in (out[0].items() if out else ()) if isinstance(v, _DATETIME)}
     for key in dates:
