@@ -92,3 +92,30 @@ def test_missing_object_is_a_clear_error(s3_registry):
     _, bucket = s3_registry
     with pytest.raises(ln.errors.NotFoundOnDisk, match="no object"):
         ln.Artifact(f"s3://{bucket}/lamin/nope.txt")
+
+
+def test_a_rolled_back_transaction_deletes_its_uploads_and_keeps_the_rest(s3_registry, s3_server, tmp_path):
+    instance, bucket = s3_registry
+    fs = _s3fs(s3_server)
+    kept_src = tmp_path / "kept.csv"
+    kept_src.write_text("a\n1\n")
+    kept = ln.Artifact(kept_src, key="kept.csv").save()  # committed before the block
+    fs.pipe(f"{bucket}/lamin/raw/counts.csv", b"gene,count\nA,1\n")  # the user's own object
+    before = sorted(fs.find(bucket))
+    src = tmp_path / "table.csv"
+    src.write_text("a,b\n1,2\n")
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    (folder / "x.txt").write_text("x")
+    with pytest.raises(RuntimeError), instance.transaction():
+        uploaded = ln.Artifact(src, key="results/table.csv").save()
+        ln.Artifact(folder, key="results/folder").save()
+        assert ln.Artifact(kept_src, key="kept.csv").save().id == kept.id  # re-used, not uploaded
+        ln.Artifact(f"s3://{bucket}/lamin/raw/counts.csv").save()  # registered in place
+        fs.invalidate_cache()
+        assert fs.exists(str(uploaded.path)) and len(fs.find(bucket)) == len(before) + 2
+        raise RuntimeError("boom")
+    fs.invalidate_cache()
+    assert sorted(fs.find(bucket)) == before
+    assert fs.cat(str(kept.path)) == b"a\n1\n"
+    assert [a.id for a in ln.Artifact.filter()] == [kept.id]

@@ -295,6 +295,69 @@ def test_a_failure_while_writing_records_nothing(registry, tmp_path):
     assert ln.Run.filter().count() == 0 and ln.Artifact.filter().count() == 0 and ln.Transform.filter().count() == 0
 
 
+def registry_state(registry) -> tuple[dict[str, list[tuple]], set[str]]:
+    """Every row of every table, and every file under the storage root."""
+    import sqlalchemy as sa
+
+    from lamin_integrations.core import schema
+
+    with registry.read() as conn:
+        tables = {t.name: [tuple(r) for r in conn.execute(sa.select(t).order_by(*t.primary_key.columns))]
+                  for t in schema.metadata.sorted_tables}
+    root = Path(registry.storage_root)
+    return tables, {str(p.relative_to(root)) for p in root.rglob("*") if not p.is_dir()}
+
+
+def _first_ingest_of_three_rows(root: Path) -> Path:
+    trace = trace_of(root)
+    full = trace.read_text()
+    trace.write_text("".join(full.splitlines(keepends=True)[:4]))
+    result = CliRunner().invoke(cli, ["nextflow", "ingest", str(trace), "--work-dir", str(root / "work"),
+                                      "--timezone", "UTC", "--run-name", "tender_turing", "--no-discover"])
+    assert result.exit_code == 0, result.output
+    trace.write_text(full)
+    return trace
+
+
+def test_ingest_with_files_of_a_broken_trace_fails_and_leaves_storage_and_tables_as_they_were(registry, tmp_path):
+    root = launch_dir(tmp_path)
+    trace = _first_ingest_of_three_rows(root)
+    before = registry_state(registry)
+    assert before[0]["artifact"] and before[1], "the first ingest stored files"
+    trace.write_text(trace.read_text() + "7\tab/cdef01\t41500\tMULTIQC (2)\tCOMPLETED\n")  # a malformed last line
+    result = CliRunner().invoke(cli, ["nextflow", "ingest", str(trace), "--work-dir", str(root / "work"),
+                                      "--outdir", str(root / "results"), "--timezone", "UTC"])
+    assert result.exit_code == 1 and ":8: 5 fields where the header has 14" in result.output, result.output
+    assert registry_state(registry) == before
+
+
+def test_ingest_with_files_failing_midway_removes_the_files_it_had_copied(registry, tmp_path, monkeypatch):
+    from lamin_integrations.core import storage
+
+    root = launch_dir(tmp_path)
+    trace = _first_ingest_of_three_rows(root)
+    before = registry_state(registry)
+    put = storage.put
+
+    def disk_full_for_published(source, destination, is_dir):
+        if source == str(root / "results" / "align" / "a.bam"):  # after the new tasks' files were copied
+            raise OSError(28, "No space left on device")
+        return put(source, destination, is_dir)
+
+    monkeypatch.setattr(storage, "put", disk_full_for_published)
+    result = CliRunner().invoke(cli, ["nextflow", "ingest", str(trace), "--work-dir", str(root / "work"),
+                                      "--outdir", str(root / "results"), "--timezone", "UTC"])
+    assert result.exit_code == 1, result.output
+    assert "could not store" in result.output and "No space left on device" in result.output
+    assert registry_state(registry) == before, "no orphaned copies of the rolled-back rows"
+    monkeypatch.setattr(storage, "put", put)
+    result = CliRunner().invoke(cli, ["nextflow", "ingest", str(trace), "--work-dir", str(root / "work"),
+                                      "--outdir", str(root / "results"), "--timezone", "UTC"])
+    assert result.exit_code == 0, result.output
+    stored = registry_state(registry)[1]
+    assert len(stored) == ln.Artifact.filter().count() > len(before[1]), "one stored copy per artifact"
+
+
 # -- weblog ---------------------------------------------------------------------------------------
 
 

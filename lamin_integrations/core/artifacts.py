@@ -6,6 +6,8 @@ Saving is two-phase, so a failure never leaves a row pointing at missing bytes:
 3. one transaction clears the flags. If the copy fails, the rows this call inserted are
    deleted (never another writer's). A row left flagged by a crash is completed by the next
    save of the same content.
+Inside `Instance.transaction()` the three steps join the block's transaction; if it rolls
+back, the bytes copied for the rows inserted in it are removed as well.
 
 Many artifacts are saved with one lookup query, one bulk insert and hashing in a pool.
 """
@@ -346,7 +348,14 @@ def save_artifacts(artifacts: Sequence[Artifact], run: Run | None = None) -> Non
     states = [dict(a.__dict__) for a in new]
     states_by_id = {id(a): state for a, state in zip(new, states, strict=True)}
     result = instance.write(write)
+    # Inside a transaction, bytes copied for rows inserted here are removed if it rolls back;
+    # not bytes for a row found (another writer's), nor a folder already there (a version's).
+    inserted = {id(a) for a in result["inserted"]} if instance._in_transaction else set()
+    own = [a for a in result["to_copy"] if id(a) in inserted
+           and not (a.__dict__["_source"].is_dir and st.exists(_destination(a, roots)))]
     failures = _copy_all(result["to_copy"], roots)
+    failed = {id(a) for a, _ in failures}
+    instance._copied_into_storage([(_destination(a, roots), a.__dict__["_source"].is_dir) for a in own if id(a) not in failed])
     if failures:
         mine = [a for a, _ in failures if a in result["inserted"]]
         if mine:
@@ -383,10 +392,14 @@ def _match(d: dict[str, Any], rows: list[Any]) -> Any:
     return (same_key or [r for r in rows if r["_key_is_virtual"]] or [None])[0]
 
 
+def _destination(a: Artifact, roots: dict[int, str]) -> str:
+    return storage_location(a, roots[a.__dict__["storage_id"]])
+
+
 def _copy_all(artifacts: list[Artifact], roots: dict[int, str]) -> list[tuple[Artifact, BaseException]]:
     def copy(a: Artifact) -> tuple[Artifact, BaseException] | None:
         source: Source = a.__dict__["_source"]
-        dest = storage_location(a, roots[a.__dict__["storage_id"]])
+        dest = _destination(a, roots)
         try:
             st.put(source.location, dest, source.is_dir)
         except Exception as e:

@@ -182,6 +182,8 @@ class Instance:
         fire after the commit and not at all on rollback. Nested blocks join the outer one.
         Unlike `write()`, the block is not retried when the database is busy (SQLite
         writers wait up to the busy timeout for the lock, taken when the block starts).
+        Storage is rolled back too: bytes that artifact saves in the block copied into
+        storage for their new rows are removed (best-effort; a failure is logged).
         """
         from . import plugins
 
@@ -189,15 +191,31 @@ class Instance:
             yield self._held.conn
             return
         self.user, self.storage  # noqa: B018  (cached records must not come from a rolled-back block)
-        with _translate_errors(self), self.engine.connect() as conn:
-            conn = conn.execution_options(lamin_write=True)
-            with plugins.deferred() as pending, conn.begin():
-                self._held.conn = conn
-                try:
-                    yield conn
-                finally:
-                    self._held.conn = None
+        copied: list[tuple[str, bool]] = []
+        try:
+            with _translate_errors(self), self.engine.connect() as conn:
+                conn = conn.execution_options(lamin_write=True)
+                with plugins.deferred() as pending, conn.begin():
+                    self._held.conn, self._held.copied = conn, copied
+                    try:
+                        yield conn
+                    finally:
+                        self._held.conn = self._held.copied = None
+        except BaseException:
+            _discard(copied)  # the rows are gone: so are the bytes copied for them
+            raise
         plugins.fire_all(pending)
+
+    def _copied_into_storage(self, locations: list[tuple[str, bool]]) -> None:
+        """Note (location, is_dir) of bytes just copied into storage for rows inserted in the
+        open transaction, to remove them if it rolls back. Outside a transaction: nothing."""
+        copied = getattr(self._held, "copied", None)
+        if copied is not None:
+            copied.extend(locations)
+
+    @property
+    def _in_transaction(self) -> bool:
+        return getattr(self._held, "conn", None) is not None
 
     def write(self, fn: Callable[[sa.Connection], T]) -> T:
         """Run `fn(conn)` in one write transaction, retrying when the database is busy.
@@ -208,8 +226,15 @@ class Instance:
         """
         held = getattr(self._held, "conn", None)
         if held is not None:
-            with held.begin_nested():
-                return fn(held)
+            copied = self._held.copied
+            mark = len(copied)
+            try:
+                with held.begin_nested():
+                    return fn(held)
+            except BaseException:
+                _discard(copied[mark:])  # the savepoint took back the rows these bytes were for
+                del copied[mark:]
+                raise
         delay = 0.05
         for attempt in range(8):
             try:
@@ -241,6 +266,20 @@ class Instance:
 
             self._storage = Storage._default(self)
         return self._storage
+
+
+def _discard(copied: list[tuple[str, bool]]) -> None:
+    """Remove bytes copied into storage for rows that were rolled back, never raising (the
+    error that rolled them back is the one to report)."""
+    if not copied:
+        return
+    try:
+        from .storage import discard
+
+        discard(copied)
+    except Exception as e:  # discard logs each location's failure; this is anything else
+        logger.warning("lamin-integrations: could not remove %d file(s) copied into storage by a rolled-back "
+                       "transaction: %s", len(copied), e)
 
 
 def _json_dumps(value: Any) -> str:

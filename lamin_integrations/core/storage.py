@@ -8,6 +8,7 @@ their real relative path as key.
 
 from __future__ import annotations
 
+import logging
 import os
 import posixpath
 import shutil
@@ -15,6 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InvalidKey
+
+logger = logging.getLogger("lamin_integrations")
 
 MAX_KEY_LENGTH = 1024
 COMPOUND_SUFFIXES = (".gz", ".bz2", ".xz", ".zst", ".zip", ".lz4")
@@ -202,3 +205,41 @@ def remove(destination: str, is_dir: bool) -> None:
             fs.rm(path, recursive=is_dir)
     except (OSError, FileNotFoundError):
         pass
+
+
+def exists(location: str) -> bool:
+    if not is_url(location):
+        return os.path.lexists(location)
+    fs, path = filesystem(location)
+    return bool(fs.exists(path))
+
+
+def discard(locations: list[tuple[str, bool]]) -> None:
+    """Remove the files and folders at (location, is_dir) pairs: best-effort, each failure
+    logged. Object-store files are deleted in batches (one request per 1,000 on S3)."""
+    by_fs: dict[int, tuple[Any, list[str]]] = {}
+    for location, is_dir in locations:
+        try:
+            if not is_url(location):
+                if is_dir and not os.path.islink(location):
+                    shutil.rmtree(location)
+                else:
+                    os.unlink(location)
+                continue
+            fs, path = filesystem(location)
+            if is_dir:
+                fs.rm(path, recursive=True)
+            else:
+                by_fs.setdefault(id(fs), (fs, []))[1].append(path)
+        except FileNotFoundError:
+            pass
+        except Exception as e:
+            logger.warning("lamin-integrations: could not remove %s from storage: %s", location, e)
+    for fs, paths in by_fs.values():
+        try:
+            fs.rm(paths)
+        except FileNotFoundError:
+            pass
+        except Exception as e:
+            logger.warning("lamin-integrations: could not remove %d file(s) from storage (%s, ...): %s",
+                           len(paths), paths[0], e)
