@@ -144,7 +144,9 @@ class Context:
         if isinstance(self._transform, TransformRow):  # tracked without the registry API: load it now
             from .models import Transform
 
-            self._transform = Transform.filter(id=self._transform.id).one()
+            # The registry the run is in (not whatever ln.connect() chose since).
+            registry = self._run._db  # type: ignore[union-attr]
+            self._transform = Transform.connect(registry).filter(id=self._transform.id).one()
         return self._transform
 
     @property
@@ -324,7 +326,8 @@ class Context:
         from .lifecycle import RunGuard
         from .settings import data_dir
 
-        self._guard = RunGuard(run, data_dir() / "cache" / "run_logs" / f"run_{run.uid}.txt", journal)
+        # Absolute: the report is found also after the script changed directory.
+        self._guard = RunGuard(run, data_dir().absolute() / "cache" / "run_logs" / f"run_{run.uid}.txt", journal)
         self._guard.install()
 
     def _resolve_transform(self, transform: str | Transform | None, path: str | None) -> Transform:

@@ -49,12 +49,12 @@ class TransformRow:
 class _State:
     """What finishing the run needs, found while starting it (plain class: a dataclass costs ms to build)."""
 
-    __slots__ = ("aux", "database", "root_run_id", "storage_id", "storage_root", "user_id")
+    __slots__ = ("aux", "database", "params", "root_run_id", "storage_id", "storage_root", "user_id")
 
     def __init__(self, database: str, storage_root: str, storage_id: int, user_id: int, aux: dict | None,
-                 root_run_id: int | None):
+                 root_run_id: int | None, params: dict | None):
         self.database, self.storage_root, self.storage_id = database, storage_root, storage_id
-        self.user_id, self.aux, self.root_run_id = user_id, aux, root_run_id
+        self.user_id, self.aux, self.root_run_id, self.params = user_id, aux, root_run_id, params
 
 
 def eligible(new_run: bool | None, project: Any, initiated_by_run: Any) -> bool:
@@ -87,7 +87,9 @@ def _start(transform: str | None, params: dict | None, path: str | None) -> tupl
     database = sqlite_file(db)
     if database is None or "://" in storage_root:
         return None
-    database = os.path.expanduser(database)
+    # Absolute, so that finishing after an os.chdir() reaches the same file; no `~` expansion,
+    # as SQLAlchemy opens the path as written.
+    database = os.path.abspath(database)
     if not os.path.isfile(database):
         return None  # a new registry: the full path creates it
     cache = data_dir() / "cache"
@@ -160,7 +162,7 @@ def _start(transform: str | None, params: dict | None, path: str | None) -> tupl
             raise
     finally:
         conn.close()
-    run = LiteRun(run_id, run_uid, _State(database, storage_root, storage_id, user_id, aux, root))
+    run = LiteRun(run_id, run_uid, _State(database, storage_root, storage_id, user_id, aux, root, params))
     logger.info("started Run('%s') of Transform('%s', key=%r)", run_uid, found.uid, key)
     return run, found
 
@@ -295,7 +297,11 @@ class LiteRun:
             if type(self) is LiteRun:
                 from .models import Run
 
-                real = Run.filter(id=object.__getattribute__(self, "__dict__")["id"]).one()
+                d = object.__getattribute__(self, "__dict__")
+                state: _State = d["_lite"]
+                real = Run.connect(registry_of(state)).filter(id=d["id"]).one()
+                if state.params is not None:
+                    real.__dict__["params"] = state.params  # the caller's dict, as Run(params=...) keeps it
                 _CLASS_SLOT.__set__(self, Run)
                 d = self.__dict__
                 d.clear()
@@ -333,14 +339,34 @@ class LiteRun:
         return hash(self)
 
 
+def registry_of(state: _State) -> Any:
+    """The registry the run was recorded in (an `Instance`), also after an os.chdir() or an
+    `ln.connect()` to another registry: the process's current one when it is that database."""
+    from . import instance
+
+    url = f"sqlite:///{state.database}"
+    with instance._current_lock:
+        current = instance._current
+        if current is None:
+            current = instance._current = instance.Instance(url, state.storage_root)
+            return current
+    database = current._url.database if current.dialect == "sqlite" else None
+    if database and os.path.abspath(database) == state.database:
+        return current
+    return instance.Instance(url, state.storage_root)
+
+
 # -- small helpers ----------------------------------------------------------------------------
 
 
 def _connect(database: str) -> sqlite3.Connection:
     # The same settings as the registry's engine (instance._configure_sqlite); the journal
-    # mode is a property of the database file, set when the engine created it.
-    conn = sqlite3.connect(database, timeout=SQLITE_BUSY_TIMEOUT_MS / 1000, isolation_level=None,
-                           check_same_thread=False)
+    # mode is a property of the database file, set when the engine created it. Read-write,
+    # never create: a registry that vanished is an error, not a new empty file.
+    from urllib.parse import quote
+
+    conn = sqlite3.connect(f"file:{quote(database)}?mode=rw", uri=True, timeout=SQLITE_BUSY_TIMEOUT_MS / 1000,
+                           isolation_level=None, check_same_thread=False)
     conn.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
     conn.execute("PRAGMA synchronous = NORMAL")
     conn.execute("PRAGMA foreign_keys = ON")

@@ -55,6 +55,20 @@ class _Tee:
         return getattr(self._stream, name)
 
 
+def _rearm_interrupt_exit() -> None:
+    """Keep Python's exit status for Ctrl-C (killed by SIGINT, 130 in a shell).
+
+    CPython 3.11 exits that way after an unhandled KeyboardInterrupt only if no code object
+    ran since it was raised; recording the run's end imports modules (running their code),
+    which turned the status into 1. A KeyboardInterrupt raised in executed code sets the
+    interpreter's flag again. Harmless where the flag works otherwise: the exit stays 1.
+    """
+    try:
+        exec("raise KeyboardInterrupt")
+    except KeyboardInterrupt:
+        pass
+
+
 class RunGuard:
     """Installs the handlers for one run and removes them when the run ends."""
 
@@ -121,6 +135,8 @@ class RunGuard:
         previous(exc_type, exc, tb)  # prints the traceback, which the log captures
         status = "aborted" if issubclass(exc_type, KeyboardInterrupt) else "errored"
         self.end(status, reason=f"{exc_type.__name__}: {exc}")
+        if issubclass(exc_type, KeyboardInterrupt):
+            _rearm_interrupt_exit()
 
     def _on_sigterm(self, signum: int, frame: Any) -> None:
         self.end("aborted", reason="SIGTERM")

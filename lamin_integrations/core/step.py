@@ -27,7 +27,7 @@ def json_safe(value: Any) -> Any:
     from .record import SQLRecord
 
     if isinstance(value, SQLRecord):
-        return f"{type(value).__name__}[{value.uid}]"
+        return f"{value.__class__.__name__}[{value.uid}]"  # __class__: a run not yet loaded says Run
     if isinstance(value, os.PathLike):
         return os.fspath(value)
     if isinstance(value, (list, tuple)):
@@ -61,13 +61,13 @@ def bind_params(func: Callable[..., Any], args: tuple, kwargs: dict) -> dict[str
 def step(uid: str | None = None) -> Callable[[F], F]:
     """Track every call of the decorated function as a Run initiated by the current run."""
     from .context import get_current_run, reset_current_run, set_current_run
-    from .instance import current
 
     def decorator(func: F) -> F:
         transforms: dict[int, Any] = {}
 
         def transform() -> Any:
             from .context import script_key
+            from .instance import current
             from .models import Transform
 
             instance = current()

@@ -74,7 +74,7 @@ class LineageGraph:
         return [(self.data.record(e.source), self.data.record(e.target), e.kind) for e in self.data.edges]
 
     def depth_of(self, record: Any) -> int | None:
-        kind = "run" if type(record).__name__ == "Run" else "artifact"
+        kind = "run" if record.__class__.__name__ == "Run" else "artifact"
         return self.data.distance.get((kind, record.id))
 
     def __iter__(self) -> Iterator[Any]:
@@ -84,12 +84,12 @@ class LineageGraph:
         return len(self.data.runs) + len(self.data.artifacts)
 
     def __contains__(self, record: Any) -> bool:
-        kind = "run" if type(record).__name__ == "Run" else "artifact"
+        kind = "run" if record.__class__.__name__ == "Run" else "artifact"
         return record.id in (self.data.runs if kind == "run" else self.data.artifacts)
 
     def __repr__(self) -> str:
         root = self.root
-        name = type(root).__name__ if root is not None else "?"
+        name = root.__class__.__name__ if root is not None else "?"
         return (f"LineageGraph({self.direction} of {name} {getattr(root, 'uid', '?')}: "
                 f"{len(self.data.runs)} runs, {len(self.data.artifacts)} artifacts, {len(self.data.edges)} edges)")
 
