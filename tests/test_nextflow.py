@@ -25,6 +25,7 @@ import lamin_integrations as ln
 from lamin_integrations.cli import cli
 from lamin_integrations.nextflow import ingest_trace
 from lamin_integrations.nextflow.trace import TraceError, read_trace
+from lamin_integrations.nextflow.weblog import Receiver, check_event
 
 DATA = Path(__file__).parent / "data" / "nextflow"
 TRACES = DATA / "traces"
@@ -414,6 +415,32 @@ def test_serve_records_a_whole_run_posted_over_http_then_a_trace_ingest_merges(s
     counts = ln.Artifact.filter().count()
     ingest_trace(trace_of(root), timezone_name="UTC")
     assert ln.Artifact.filter().count() == counts
+
+
+def test_serve_records_task_files_from_the_work_dir_the_run_reports(server, tmp_path):
+    """No --work-dir: the `started` event names the work dir, readable on this machine."""
+    root = launch_dir(tmp_path)
+    text = (DATA / "weblog_23.jsonl").read_text().replace("/nf/launch", str(root))
+    for event in [json.loads(line) for line in text.splitlines()]:
+        status, reply = post(server, event)
+        assert status == 200, reply
+    tasks = tasks_of(ln.Run.get(reference="tender_turing", reference_type="nextflow_id"))
+    out = tasks["1"].output_artifacts.one()
+    assert out.key == "work/3f/a1b2c3d4e5f60718293a4b5c6d7e8f/a_fastqc.txt"
+    assert tasks["6"] in out.input_of_runs.to_list() and tasks["6"].input_artifacts.count() == 4
+    assert {a.key for a in tasks["3"].input_artifacts} == {"data/a.fastq", "data/ref.fa"}
+
+
+def test_serve_without_files_or_an_unreadable_work_dir_records_runs_only(registry, tmp_path):
+    root = launch_dir(tmp_path)
+    text = (DATA / "weblog_23.jsonl").read_text()
+    cases = [(text.replace("/nf/launch", str(root)), False), (text.replace("/nf/launch", str(tmp_path / "gone")), True)]
+    for body, discover in cases:
+        receiver = Receiver(discover=discover)
+        for event in [json.loads(line) for line in body.splitlines()]:
+            receiver.handle(check_event(json.dumps(event).encode()))
+        assert ln.Run.get(reference="tender_turing", reference_type="nextflow_id").status == "completed"
+        assert ln.Artifact.filter().count() == 0
 
 
 def test_serve_old_weblog_payloads_with_params_and_an_error_event(server):

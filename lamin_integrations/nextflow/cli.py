@@ -81,8 +81,10 @@ def ingest(trace: str, report: str | None, log_file: str | None, history: str | 
 @click.option("--port", type=click.IntRange(min=0, max=65535), default=8765, show_default=True)
 @click.option("--token", envvar="LAMIN_INTEGRATIONS_WEBLOG_TOKEN", help="Require ?token=T in the weblog URL (or a Bearer header).")
 @click.option("--max-body-kb", type=click.IntRange(min=1), default=4096, show_default=True, help="Reject larger request bodies (413).")
-@click.option("--work-dir", type=click.Path(file_okay=False), help="Base work dir: record task files as tasks complete.")
-def serve(host: str, port: int, token: str | None, max_body_kb: int, work_dir: str | None) -> None:
+@click.option("--work-dir", type=click.Path(file_okay=False),
+              help="Base work dir: record task files as tasks complete (default: the one the run reports, if readable here).")
+@click.option("--no-files", is_flag=True, help="Record runs only, no work-dir artifacts.")
+def serve(host: str, port: int, token: str | None, max_body_kb: int, work_dir: str | None, no_files: bool) -> None:
     """Receive `nextflow run ... -with-weblog http://HOST:PORT` events and record runs live."""
     from .ingest import Files
     from .weblog import make_server
@@ -90,7 +92,7 @@ def serve(host: str, port: int, token: str | None, max_body_kb: int, work_dir: s
     if host not in ("127.0.0.1", "localhost", "::1") and not token:
         click.echo("warning: listening beyond loopback without --token: anyone who can reach the port can write records", err=True)
     server = make_server(host, port, token=token, max_body=max_body_kb * 1024,
-                         files=Files(work_dir=work_dir) if work_dir else None)
+                         files=Files(work_dir=work_dir) if work_dir else None, discover_files=not no_files)
     bound_host, bound_port = str(server.server_address[0]), server.server_address[1]
     url = f"http://{bound_host}:{bound_port}" + (f"/?token={token}" if token else "")
     click.echo(f"listening on {url} (Ctrl-C to stop); run: nextflow run ... -with-weblog '{url}'", err=True)

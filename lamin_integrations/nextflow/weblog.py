@@ -18,6 +18,7 @@ import datetime as dt
 import hmac
 import json
 import logging
+import os
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -121,9 +122,16 @@ def check_event(body: bytes) -> dict[str, Any]:
 
 
 class Receiver:
-    """Records events in arrival order (one at a time: the registry sees a consistent launch)."""
+    """Records events in arrival order (one at a time: the registry sees a consistent launch).
 
-    def __init__(self, files: Files | None = None):
+    Task files: with `files` given, from there; otherwise (`discover`) from the work dir the
+    `started` event names (`metadata.workflow.workDir`) when this machine can read it, which
+    is the usual case for a receiver on loopback next to `nextflow run`.
+    """
+
+    def __init__(self, files: Files | None = None, discover: bool = True):
+        self.files = files
+        self.discover = discover
         self.recorder = Recorder(files)
         self.lock = threading.Lock()
         self.runs: dict[str, Any] = {}
@@ -149,16 +157,25 @@ class Receiver:
             if event["event"] != "completed":
                 launch.status = None
             self.launches[launch.run_name or ""] = launch
+            self.recorder.files = self._files_for(launch)
             run = self.recorder.record(launch, tasks, final=event["event"] == "completed")
             self.runs[launch.run_name or ""] = run
             self.events += 1
             return run
 
+    def _files_for(self, launch: Launch) -> Files:
+        if self.files is not None or not self.discover:
+            return self.files or Files()
+        work = launch.work_dir
+        if work and os.path.isabs(work) and os.path.isdir(work):
+            return Files(work_dir=work, base=launch.launch_dir)
+        return Files()
+
 
 def make_server(host: str = "127.0.0.1", port: int = 0, *, token: str | None = None,
-                max_body: int = MAX_BODY_BYTES, files: Files | None = None) -> ThreadingHTTPServer:
+                max_body: int = MAX_BODY_BYTES, files: Files | None = None, discover_files: bool = True) -> ThreadingHTTPServer:
     """A ready HTTP server (not yet serving): `server.serve_forever()`, `server.server_address`."""
-    receiver = Receiver(files)
+    receiver = Receiver(files, discover_files)
 
     class Handler(BaseHTTPRequestHandler):
         server_version = "lamin-integrations-weblog"
