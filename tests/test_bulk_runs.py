@@ -228,3 +228,55 @@ def test_runs_by_reference_exact_and_hex_prefixes(registry):
     many = [f"{i:02x}/{i:06x}" for i in range(5_000)]  # one bound array, whatever the count
     assert [r.name for r in runs_by_reference("task", [*many, "3c/6ef362"], [m.replace("/", "") for m in many])] \
         == ["short", "own"]
+
+
+def _stored(run: ln.Run) -> dict:
+    """A run's row as read back, without what differs between two saves of equal runs."""
+    row = {k: v for k, v in ln.Run.get(id=run.id).__dict__.items() if not k.startswith("_") or k in ("_aux", "_status_code")}
+    for name in ("id", "uid", "root_run_id", "initiated_by_run_id", "started_at", "finished_at", "created_at", "updated_at"):
+        row.pop(name, None)
+    return row
+
+
+def test_ln_save_of_runs_with_parents_in_the_batch_reads_back_like_run_save(registry):
+    """ln.save() inserts in waves (parents first) through its own bulk path: rows as .save() writes them."""
+    t = ln.Transform(key="bulk-save", kind="pipeline").save()
+    recorder = Recorder()
+    plugins.manager().register(recorder)
+    try:
+        top = ln.Run(t, name="top", params={"level": 0, "tags": ["a", "b"]}, status="started")
+        mid = ln.Run(t, name="mid", initiated_by_run=top, reference="r1", reference_type="custom", status="completed")
+        leaf = ln.Run(t, name="leaf", initiated_by_run=mid, params={"x": 1.5}, status="errored")
+        leaf._aux = {"exit": 2}
+        given = ln.Run(t, name="given-uid", uid="GivenUid00000001")
+        saved = ln.save([leaf, given, mid, top])  # children before their parents
+        assert [r.id is not None for r in saved] == [True] * 4
+        assert top.root_run_id == mid.root_run_id == leaf.root_run_id == top.id and given.root_run_id == given.id
+        assert leaf.initiated_by_run_id == mid.id and mid.initiated_by_run_id == top.id
+        assert given.uid == "GivenUid00000001" and len({r.uid for r in saved}) == 4
+        assert sorted(recorder.started) == ["top"] and sorted(recorder.finished) == [("leaf", "errored"), ("mid", "completed")]
+        one_by_one = [ln.Run(t, name="top", params={"level": 0, "tags": ["a", "b"]}, status="started").save()]
+        one_by_one.append(ln.Run(t, name="mid", initiated_by_run=one_by_one[0], reference="r1", reference_type="custom",
+                                 status="completed").save())
+        third = ln.Run(t, name="leaf", initiated_by_run=one_by_one[1], params={"x": 1.5}, status="errored")
+        third._aux = {"exit": 2}
+        one_by_one.append(third.save())
+        for bulk, single in zip([top, mid, leaf], one_by_one, strict=True):
+            assert _stored(bulk) == _stored(single)
+        back = ln.Run.get(id=leaf.id)
+        assert back.finished_at is not None and back.started_at <= back.finished_at and back.initiated_by_run == mid
+        top.name = "renamed"
+        ln.save([top])  # existing runs are updated
+        assert ln.Run.get(id=top.id).name == "renamed"
+    finally:
+        plugins.manager().unregister(recorder)
+
+
+def test_ln_save_of_runs_with_a_bad_value_writes_nothing(registry):
+    t = ln.Transform(key="bulk-save-bad", kind="pipeline").save()
+    before = ln.Run.filter().count()
+    runs = [ln.Run(t, name=f"ok {i}") for i in range(5)]
+    runs[3].pid = "not a number"
+    with pytest.raises(ValidationError):
+        ln.save(runs)
+    assert ln.Run.filter().count() == before and all(r.id is None for r in runs)

@@ -79,8 +79,16 @@ def _save_runs(runs: list[Any]) -> None:
     if not new:
         return
     instance = new[0]._db
+    now = schema.now()
+    fresh = iter(_uids(sum(1 for r in new if not r.__dict__.get("uid")), new[0]._uid_len))
     for r in new:
         r._prepare(instance)
+        d = r.__dict__
+        if not d.get("uid"):
+            d["uid"] = next(fresh)  # one batch of sorted uids instead of one random call per run
+        for name in ("created_at", "updated_at"):  # one time for the batch, as insert_run_columns does
+            if d.get(name) is None:
+                d[name] = now
     table = schema.run
     states = [dict(r.__dict__) for r in new]
 
@@ -101,18 +109,22 @@ def _save_runs(runs: list[Any]) -> None:
                 if parent is not None and r.__dict__.get("initiated_by_run_id") is None:
                     r.__dict__["initiated_by_run_id"] = parent.id
             rows = _without_empty_columns([r._insert_values(conn) for r in ready])
-            # Unordered RETURNING lets SQLAlchemy batch many rows per statement (asking for
-            # parameter order makes it fall back to one statement per row on SQLite).
-            ids = dict((uid, id_) for id_, uid in conn.execute(sa.insert(table).returning(table.c.id, table.c.uid), rows))
-            roots = []
-            for r in ready:
-                new_id = r.__dict__["id"] = ids[r.__dict__["uid"]]
-                if r.__dict__.get("root_run_id") is None:
-                    r.__dict__["root_run_id"] = new_id
-                    roots.append(new_id)
-                r._status_events(None, events)
-            if roots:
-                conn.execute(sa.update(table).where(table.c.id.in_(roots)).values(root_run_id=table.c.id))
+            if conn.dialect.name == "sqlite":
+                for r, new_id, root in zip(ready, *_sqlite_insert_rows(conn, rows), strict=True):
+                    r.__dict__["id"], r.__dict__["root_run_id"] = new_id, root
+                    r._status_events(None, events)
+            else:
+                # Unordered RETURNING lets SQLAlchemy batch many rows per statement.
+                ids = dict((uid, id_) for id_, uid in conn.execute(sa.insert(table).returning(table.c.id, table.c.uid), rows))
+                roots = []
+                for r in ready:
+                    new_id = r.__dict__["id"] = ids[r.__dict__["uid"]]
+                    if r.__dict__.get("root_run_id") is None:
+                        r.__dict__["root_run_id"] = new_id
+                        roots.append(new_id)
+                    r._status_events(None, events)
+                if roots:
+                    conn.execute(sa.update(table).where(table.c.id.in_(roots)).values(root_run_id=table.c.id))
             from .models import _link_current_project
 
             _link_current_project(conn, "run", [r.__dict__["id"] for r in ready])
@@ -256,6 +268,23 @@ def insert_run_columns(columns: dict[str, list[Any]], *, records: bool = False, 
     ids, built, events = instance.write(insert_all)
     plugins.fire_all(events)
     return built if records else ids
+
+
+def _sqlite_insert_rows(conn: sa.Connection, rows: list[dict[str, Any]]) -> tuple[list[int], list[int]]:
+    """Insert Run rows (`_insert_values` dicts) through the driver as `insert_run_columns` does;
+    returns (ids, roots). SQLAlchemy's executemany with RETURNING was most of `ln.save()`'s time."""
+    from .models import Run
+
+    n = len(rows)
+    first = (conn.exec_driver_sql("SELECT max(id) FROM run").scalar() or 0) + 1  # ours: the write holds the lock
+    ids = list(range(first, first + n))
+    values = {name: _column(rows, name) for name in rows[0]}
+    roots = [i if r is None else r for i, r in zip(ids, values.pop("root_run_id", [None] * n), strict=True)]
+    stored = {name: _sqlite_column(Run, name, column) for name, column in values.items()}
+    statement, bound = _sqlite_insert({"id": ids, "root_run_id": roots, **stored})
+    with _sqlite_cache(conn, n):
+        conn.exec_driver_sql(statement, list(zip(*bound, strict=True)))
+    return ids, roots
 
 
 def _records(values: dict[str, list[Any]], ids: list[int], roots: list[Any], instance: Any) -> list[Any]:

@@ -429,8 +429,8 @@ class Run(SQLRecord):
             if root is None:
                 root = conn.execute(sa.select(schema.run.c.root_run_id).where(schema.run.c.id == parent)).scalar()
             d["root_run_id"] = root or parent
-        if d.get("started_at") is None:
-            d["started_at"] = schema.now()
+        if d.get("started_at") is None:  # a run made with a final status ended when it was made
+            d["started_at"] = d.get("finished_at") or schema.now()
         return super()._insert_values(conn)
 
     def _insert(self, conn: sa.Connection, events: list) -> None:

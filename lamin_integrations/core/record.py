@@ -208,6 +208,7 @@ class Meta:
     stem_len: int = 0  # versioned registries only
     string_fields: list[str] = field(default_factory=list)
     json_columns: frozenset[str] = frozenset()
+    callable_defaults: list[tuple[str, Callable[[Any], Any]]] = field(default_factory=list)  # (name, default)
 
 
 class SQLRecord:
@@ -238,6 +239,8 @@ class SQLRecord:
             setattr(cls, name, rel)
         meta.aliases = dict(cls._aliases)
         meta.json_columns = frozenset(c.name for c in table.columns if is_json(c.type))
+        meta.callable_defaults = [(c.name, c.default.arg) for c in table.columns  # type: ignore[attr-defined]
+                                  if c.default is not None and c.default.is_callable]
         for name in meta.json_columns:
             setattr(cls, name, _JSONField(name))
         meta.string_fields = [
@@ -440,9 +443,9 @@ class SQLRecord:
 
             # Versioned registries start a family at counter 0000, as lamindb does.
             d["uid"] = base62(self._stem_len) + "0" * VERSION_LEN if self._stem_len else base62(self._uid_len)
-        for name, column in self._meta.columns.items():
-            if d.get(name) is None and column.default is not None and column.default.is_callable:
-                d[name] = column.default.arg(None)  # type: ignore[attr-defined]
+        for name, default in self._meta.callable_defaults:
+            if d.get(name) is None:
+                d[name] = default(None)
         return {n: d.get(n) for n in self._meta.columns if n != "id"}
 
     def _insert(self, conn: sa.Connection, events: list[tuple[str, dict[str, Any]]]) -> None:
