@@ -540,3 +540,75 @@ def test_files_inside_a_produced_folder_lead_back_to_its_producer(sqlite_registr
     assert {a.key for a in process.input_artifacts} == {"split", "split/1.txt"}
     upstream = ln.lineage.upstream(ln.Artifact.get(key="agg/all.txt"))
     assert split.uid in {r.uid for r in upstream.runs}
+
+
+COPIES_WORKFLOW = textwrap.dedent("""
+    rule all:
+        input: "results/raw.txt", "gathered.txt"
+    rule stage:
+        input: "data/raw.txt"
+        output: "results/raw.txt"
+        shell: "cp {input} {output}"
+    rule flag:
+        output: "flags/ready.txt"
+        shell: "echo x > {output}"
+    checkpoint scatter:
+        input: "flags/ready.txt"
+        output: directory("parts")
+        shell: "mkdir -p parts && echo x > parts/p1.txt && echo y > parts/p2.txt"
+    def parts(wildcards):
+        folder = checkpoints.scatter.get().output[0]
+        return expand("parts/{i}.txt", i=glob_wildcards(folder + "/{i}.txt").i)
+    rule gather:
+        input: parts
+        output: "gathered.txt"
+        shell: "cat {input} > {output}"
+""")
+
+
+def test_inputs_with_the_bytes_of_another_file_of_the_run_are_themselves(sqlite_registry, tmp_path):
+    """A `cp` job's input and a checkpoint part equal to another output: each is the file at its
+    own path, not the other file with the same bytes (lineage would skip the real producer)."""
+    wd = tmp_path / "copies"
+    (wd / "data").mkdir(parents=True)
+    (wd / "data" / "raw.txt").write_text("hello\n")
+    (wd / "Snakefile").write_text(COPIES_WORKFLOW)
+    snakemake(wd)
+    [wf] = workflow_runs()
+    by_name = jobs(wf)
+    [stage], [gather], [scatter] = by_name["stage"], by_name["gather"], by_name["scatter"]
+    assert [a.key for a in stage.input_artifacts] == ["data/raw.txt"]
+    assert [a.key for a in stage.output_artifacts] == ["results/raw.txt"]
+    assert {a.key for a in gather.input_artifacts} == {"parts", "parts/p1.txt", "parts/p2.txt"}
+    upstream = ln.lineage.upstream(ln.Artifact.get(key="gathered.txt"))
+    assert scatter.uid in {r.uid for r in upstream.runs}
+    assert ln.Artifact.get(key="parts/p1.txt").hash == ln.Artifact.get(key="flags/ready.txt").hash
+
+
+def test_until_a_rule_is_a_completed_workflow(sqlite_registry, workflow):
+    snakemake(workflow, "--configfile", "config.yaml", "--until", "upper")
+    [wf] = workflow_runs()
+    assert wf.status == "completed", wf._aux
+    assert {r.name for r in ln.Run.filter(initiated_by_run=wf)} == {"raw[s=a]", "raw[s=b]", "upper[s=a]", "upper[s=b]"}
+
+
+def test_a_script_job_with_a_long_name_finds_its_job(sqlite_registry, tmp_path):
+    """Run names are cut at 150 characters; the script's lookup of its job cuts the same way."""
+    wd = tmp_path / "long"
+    (wd / "scripts").mkdir(parents=True)
+    (wd / "scripts" / "p.py").write_text("import lamin_integrations as ln\nln.track()\n"
+                                         "open(snakemake.output[0], 'w').write('ok')\nln.finish()\n")
+    sample = "".join(f"{i:03d}-" for i in range(40))  # 160 characters, not a repeated pattern
+    (wd / "Snakefile").write_text(textwrap.dedent(f"""
+        rule all:
+            input: "out/{sample}.txt"
+        rule proc:
+            output: "out/{{name}}.txt"
+            script: "scripts/p.py"
+    """))
+    snakemake(wd, env=python_env(PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"))
+    [wf] = workflow_runs()
+    [job] = [r for r in ln.Run.filter(initiated_by_run=wf) if r.name.startswith("proc[")]
+    assert len(job.name) == 150
+    [script] = ln.Run.filter(initiated_by_run=job).to_list()
+    assert script.transform.key == "p.py" and script.status == "completed"

@@ -274,10 +274,14 @@ def save_artifacts(artifacts: Sequence[Artifact], run: Run | None = None) -> Non
         by_hash: dict[str, list[Any]] = {}
         for row in found:
             by_hash.setdefault(row["hash"], []).append(row)
+        roots = _creator_roots(conn, found) if any(a.__dict__.get("_own_root") for a in new) else {}
         inserted, existing, to_copy, rows, stems = [], [], [], [], {}
         for a in new:
             d = a.__dict__
-            match = _match(d, by_hash.get(d.get("hash") or "", []))
+            candidates = by_hash.get(d.get("hash") or "", [])
+            if d.get("_own_root") is not None:  # not another file that this pipeline run made
+                candidates = [r for r in candidates if r["key"] == d.get("key") or roots.get(r["run_id"]) != d["_own_root"]]
+            match = _match(d, candidates)
             if match is not None:
                 d.update(dict(match))
                 existing.append(a)
@@ -377,6 +381,16 @@ def save_artifacts(artifacts: Sequence[Artifact], run: Run | None = None) -> Non
     for a, writer in result["recreated"]:
         events.append(("artifact_recreated", {"artifact": a, "run": writer}))
     plugins.fire_all(events)
+
+
+def _creator_roots(conn: sa.Connection, rows: list[Any]) -> dict[int, int]:
+    """The pipeline run (root of the chain) of each creating run of `rows`."""
+    ids = sorted({r["run_id"] for r in rows if r["run_id"] is not None})
+    t, out = schema.run, dict[int, int]()
+    for start in range(0, len(ids), 5000):
+        chunk = ids[start:start + 5000]
+        out.update((i, root or i) for i, root in conn.execute(sa.select(t.c.id, t.c.root_run_id).where(t.c.id.in_(chunk))))
+    return out
 
 
 def _match(d: dict[str, Any], rows: list[Any]) -> Any:

@@ -47,7 +47,7 @@ def artifact_key(path: str | os.PathLike, workdir: str | os.PathLike | None = No
 
 
 def _artifacts(paths: Iterable[str | os.PathLike], workdir: Any, run: Run | None, *, max_hash_size: int | None,
-               kind: str | None, as_input: bool) -> list[Artifact]:
+               kind: str | None, as_input: bool, own_files_by_path: bool = False) -> list[Artifact]:
     from . import storage as st
     from .artifacts import registered_roots
     from .instance import current
@@ -86,6 +86,10 @@ def _artifacts(paths: Iterable[str | os.PathLike], workdir: Any, run: Run | None
         artifact.__dict__["_given_path"] = text  # lets callers map results back to their paths
         if as_input:
             artifact.__dict__["_no_lineage"] = True  # an input is not an output of this run
+            if own_files_by_path and run is not None and run.id is not None:
+                # A file with the bytes of another file this pipeline run made (a `cp` job's
+                # input, a part of a checkpoint folder) is itself, not that other file.
+                artifact.__dict__["_own_root"] = run.root_run_id or run.id
         else:
             artifact.__dict__["_same_key_only"] = True  # an output is the file at its path
         out.append(artifact)
@@ -118,7 +122,7 @@ Files = Iterable[str | os.PathLike]
 
 def record_files(outputs: Iterable[tuple[Run, Files, Any]] = (), inputs: Iterable[tuple[Run, Files, Any]] = (),
                  links: Iterable[tuple[Run, Artifact]] = (), *, max_hash_size: int | None = None,
-                 kind: str | None = None) -> tuple[list[Artifact], list[Artifact]]:
+                 kind: str | None = None, own_files_by_path: bool = False) -> tuple[list[Artifact], list[Artifact]]:
     """Record the files of many runs at once: (run, paths, workdir) triples for outputs and inputs.
 
     An adapter that sees many jobs finish together records them all with one hashing pool,
@@ -126,6 +130,8 @@ def record_files(outputs: Iterable[tuple[Run, Files, Any]] = (), inputs: Iterabl
     a few transactions per job. `links` are (run, artifact) pairs already saved (an input
     the adapter recorded earlier as some job's output). Returns (output artifacts, input
     artifacts); `given_path(artifact)` maps each back to the path it came from.
+    `own_files_by_path`: an input is found by content only among files that other pipeline
+    runs made (or at its own path), for engines that record every file of a run at its path.
     """
     from .artifacts import save_artifacts
 
@@ -133,7 +139,8 @@ def record_files(outputs: Iterable[tuple[Run, Files, Any]] = (), inputs: Iterabl
             for a in _artifacts(paths, workdir, run, max_hash_size=max_hash_size, kind=kind, as_input=False)]
     ins, pairs = [], list(links)
     for run, paths, workdir in inputs:
-        found = _artifacts(paths, workdir, run, max_hash_size=max_hash_size, kind=None, as_input=True)
+        found = _artifacts(paths, workdir, run, max_hash_size=max_hash_size, kind=None, as_input=True,
+                           own_files_by_path=own_files_by_path)
         ins += found
         pairs += [(run, a) for a in found]
     for group in (outs, ins):

@@ -56,7 +56,7 @@ def parent_run_for_process(run: Any) -> Any:
         return None
     from ..core.models import Run
 
-    name = job_name(rule, getattr(job, "wildcards", None))
+    name = job_name(rule, getattr(job, "wildcards", None))[:150]  # as the recorder stores it (Run.name's length)
     deadline = time.monotonic() + JOB_WAIT_SECONDS  # the logger records the job in the background
     while True:
         found = (Run.filter(initiated_by_run=run, reference_type="snakemake_job", name=name, status="started")

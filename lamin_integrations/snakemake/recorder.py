@@ -342,7 +342,11 @@ class Recorder:
             else:  # the log explains the failure; Snakemake deletes the other outputs
                 outputs.append((job, [p for p in _absolute(e.get("log") or [], job.cwd) if os.path.exists(p)]))
                 error = e.get("error_text") or e.get("message") or "job failed"
-                closing.append((job.run, "errored", _time(e["created"]), {"error": error, "engine": e.get("aux") or None}))
+                # Ctrl-C in a terminal signals the whole process group: the job's command dies
+                # of it before Snakemake reports the interrupt. That job was stopped, not failed.
+                stopped = any(f"<Signals.{name}:" in error for name in ("SIGINT", "SIGTERM"))
+                closing.append((job.run, "aborted" if stopped else "errored", _time(e["created"]),
+                                {"error": error, "engine": e.get("aux") or None}))
         self._record_outputs(outputs)
         self._record_inputs(new_jobs)
         if closing:
@@ -384,8 +388,9 @@ class Recorder:
         s.closed = True
         if s.interrupted or s.terminating or s.lost:
             status = "aborted"
-        elif s.workflow_errors or (s.total is not None and (s.done or 0) < s.total):
-            # (a job attempt that failed and then succeeded on retry does not fail the workflow)
+        elif s.workflow_errors or any(job.run.status == "errored" for job in s.jobs.values()):
+            # s.jobs holds each job's last attempt: one that failed and then succeeded on retry
+            # does not fail the workflow. (Not "done < total": --until plans more than it runs.)
             status = "errored"
         else:
             status = "completed"
@@ -463,7 +468,7 @@ class Recorder:
             if others:
                 entries.append((job.run, others, job.cwd))
         if links or entries:
-            record_files(inputs=entries, links=links, max_hash_size=self.config.max_hash_bytes)
+            record_files(inputs=entries, links=links, max_hash_size=self.config.max_hash_bytes, own_files_by_path=True)
 
 
 def _record_missing(run: Any, paths: list[str], cwd: str, replaying: bool = False) -> dict[str, Any]:
