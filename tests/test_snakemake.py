@@ -277,8 +277,9 @@ def _wait_for(predicate, timeout: float = 60.0):
     raise AssertionError("timed out waiting for the registry")
 
 
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
-def test_signals_while_a_job_runs(sqlite_registry, tmp_path, sig):
+@pytest.mark.parametrize(("sig", "group"), [(signal.SIGINT, False), (signal.SIGTERM, False), (signal.SIGINT, True)])
+def test_signals_while_a_job_runs(sqlite_registry, tmp_path, sig, group):
+    """`group`: Ctrl-C in a terminal, which signals the job's shell as well as Snakemake."""
     wd = tmp_path / "sleepy"
     wd.mkdir()
     (wd / "Snakefile").write_text(textwrap.dedent("""
@@ -293,10 +294,15 @@ def test_signals_while_a_job_runs(sqlite_registry, tmp_path, sig):
             shell: "cp {input} {output}"
     """))
     proc = subprocess.Popen([sys.executable, "-m", "snakemake", "--cores", "1", "--logger", "lamin"], cwd=wd,
-                            env=python_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            env=python_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=group)
     try:
         _wait_for(lambda: ln.Run.filter(name="slow", status="started").first())
-        proc.send_signal(sig)
+        if group:
+            time.sleep(0.5)  # the job's shell is running
+            os.killpg(proc.pid, sig)
+        else:
+            proc.send_signal(sig)
         _, err = proc.communicate(timeout=60)
     finally:
         proc.kill()
