@@ -98,7 +98,7 @@ def test_success_records_workflow_jobs_inputs_outputs(registry, workflow):
     uuid.UUID(wf.reference)  # the workflow_id
     assert wf.params["config"] == {"fail": 0, "samples": ["a", "b"]}
     assert wf.params["configfiles"] == [str(workflow / "config.yaml")] and wf.params["snakemake_version"].startswith("9.")
-    assert "--logger lamin" in wf.cli_args
+    assert "--logger lamin" in wf.cli_args and wf.name == workflow.name
     assert wf._aux["jobs"] == {"completed": 7}
 
     by_name = jobs(wf)
@@ -618,3 +618,12 @@ def test_a_script_job_with_a_long_name_finds_its_job(sqlite_registry, tmp_path):
     assert len(job.name) == 150
     [script] = ln.Run.filter(initiated_by_run=job).to_list()
     assert script.transform.key == "p.py" and script.status == "completed"
+
+
+def test_the_recommended_layout_names_the_run_after_the_project(sqlite_registry, tmp_path):
+    project = tmp_path / "rnaseq-project"
+    (project / "workflow").mkdir(parents=True)
+    (project / "workflow" / "Snakefile").write_text('rule all:\n    output: "done.txt"\n    shell: "touch {output}"\n')
+    snakemake(project)  # Snakemake finds workflow/Snakefile itself
+    [wf] = workflow_runs()
+    assert wf.name == "rnaseq-project" and wf.transform.key == "workflow/Snakefile"

@@ -264,7 +264,7 @@ class Recorder:
             if found is not None:  # written before the registry went away
                 self.workflow_run = found
                 return
-        run = Run(self.pipeline, name=snakefile.parent.name or snakefile.name, reference=e["workflow_id"],
+        run = Run(self.pipeline, name=_workflow_name(snakefile, e["cwd"]), reference=e["workflow_id"],
                   reference_type="snakemake_id", params=params, status="started", uid=self.run_uid)
         run.cli_args = (e.get("cmd") or "")[:4096] or None
         run.started_at = _time(e["created"])
@@ -491,6 +491,15 @@ def _record_missing(run: Any, paths: list[str], cwd: str, replaying: bool = Fals
 
 def _absolute(paths: list[str], cwd: str) -> list[str]:
     return [p if "://" in p or os.path.isabs(p) else os.path.join(cwd, p) for p in paths]
+
+
+def _workflow_name(snakefile: Path, workdir: str) -> str:
+    """The project's folder: the Snakefile's, or its parent's in the recommended layout
+    (`<project>/workflow/Snakefile`, where every workflow's folder is called "workflow")."""
+    folder = (Path(workdir) / snakefile).parent
+    if folder.name == "workflow" and folder.parent.name:
+        folder = folder.parent
+    return (folder.name or snakefile.name or "Snakefile")[:150]
 
 
 def _pipeline_key(snakefile: Path, workdir: str) -> str:
