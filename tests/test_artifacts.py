@@ -333,3 +333,21 @@ def test_lamindb_sampled_hash_for_large_files(tmp_path, monkeypatch):
     inner = hashlib.sha1(data[: hashing.CHUNK]).digest() + hashlib.sha1(data[-hashing.CHUNK :]).digest()
     assert hash_type == "sha1-fl"
     assert digest == base64.urlsafe_b64encode(hashlib.sha1(inner).digest()).decode().rstrip("=")[:22]
+
+
+def test_threads_storing_the_same_folder_at_once_all_succeed(tmp_path):
+    """Mapped tasks reading one folder store it concurrently; each copy used one temporary name
+    per process, so two threads collided ('File exists')."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from lamin_integrations.core import storage as st
+
+    source = tmp_path / "results"
+    source.mkdir()
+    for i in range(30):
+        (source / f"{i}.txt").write_text(f"{i}\n" * 200)
+    dest = tmp_path / "storage" / ".lamindb" / "folder"
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda _: st.put(str(source), str(dest), True), range(16)))
+    assert sorted(p.name for p in dest.iterdir()) == sorted(f"{i}.txt" for i in range(30))
+    assert not [p for p in dest.parent.iterdir() if ".part-" in p.name]

@@ -461,3 +461,45 @@ def test_track_inside_a_task_is_a_child_of_the_task_run(work: Path) -> None:
     [task_run] = runs(reference_type="prefect_task_run")
     assert inner.transform.key == "inner.py" and inner.initiated_by_run_id == task_run.id
     assert inner.status == "completed" and task_run.status == "completed"
+
+
+@task
+def length_of(path: str) -> int:
+    return len(Path(path).read_text())
+
+
+@flow
+def futures_flow() -> list[int]:
+    first = write_item.submit(1, prefix="fut")
+    one = length_of.submit(first)  # a future as the argument: the task's input is the file it names
+    many = length_of.map(write_item.map([2, 3], prefix="fut"))
+    return [one.result(), *many.result()]
+
+
+def test_a_task_given_futures_records_their_values_and_files(work: Path) -> None:
+    assert futures_flow() == [6, 6, 6]
+    counted = [r for r in runs(reference_type="prefect_task_run") if r.transform.key.endswith(":length_of")]
+    assert sorted(r.params["path"] for r in counted) == ["fut_1.txt", "fut_2.txt", "fut_3.txt"]
+    for run in counted:
+        [source] = run.input_artifacts.to_list()
+        assert source.key == run.params["path"] and source.run.transform.key.endswith(":write_item")
+
+
+def test_an_edit_elsewhere_in_the_flow_file_keeps_recording_the_flow(work: Path) -> None:
+    """Prefect's default version hashes the whole file: an edited task changes the flow's version
+    while the flow function (its source hash) stays the same."""
+    script = work / "edited.py"
+    body = ("from lamin_integrations.prefect import flow, task\n@task\ndef double(x: int) -> int:\n    return x * 2\n"
+            "@flow\ndef pipeline(x: int = 1) -> int:\n    return double(x)\n"
+            "if __name__ == '__main__':\n    print(pipeline())\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}
+    for old, new in (("x * 2", "x * 2"), ("x * 2", "x * 3")):
+        script.write_text(body.replace(old, new))
+        proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, cwd=work, env=env, timeout=180)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+    flows = runs(reference_type="prefect_flow_run")
+    assert [r.status for r in flows] == ["completed", "completed"] and "could not" not in proc.stderr
+    assert flows[0].transform == flows[1].transform  # same flow code
+    doubles = runs(reference_type="prefect_task_run")
+    assert [r.initiated_by_run_id for r in doubles] == [flows[0].id, flows[1].id]
+    assert doubles[0].transform != doubles[1].transform  # the task's code changed

@@ -283,6 +283,11 @@ class Transform(IsVersioned, SQLRecord):
                 _link_current_project(conn, "transform", new_id)
                 return
             won = conn.execute(sa.select(t).where(sa.or_(self._identity(), t.c.uid == uid) if given else self._identity())).mappings().first()
+            if won is None and self.version is not None and self.hash is not None:
+                # The same code at this key under another version label (Prefect's default
+                # version hashes the whole file, so an edit elsewhere in it changes the label):
+                # (key, hash) is unique, so this code's transform is that row.
+                won = conn.execute(sa.select(t).where(t.c.key == self.key, t.c.hash == self.hash)).mappings().first()
             if won is not None:  # another process created the same transform first
                 _load_into(self, won)
                 return

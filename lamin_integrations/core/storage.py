@@ -12,6 +12,7 @@ import logging
 import os
 import posixpath
 import shutil
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -158,17 +159,19 @@ def put(source: str, destination: str, is_dir: bool) -> None:
     if not is_url(destination) and not is_url(source):
         dest = Path(destination)
         dest.parent.mkdir(parents=True, exist_ok=True)
-        tmp = dest.with_name(dest.name + f".part-{os.getpid()}")
+        import uuid
+
+        # Unique per call: threads of one process may store the same artifact at once.
+        tmp = dest.with_name(f"{dest.name}.part-{os.getpid()}-{uuid.uuid4().hex[:8]}")
         try:
             if is_dir:
-                if dest.exists():
-                    shutil.rmtree(dest)
                 # Links to folders are not part of the folder (hashing.list_files does not
                 # follow them either); links to files are copied as the file's bytes.
                 shutil.copytree(source, tmp, ignore=_linked_dirs, ignore_dangling_symlinks=True)
+                _replace_dir(tmp, dest)
             else:
                 shutil.copyfile(source, tmp)
-            os.replace(tmp, dest)
+                os.replace(tmp, dest)
         except BaseException:
             if tmp.is_dir():
                 shutil.rmtree(tmp, ignore_errors=True)
@@ -186,6 +189,30 @@ def put(source: str, destination: str, is_dir: bool) -> None:
     else:
         with src_fs.open(src_path, "rb") as fin, dest_fs.open(dest_path, "wb") as fout:
             shutil.copyfileobj(fin, fout, 8 * 1024 * 1024)
+
+
+_dir_locks: dict[str, threading.Lock] = {}
+_dir_locks_guard = threading.Lock()
+
+
+def _replace_dir(tmp: Path, dest: Path) -> None:
+    """Move a copied folder into place; a folder cannot replace a non-empty one in one step.
+
+    Threads of this process that store the same folder take turns (mapped tasks reading one
+    folder store it at once). If another process puts the folder there between our removal
+    and our move, it stored the same artifact at that moment: keep theirs, drop our copy.
+    """
+    with _dir_locks_guard:
+        lock = _dir_locks.setdefault(str(dest), threading.Lock())
+    with lock:
+        if dest.exists():
+            shutil.rmtree(dest)
+        try:
+            os.replace(tmp, dest)
+        except OSError:
+            if not dest.is_dir():
+                raise
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _linked_dirs(folder: str, names: list[str]) -> set[str]:

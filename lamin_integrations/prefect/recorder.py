@@ -28,7 +28,7 @@ from typing import Any
 
 from ..core.context import parent_run_from_env, reset_current_run, set_current_run
 from ..core.context import peek_current_run as get_current_run
-from .values import existing_paths, params_json
+from .values import existing_paths, params_json, resolved
 
 logger = logging.getLogger("lamin_integrations")
 
@@ -537,7 +537,7 @@ def task_started(task: Any, task_run: Any, state_obj: Any) -> None:
                 entry.run.save()
         return
     ctx = TaskRunContext.get()
-    parameters = ctx.parameters if ctx is not None else {}
+    parameters = resolved(ctx.parameters if ctx is not None else {})
     parent = _task_parent(task_run)
     flow_name = _flow_name(parent)
     key = f"{flow_name}:{task.name}" if flow_name else str(task.name)

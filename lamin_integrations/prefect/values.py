@@ -20,6 +20,34 @@ MAX_PATHS = 10_000
 _MAX_PATH_LEN = 4096
 
 
+def resolved(parameters: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Parameters with finished futures replaced by their results.
+
+    A task given an upstream future (`b.submit(a_future)`, `.map(futures)`) sees the value by
+    the time its function runs, but the hook still holds the future: without this its params
+    would be a repr and the file it names would not be linked as an input.
+    """
+    if not parameters:
+        return {}
+    from prefect.futures import PrefectFuture
+
+    def value(v: Any, depth: int = 0) -> Any:
+        if isinstance(v, PrefectFuture):
+            try:
+                if v.state.is_completed():
+                    return v.result(raise_on_failure=False)
+            except Exception:
+                pass
+            return v
+        if depth < 2 and isinstance(v, (list, tuple)) and any(isinstance(x, PrefectFuture) for x in v[:MAX_PATHS]):
+            return type(v)(value(x, depth + 1) for x in v) if isinstance(v, list) else tuple(value(x, depth + 1) for x in v)
+        if depth < 2 and isinstance(v, dict) and any(isinstance(x, PrefectFuture) for x in list(v.values())[:MAX_PATHS]):
+            return {k: value(x, depth + 1) for k, x in v.items()}
+        return v
+
+    return {k: value(v) for k, v in parameters.items()}
+
+
 def params_json(parameters: Mapping[str, Any] | None) -> dict[str, Any]:
     """JSON-safe params (plain values as they are, others as a readable repr)."""
     if not parameters:
