@@ -503,3 +503,24 @@ def test_an_edit_elsewhere_in_the_flow_file_keeps_recording_the_flow(work: Path)
     doubles = runs(reference_type="prefect_task_run")
     assert [r.initiated_by_run_id for r in doubles] == [flows[0].id, flows[1].id]
     assert doubles[0].transform != doubles[1].transform  # the task's code changed
+
+
+@task
+def write_report(text: str, out: Path) -> Path:
+    out.write_text(text)
+    return out
+
+
+@flow
+def report_flow(text: str) -> Path:
+    return write_report(text, Path("report.txt"))
+
+
+def test_a_path_parameter_the_task_rewrites_is_its_output(work: Path) -> None:
+    report_flow("hello")
+    report_flow("world!")  # report.txt exists now: passed in, rewritten, returned
+    first, second = [r for r in runs(reference_type="prefect_task_run")]
+    assert [a.key for a in first.output_artifacts] == ["report.txt"]
+    [written] = second.output_artifacts.to_list()
+    assert written.key == "report.txt" and written.is_latest and written.size == len("world!")
+    assert written.path.read_text() == "world!"

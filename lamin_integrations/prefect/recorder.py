@@ -52,7 +52,9 @@ class _Open:
     attempt: int
     token: Any = None
     previous: Any = None
-    inputs: frozenset[str] = frozenset()  # real paths of input files: returning one is no output
+    # Real paths of input files and their (mtime, size) at the start: returning one unchanged
+    # is no output; returning one the task rewrote (an `out: Path` parameter) is.
+    inputs: dict[str, tuple[int, int] | None] = field(default_factory=dict)
     params: dict[str, Any] = field(default_factory=dict)  # the task's own parameters
     facts: dict[str, Any] = field(default_factory=dict)  # Prefect facts (attempt, cached, ...)
     deferred: bool = False  # written by the background writer (see writer.py)
@@ -154,14 +156,32 @@ def _record_inputs(entry: _Open, values: Any) -> None:
 
     paths = existing_paths(values)
     if paths:
-        entry.inputs = frozenset(os.path.realpath(p) for p in paths)
+        entry.inputs = _input_stats(paths)
         record_inputs(entry.run, paths, workdir=os.getcwd())
+
+
+def _stat(path: str) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_mtime_ns, st.st_size)
+
+
+def _input_stats(paths: list[str]) -> dict[str, tuple[int, int] | None]:
+    return {os.path.realpath(p): _stat(p) for p in paths}
+
+
+def _written(path: str, entry: _Open) -> bool:
+    """A returned path is an output unless it was an input the task left as it was."""
+    real = os.path.realpath(path)
+    return real not in entry.inputs or _stat(real) != entry.inputs[real]
 
 
 def _record_outputs(run: Any, result: Any, entry: _Open) -> list[Any]:
     from ..core.pipeline import record_outputs
 
-    paths = [p for p in existing_paths([result]) if os.path.realpath(p) not in entry.inputs]
+    paths = [p for p in existing_paths([result]) if _written(p, entry)]
     if not paths:
         return []
     return record_outputs(run, paths, workdir=os.getcwd())
@@ -557,7 +577,7 @@ def task_started(task: Any, task_run: Any, state_obj: Any) -> None:
         state.open[ref] = entry
     _set_current(entry)
     inputs = existing_paths(parameters.values()) if parameters else []
-    entry.inputs = frozenset(os.path.realpath(p) for p in inputs)
+    entry.inputs = _input_stats(inputs)
     if entry.deferred:
         run.__dict__["_materialize"] = writer.flush
         writer.submit(Start(run, inputs, os.getcwd()))
@@ -599,7 +619,7 @@ def task_finished(task: Any, task_run: Any, state_obj: Any) -> None:
             facts["map_index"] = index
         params = _with_facts(entry.params, facts)
         if status == "completed":
-            outputs = [p for p in existing_paths([_result(state_obj)]) if os.path.realpath(p) not in entry.inputs]
+            outputs = [p for p in existing_paths([_result(state_obj)]) if _written(p, entry)]
     finally:
         _unset_current(entry)
         if entry.deferred:
