@@ -524,3 +524,30 @@ def test_a_path_parameter_the_task_rewrites_is_its_output(work: Path) -> None:
     [written] = second.output_artifacts.to_list()
     assert written.key == "report.txt" and written.is_latest and written.size == len("world!")
     assert written.path.read_text() == "world!"
+
+
+CHILD_SCRIPT = "import sys, lamin_integrations as ln\nln.track(params={'who': sys.argv[1]})\nln.finish()\n"
+
+
+@task
+def run_script(script: str, who: str) -> int:
+    return subprocess.run([sys.executable, script, who], check=True).returncode
+
+
+@flow
+def launching_flow(script: str) -> None:
+    run_script(script, "task")
+    subprocess.run([sys.executable, script, "flow"], check=True)
+
+
+def test_scripts_launched_by_a_task_or_a_flow_are_their_children(work: Path) -> None:
+    script = work / "child.py"
+    script.write_text(CHILD_SCRIPT)
+    before = os.environ.get("LAMIN_INTEGRATIONS_RUN_UID")
+    launching_flow(str(script))
+    assert os.environ.get("LAMIN_INTEGRATIONS_RUN_UID") == before, "the process environment is restored"
+    [flow_run] = runs(reference_type="prefect_flow_run")
+    [task_run] = runs(reference_type="prefect_task_run")
+    by_who = {r.params["who"]: r for r in ln.Run.filter(transform__key="child.py")}
+    assert by_who["task"].initiated_by_run_id == task_run.id and by_who["flow"].initiated_by_run_id == flow_run.id
+    assert by_who["task"].root_run_id == flow_run.id

@@ -63,12 +63,16 @@ def reset_current_run(token: Any) -> None:
     _current_run.reset(token)
 
 
-def parent_run_from_env() -> Run | None:
-    """The run that launched this process, if it told us through the environment."""
+def parent_run_from_env(environ: Any = None) -> Run | None:
+    """The run that launched this process, if it told us through the environment.
+
+    `environ`: the variables to read instead of `os.environ` (an adapter that exports its own
+    runs' uids passes what the process was started with)."""
     from .models import Run
 
-    ours = os.environ.get(ENV_RUN_UID)
-    uid = ours or os.environ.get(ENV_LAMINDB_RUN_UID)
+    environ = os.environ if environ is None else environ
+    ours = environ.get(ENV_RUN_UID)
+    uid = ours or environ.get(ENV_LAMINDB_RUN_UID)
     if not uid:
         return None
     # Our variable is set by a process that records the run in the background (an engine

@@ -61,6 +61,9 @@ class _Open:
     engine: Any = None  # a flow run's Prefect engine: its `.state` is the run's live state
 
 
+_UNSET = object()
+
+
 class _State:
     """This process's view: open runs, transforms and parents it already looked up."""
 
@@ -72,6 +75,7 @@ class _State:
         self.known: dict[str, Any] = {}  # reference -> Run found in the registry (parents)
         self.map_index: dict[str, int] = {}
         self.host = socket.gethostname()[:255]
+        self.env_before: Any = _UNSET  # LAMIN_INTEGRATIONS_RUN_UID before our first run opened
 
     def check_instance(self) -> None:
         """Forget cached records when the process switched registries (tests, ln.connect)."""
@@ -237,7 +241,17 @@ def _flow_parent(flow_run: Any) -> Any:
     if current is not None and current.reference != own:
         return current
     if flow_ctx is None and task_ctx is None:
-        return parent_run_from_env()
+        if state.env_before is _UNSET:
+            return parent_run_from_env()
+        from ..core.context import ENV_RUN_UID
+
+        # The variable names a run this process still has open (see export_env): the launching
+        # run is what the process was started with.
+        given = dict(os.environ)
+        given.pop(ENV_RUN_UID, None)
+        if state.env_before is not None:
+            given[ENV_RUN_UID] = state.env_before
+        return parent_run_from_env(given)
     return None
 
 
@@ -263,6 +277,30 @@ def _new_flow_run(flow: Any, flow_run: Any, attempt: int) -> Any:
     return run.save()
 
 
+def export_env() -> None:
+    """Name the run that a subprocess started now belongs to (LAMIN_INTEGRATIONS_RUN_UID), so a
+    script it runs that calls `ln.track()` becomes that run's child: the running task run,
+    else the innermost open flow run. The environment is one per process: while several
+    task runs run at once it names their flow run, the parent they share."""
+    from ..core.context import ENV_RUN_UID
+
+    with state.lock:
+        entries = list(state.open.values())
+        if state.env_before is _UNSET:
+            state.env_before = os.environ.get(ENV_RUN_UID)
+        tasks = [e for e in entries if e.run.reference_type == TASK_RUN]
+        flows = [e for e in entries if e.run.reference_type == FLOW_RUN]
+        uid = tasks[0].run.uid if len(tasks) == 1 else flows[-1].run.uid if flows else None
+        if uid is not None:
+            os.environ[ENV_RUN_UID] = uid
+            return
+        if state.env_before is None:
+            os.environ.pop(ENV_RUN_UID, None)
+        else:
+            os.environ[ENV_RUN_UID] = state.env_before
+        state.env_before = _UNSET
+
+
 def flow_started(flow: Any, flow_run: Any, state_obj: Any) -> None:
     state.check_instance()
     close_unreported()  # before the parent lookup: an unreported run may still be "current"
@@ -286,6 +324,7 @@ def flow_started(flow: Any, flow_run: Any, state_obj: Any) -> None:
     with state.lock:
         state.open[ref] = entry
     _set_current(entry)
+    export_env()
     _record_inputs(entry, (flow_run.parameters or {}).values())
 
 
@@ -353,7 +392,10 @@ def flow_finished(flow: Any, flow_run: Any, state_obj: Any) -> None:
     with state.lock:
         entry = state.open.pop(ref, None)
     close_unreported()  # e.g. a subflow of this flow that returned Cancelled
-    _finish_flow(flow, flow_run, state_obj, entry)
+    try:
+        _finish_flow(flow, flow_run, state_obj, entry)
+    finally:
+        export_env()
 
 
 def _state_time(state_obj: Any) -> Any:
@@ -576,6 +618,7 @@ def task_started(task: Any, task_run: Any, state_obj: Any) -> None:
     with state.lock:
         state.open[ref] = entry
     _set_current(entry)
+    export_env()
     inputs = existing_paths(parameters.values()) if parameters else []
     entry.inputs = _input_stats(inputs)
     if entry.deferred:
@@ -622,6 +665,7 @@ def task_finished(task: Any, task_run: Any, state_obj: Any) -> None:
             outputs = [p for p in existing_paths([_result(state_obj)]) if _written(p, entry)]
     finally:
         _unset_current(entry)
+        export_env()
         if entry.deferred:
             writer.submit(End(run, status, finished_at, params, error, outputs, os.getcwd()))
         else:
