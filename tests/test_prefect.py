@@ -551,3 +551,20 @@ def test_scripts_launched_by_a_task_or_a_flow_are_their_children(work: Path) -> 
     by_who = {r.params["who"]: r for r in ln.Run.filter(transform__key="child.py")}
     assert by_who["task"].initiated_by_run_id == task_run.id and by_who["flow"].initiated_by_run_id == flow_run.id
     assert by_who["task"].root_run_id == flow_run.id
+
+
+def test_prefect_does_not_log_our_hooks(work: Path) -> None:
+    """Prefect logs every hook call at INFO; ours are recording, not the user's business."""
+    script = work / "quiet.py"
+    script.write_text("from lamin_integrations.prefect import flow, task\n"
+                      "def mine(flow, flow_run, state):\n    pass\n"
+                      "@task\ndef one() -> int:\n    return 1\n"
+                      "@flow(on_completion=[mine])\ndef quiet() -> int:\n    return one()\n"
+                      "if __name__ == '__main__':\n    print(quiet())\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}
+    env["PREFECT_LOGGING_LEVEL"] = "INFO"
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, cwd=work, env=env, timeout=180)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "Running hook 'mine'" in proc.stderr, "the user's own hooks are still logged"
+    assert "lamin_" not in proc.stderr
+    assert [r.status for r in runs(reference_type="prefect_task_run")] == ["completed"]

@@ -53,6 +53,24 @@ def lamin_task_finished(task: Any, task_run: Any, state: Any) -> None:
     _guarded("the end of task run", recorder.task_finished, task, task_run, state)
 
 
+class _QuietHooks(logging.Filter):
+    """Drop Prefect's two INFO lines per call of our hooks ("Running hook 'lamin_task_running'
+    ...", "Hook ... finished running successfully"): four extra lines per task run in the
+    user's console and in Prefect's API, about recording the user never asked to read.
+    The user's own hooks are logged as before."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno != logging.INFO:
+            return True
+        message = record.getMessage()
+        return not ("'lamin_" in message and (message.startswith("Running hook") or message.startswith("Hook ")))
+
+
+_QUIET = _QuietHooks()
+for _name in ("prefect.flow_runs", "prefect.task_runs", "prefect.engine"):
+    logging.getLogger(_name).addFilter(_QUIET)
+
+
 FLOW_HOOKS: dict[str, Callable[..., None]] = {
     "on_running_hooks": lamin_flow_running,
     "on_completion_hooks": lamin_flow_finished,
