@@ -568,3 +568,45 @@ def test_prefect_does_not_log_our_hooks(work: Path) -> None:
     assert "Running hook 'mine'" in proc.stderr, "the user's own hooks are still logged"
     assert "lamin_" not in proc.stderr
     assert [r.status for r in runs(reference_type="prefect_task_run")] == ["completed"]
+
+
+@task
+def slow_write(path: str) -> str:
+    import time
+
+    time.sleep(1.0)
+    Path(path).write_text("late\n")
+    return path
+
+
+@flow
+def fire_and_forget() -> str:
+    slow_write.submit("late.txt")  # never awaited: the flow's end hook runs before the task ends
+    return "returned"
+
+
+def test_a_task_never_awaited_is_one_completed_run_with_its_output(work: Path) -> None:
+    assert fire_and_forget() == "returned"
+    [run] = runs(reference_type="prefect_task_run")
+    assert run.status == "completed", run._aux
+    assert [a.key for a in run.output_artifacts] == ["late.txt"] and run.input_artifacts.count() == 0
+
+
+from pydantic import BaseModel  # noqa: E402
+
+
+class RunConfig(BaseModel):
+    n: int = 5
+    scale: float = 2.0
+
+
+@flow
+def configured(cfg: RunConfig = RunConfig()) -> int:  # noqa: B008 (Prefect users write defaults so)
+    return cfg.n
+
+
+def test_pydantic_parameters_are_stored_as_their_fields(work: Path) -> None:
+    assert configured() == 5
+    [flow_run] = runs(reference_type="prefect_flow_run")
+    assert flow_run.params["cfg"] == {"n": 5, "scale": 2.0}
+    assert ln.Run.filter(reference_type="prefect_flow_run", params__cfg__n=5).count() == 1

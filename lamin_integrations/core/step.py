@@ -30,6 +30,12 @@ def json_safe(value: Any) -> Any:
         return f"{value.__class__.__name__}[{value.uid}]"  # __class__: a run not yet loaded says Run
     if isinstance(value, os.PathLike):
         return os.fspath(value)
+    dump = getattr(value, "model_dump", None)  # a pydantic model (typed flow parameters): its fields
+    if callable(dump) and not isinstance(value, type):
+        try:
+            return json_safe(dump(mode="json"))
+        except Exception:
+            pass
     if isinstance(value, (list, tuple)):
         return [json_safe(v) for v in value]
     if isinstance(value, dict) and all(isinstance(k, str) for k in value):

@@ -642,6 +642,11 @@ def task_finished(task: Any, task_run: Any, state_obj: Any) -> None:
     ref = str(task_run.id)
     with state.lock:
         entry = state.open.pop(ref, None)
+    if entry is None:
+        found = _by_reference(ref, TASK_RUN)
+        if found is not None:  # closed "aborted" by its flow's end first (submitted, never awaited)
+            params = {k: v for k, v in (found.params or {}).items() if k not in (_FACTS, f"_{_FACTS}")}
+            entry = _Open(found, int(task_run.run_count or 1), params=params, facts=_facts_of(found))
     if entry is None:  # no running hook seen (instrumented mid-run): record the end alone
         task_started(task, task_run, state_obj)
         with state.lock:
