@@ -610,22 +610,3 @@ def test_pydantic_parameters_are_stored_as_their_fields(work: Path) -> None:
     [flow_run] = runs(reference_type="prefect_flow_run")
     assert flow_run.params["cfg"] == {"n": 5, "scale": 2.0}
     assert ln.Run.filter(reference_type="prefect_flow_run", params__cfg__n=5).count() == 1
-
-
-@task
-def save_and_return(name: str) -> str:
-    Path(name).write_text("kept under a chosen key\n")
-    ln.Artifact(name, key=f"chosen/{name}").save()
-    return name
-
-
-@flow
-def saving_flow() -> None:
-    save_and_return("both.txt")
-
-
-def test_a_returned_file_the_task_saved_itself_is_one_artifact(work: Path) -> None:
-    saving_flow()
-    [run] = runs(reference_type="prefect_task_run")
-    assert [a.key for a in run.output_artifacts] == ["chosen/both.txt"]
-    assert ln.Artifact.filter(hash=run.output_artifacts.one().hash).count() == 1

@@ -182,29 +182,6 @@ def _written(path: str, entry: _Open) -> bool:
     return real not in entry.inputs or _stat(real) != entry.inputs[real]
 
 
-def not_saved_by_run(outputs: list[tuple[Any, list[str], str]]) -> list[tuple[Any, list[str], str]]:
-    """(run, returned paths, workdir) without the files whose content the task already saved as
-    its own artifact (`ln.Artifact(path, key=...).save()` in its body, then `return path`):
-    the returned path is that artifact, not a second one at the path's own key."""
-    from ..core.hashing import hash_file
-    from ..core.models import Artifact
-
-    ids = [run.id for run, _, _ in outputs if run.id is not None]
-    saved: dict[int, set[str]] = {}
-    for artifact in Artifact.filter(run_id__in=ids).to_list() if ids else []:
-        saved.setdefault(artifact.run_id, set()).add(artifact.hash)
-    if not saved:
-        return outputs
-    mode = outputs[0][0]._db.hash_mode
-    kept = []
-    for run, paths, workdir in outputs:
-        hashes = saved.get(run.id)
-        left = [p for p in paths if not hashes or os.path.isdir(p) or hash_file(p, mode)[0] not in hashes]
-        if left:
-            kept.append((run, left, workdir))
-    return kept
-
-
 def _record_outputs(run: Any, result: Any, entry: _Open) -> list[Any]:
     from ..core.pipeline import record_outputs
 
@@ -698,10 +675,10 @@ def task_finished(task: Any, task_run: Any, state_obj: Any) -> None:
             writer.submit(End(run, status, finished_at, params, error, outputs, os.getcwd()))
         else:
             run.params = params
-            for _, paths, _ in not_saved_by_run([(run, outputs, os.getcwd())]) if outputs else []:
+            if outputs:
                 from ..core.pipeline import record_outputs
 
-                record_outputs(run, paths, workdir=os.getcwd())
+                record_outputs(run, outputs, workdir=os.getcwd())
             close_run(run, status, finished_at=finished_at, error=error)
 
 

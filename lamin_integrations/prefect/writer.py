@@ -138,9 +138,7 @@ class Writer:
             return
         outputs = [(e.run, e.outputs, e.workdir) for e in ends if e.outputs and e.status == "completed"]
         if outputs:
-            from .recorder import not_saved_by_run
-
-            self._guard(lambda: record_files(outputs=not_saved_by_run(outputs)))
+            self._guard(record_files, outputs=outputs)
         for e in ends:
             e.run.params = e.params
         close_runs([(e.run, e.status, e.finished_at, {"error": e.error}) for e in ends])
