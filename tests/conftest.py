@@ -128,6 +128,16 @@ def sqlite_registry(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator
     yield from _connected(f"sqlite:///{tmp_path / 'lineage.db'}", tmp_path / "storage", monkeypatch)
 
 
+def file_and_folder(tmp_path: Path) -> tuple[Path, Path]:
+    """A small CSV and a folder holding one file: what the storage rollback tests save."""
+    src = tmp_path / "table.csv"
+    src.write_text("a,b\n1,2\n")
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    (folder / "x.txt").write_text("x")
+    return src, folder
+
+
 def python_env(**extra: str) -> dict[str, str]:
     """The environment for a subprocess that should see the same registry as the test."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}

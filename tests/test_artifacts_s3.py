@@ -8,6 +8,7 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
+from conftest import file_and_folder
 
 import lamin_integrations as ln
 from lamin_integrations.core import instance as instance_module
@@ -102,11 +103,7 @@ def test_a_rolled_back_transaction_deletes_its_uploads_and_keeps_the_rest(s3_reg
     kept = ln.Artifact(kept_src, key="kept.csv").save()  # committed before the block
     fs.pipe(f"{bucket}/lamin/raw/counts.csv", b"gene,count\nA,1\n")  # the user's own object
     before = sorted(fs.find(bucket))
-    src = tmp_path / "table.csv"
-    src.write_text("a,b\n1,2\n")
-    folder = tmp_path / "folder"
-    folder.mkdir()
-    (folder / "x.txt").write_text("x")
+    src, folder = file_and_folder(tmp_path)
     with pytest.raises(RuntimeError), instance.transaction():
         uploaded = ln.Artifact(src, key="results/table.csv").save()
         ln.Artifact(folder, key="results/folder").save()

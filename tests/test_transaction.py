@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from conftest import file_and_folder
 
 import lamin_integrations as ln
 from lamin_integrations.core import plugins, schema
@@ -81,11 +82,7 @@ def artifact_rows(registry) -> list[tuple]:
 
 
 def test_a_rolled_back_block_removes_the_bytes_its_artifact_saves_copied(registry, tmp_path):
-    src = tmp_path / "table.csv"
-    src.write_text("a,b\n1,2\n")
-    folder = tmp_path / "folder"
-    folder.mkdir()
-    (folder / "x.txt").write_text("x")
+    src, folder = file_and_folder(tmp_path)
     with pytest.raises(RuntimeError), registry.transaction():
         artifact = ln.Artifact(src, key="results/table.csv").save()
         ln.Artifact(folder, key="results/folder").save()
