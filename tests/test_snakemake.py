@@ -287,7 +287,8 @@ def test_signals_while_a_job_runs(sqlite_registry, tmp_path, sig, group):
             input: "b.txt"
         rule slow:
             output: "a.txt"
-            shell: "sleep 4; echo done > {output}"
+            log: "logs/slow.log"
+            shell: "echo 'step 1 of 2' > {log}; sleep 4; echo done > {output}"
         rule after:
             input: "a.txt"
             output: "b.txt"
@@ -312,8 +313,10 @@ def test_signals_while_a_job_runs(sqlite_registry, tmp_path, sig, group):
     [slow] = by_name["slow"]
     if sig == signal.SIGINT:
         assert slow.status == "aborted" and slow.finished_at is not None
+        [log] = slow.output_artifacts.to_list()  # what it logged before it was stopped
+        assert log.key == "logs/slow.log" and log.path.read_text() == "step 1 of 2\n"
     else:  # SIGTERM lets the running job finish, and it is recorded with its output
-        assert slow.status == "completed" and [a.key for a in slow.output_artifacts] == ["a.txt"]
+        assert slow.status == "completed" and {a.key for a in slow.output_artifacts} == {"a.txt", "logs/slow.log"}
     assert "after" not in by_name
     assert ln.Run.filter(status="started").count() == 0
 

@@ -304,7 +304,7 @@ def _roots(conn: sa.Connection, parents: set[int]) -> dict[int, int | None]:
     ordered = sorted(parents)
     for start in range(0, len(ordered), 10_000):
         chunk = ordered[start:start + 10_000]
-        out.update(conn.execute(sa.select(t.c.id, t.c.root_run_id).where(t.c.id.in_(chunk))).tuples().all())
+        out.update((row[0], row[1]) for row in conn.execute(sa.select(t.c.id, t.c.root_run_id).where(t.c.id.in_(chunk))))
     return out
 
 

@@ -38,6 +38,7 @@ class Job:
     outputs: list[str]
     cwd: str
     open: bool = True
+    logs: list[str] = field(default_factory=list)  # also kept when the job is stopped
 
 
 @dataclass
@@ -319,7 +320,7 @@ class Recorder:
             run.started_at = _time(e["created"])
             run.host, run.pid = self.workflow_run.host, self.workflow_run.pid
             cwd = e["cwd"]
-            job = Job(run, _absolute(e["output"] + e["log"] + e["benchmark"], cwd), cwd)
+            job = Job(run, _absolute(e["output"] + e["log"] + e["benchmark"], cwd), cwd, logs=_absolute(e["log"], cwd))
             self.state.jobs[jobid] = job
             new_jobs.append((job, _absolute(e["input"], cwd) if self.config.record_inputs else []))
         if new_jobs and self.replaying:  # job runs written before the registry went away are kept
@@ -403,7 +404,8 @@ class Recorder:
             self._record_outputs([(job, job.outputs) for job in still_open])
             close_runs([(job.run, "completed", None, {"end_time": "workflow end (no job_finished event)"})
                         for job in still_open])
-        else:
+        else:  # what the stopped jobs logged so far explains where they were
+            self._record_outputs([(job, [p for p in job.logs if os.path.exists(p)]) for job in still_open])
             close_runs([(job.run, "aborted", None, {"error": "the workflow ended before this job finished"})
                         for job in still_open])
         counts: dict[str, int] = {}
