@@ -27,6 +27,7 @@ import sqlalchemy as sa
 from ..errors import InvalidKey, NotFoundOnDisk, ValidationError
 from . import hashing, schema
 from . import storage as st
+from .match import existing_match
 
 if TYPE_CHECKING:
     from .models import Artifact, Run
@@ -281,7 +282,7 @@ def save_artifacts(artifacts: Sequence[Artifact], run: Run | None = None) -> Non
             candidates = by_hash.get(d.get("hash") or "", [])
             if d.get("_own_root") is not None:  # not another file that this pipeline run made
                 candidates = [r for r in candidates if r["key"] == d.get("key") or roots.get(r["run_id"]) != d["_own_root"]]
-            match = _match(d, candidates)
+            match = existing_match(d, candidates)
             if match is not None:
                 d.update(dict(match))
                 existing.append(a)
@@ -391,19 +392,6 @@ def _creator_roots(conn: sa.Connection, rows: list[Any]) -> dict[int, int]:
         chunk = ids[start:start + 5000]
         out.update((i, root or i) for i, root in conn.execute(sa.select(t.c.id, t.c.root_run_id).where(t.c.id.in_(chunk))))
     return out
-
-
-def _match(d: dict[str, Any], rows: list[Any]) -> Any:
-    """The existing artifact this content is: same place for in-place files, else same hash."""
-    if not rows or d.get("n_files") is None and d.get("size") == 0:
-        # Empty files all share one hash; identify them by location instead.
-        return next((r for r in rows if r["key"] == d.get("key") and r["storage_id"] == d.get("storage_id")), None) if rows else None
-    if d.get("_key_is_virtual") is False or d.get("_same_key_only"):
-        # In-place files, and pipeline outputs: a file at another path is another artifact,
-        # even with the same bytes (two jobs writing "ok" to their own logs).
-        return next((r for r in rows if r["key"] == d.get("key") and r["storage_id"] == d.get("storage_id")), None)
-    same_key = [r for r in rows if r["key"] == d.get("key")]
-    return (same_key or [r for r in rows if r["_key_is_virtual"]] or [None])[0]
 
 
 def _destination(a: Artifact, roots: dict[int, str]) -> str:

@@ -29,8 +29,17 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from .settings import SCHEMA_HEAD, SQLITE_BUSY_TIMEOUT_MS, data_dir, mask_text, resolve, sqlite_file
+from .settings import (
+    SCHEMA_HEAD,
+    SQLITE_BUSY_TIMEOUT_MS,
+    data_dir,
+    mask_text,
+    resolve,
+    sqlite_file,
+    user_handle,
+)
 from .status import STATUS_CODES
+from .uids import base62
 
 logger = logging.getLogger("lamin_integrations")
 OUR_PLUGINS = ("openlineage = lamin_integrations.openlineage:plugin",)
@@ -111,7 +120,7 @@ def _start(transform: str | None, params: dict | None, path: str | None) -> tupl
             return None
         if _scalar(conn, "SELECT value FROM setting WHERE key = 'hash_mode'") not in (None, "blake3"):
             return None
-        user_id = _scalar(conn, 'SELECT id FROM "user" WHERE handle = ?', (_user_handle(),))
+        user_id = _scalar(conn, 'SELECT id FROM "user" WHERE handle = ?', (user_handle()[:64],))
         storage_id = _scalar(conn, "SELECT id FROM storage WHERE root = ?", (storage_root,))
         roots = [r for (r,) in conn.execute("SELECT root FROM storage")]
         if user_id is None or storage_id is None or _in_storage(environment, roots) or _in_storage(cache, roots):
@@ -137,7 +146,7 @@ def _start(transform: str | None, params: dict | None, path: str | None) -> tupl
                 parent = (row[0], row[1])
         git = git_state(script) if script is not None else None
         aux = {"git": git} if git else None
-        run_uid = _base62(16)
+        run_uid = base62(16)
         now = _timestamp()
         root = (parent[1] or parent[0]) if parent else None
         values = {
@@ -194,14 +203,15 @@ def _find_transform(conn: sqlite3.Connection, uid: str | None, key: str | None, 
 
 
 def _existing_artifact(conn: sqlite3.Connection, digest: str, size: int, storage_id: int) -> tuple[int, bool] | None:
-    """(id, storage ongoing) of the artifact a keyless file with this content is (artifacts._match)."""
-    rows = conn.execute("SELECT id, key, storage_id, _key_is_virtual, _storage_ongoing FROM artifact "
-                        "WHERE hash = ? AND branch_id != -1", (digest,)).fetchall()
-    if size == 0:  # empty files are told apart by location
-        candidates = [r for r in rows if r[1] is None and r[2] == storage_id]
-    else:
-        candidates = [r for r in rows if r[1] is None] or [r for r in rows if r[3]]
-    return (candidates[0][0], bool(candidates[0][4])) if candidates else None
+    """(id, storage ongoing) of the artifact a keyless file with this content is."""
+    from .match import existing_match
+
+    cursor = conn.execute("SELECT id, key, storage_id, _key_is_virtual, _storage_ongoing FROM artifact "
+                          "WHERE hash = ? AND branch_id != -1", (digest,))
+    names = [c[0] for c in cursor.description]
+    rows = [dict(zip(names, r, strict=True)) for r in cursor.fetchall()]
+    found = existing_match({"key": None, "size": size, "storage_id": storage_id, "n_files": None}, rows)
+    return (found["id"], bool(found["_storage_ongoing"])) if found is not None else None
 
 
 def end(run: LiteRun, status: str, reason: str | None, log_path: Path) -> bool:
@@ -259,7 +269,7 @@ def end(run: LiteRun, status: str, reason: str | None, log_path: Path) -> bool:
 def _insert_report(conn: sqlite3.Connection, run: LiteRun, state: _State, digest: str, hash_type: str,
                    size: int) -> tuple[int, str]:
     """The report's row, flagged until its bytes are stored (as artifacts.save_artifacts does)."""
-    uid = _base62(16) + "0000"
+    uid = base62(16) + "0000"
     now = _timestamp()
     values = {
         "uid": uid, "key": None, "description": f"log streams of run {run.uid}", "storage_id": state.storage_id,
@@ -410,22 +420,7 @@ def _in_storage(path: Path, roots: list[str]) -> bool:
     return any(text == r.rstrip("/") or text.startswith(r.rstrip("/") + "/") for r in roots if "://" not in r)
 
 
-def _user_handle() -> str:
-    import getpass
-
-    try:
-        return getpass.getuser()[:64]
-    except Exception:
-        return "unknown"
-
-
 def _hostname() -> str:
     import socket
 
     return socket.gethostname()[:255]
-
-
-def _base62(n: int) -> str:
-    from .uids import base62
-
-    return base62(n)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import getpass
 import os
 import socket
 from collections.abc import Iterable
@@ -65,10 +64,9 @@ class User(SQLRecord):
 
     @classmethod
     def _current(cls, instance: Any) -> User:
-        try:
-            handle = getpass.getuser()
-        except Exception:
-            handle = "unknown"
+        from .settings import user_handle
+
+        handle = user_handle()
         name = handle
         try:
             import pwd

@@ -36,6 +36,16 @@ def data_dir() -> Path:
     return base / "lamin-integrations"
 
 
+def user_handle() -> str:
+    """Who creates records: the OS user (the registry's `user.handle`)."""
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except Exception:
+        return "unknown"
+
+
 def config_file() -> Path:
     return data_dir() / "config.json"
 

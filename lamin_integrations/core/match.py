@@ -1,0 +1,23 @@
+"""Which registered artifact a file being saved is, among the rows with its hash.
+
+One rule for every writer: `artifacts.save_artifacts` and the SQLAlchemy-free run report
+and environment of `core/fasttrack.py` must pick the same row, or the two paths would
+register the same file twice.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def existing_match(d: dict[str, Any], rows: list[Any]) -> Any:
+    """The existing artifact this content is: same place for in-place files, else same hash."""
+    if not rows or d.get("n_files") is None and d.get("size") == 0:
+        # Empty files all share one hash; identify them by location instead.
+        return next((r for r in rows if r["key"] == d.get("key") and r["storage_id"] == d.get("storage_id")), None) if rows else None
+    if d.get("_key_is_virtual") is False or d.get("_same_key_only"):
+        # In-place files, and pipeline outputs: a file at another path is another artifact,
+        # even with the same bytes (two jobs writing "ok" to their own logs).
+        return next((r for r in rows if r["key"] == d.get("key") and r["storage_id"] == d.get("storage_id")), None)
+    same_key = [r for r in rows if r["key"] == d.get("key")]
+    return (same_key or [r for r in rows if r["_key_is_virtual"]] or [None])[0]
