@@ -231,6 +231,25 @@ def test_cached_rows_without_an_original_are_recorded_once_as_cached(registry):
     assert set(tasks_of(second)) == {"5"}
 
 
+def test_an_original_ingested_after_its_resume_is_what_the_cached_rows_came_from(registry, tmp_path):
+    root = launch_dir(tmp_path)
+    resumed = ingest_trace(TRACES / "resumed.txt", discover_files=False, run_name="sad_darwin", timezone_name="UTC")
+    placeholders = tasks_of(resumed)
+    assert all("cached_from" not in (placeholders[t]._aux or {}) for t in "1234")
+    original = ingest_trace(trace_of(root), timezone_name="UTC", record_files=False)
+    by_hash = {r.params["hash"]: r.uid for r in tasks_of(original).values()}
+    placeholders = tasks_of(resumed)  # reloaded
+    assert {t: placeholders[t]._aux.get("cached_from") for t in "1234"} == {
+        "1": by_hash["3f/a1b2c3"], "2": by_hash["7c/0d1e2f"], "3": by_hash["5e/6f7a8b"], "4": by_hash["d4/e5f607"]}
+    assert "cached_from" not in (placeholders["5"]._aux or {})  # MULTIQC ran again in the resume
+    # a third launch resuming from the same cache points at the executions, not at the cached copies
+    third = ingest_trace(TRACES / "resumed.txt", discover_files=False, run_name="eager_bose", timezone_name="UTC")
+    assert third._aux["cached_tasks"] == {t: placeholders[t]._aux["cached_from"] for t in "1234"}
+    # ingesting the original again changes nothing
+    again = ingest_trace(trace_of(root), timezone_name="UTC", record_files=False)
+    assert again.__dict__["_ingest_counts"] == {"new": 0, "updated": 0, "cached": 0}
+
+
 def test_history_and_log_alone_give_name_session_and_outcome(registry, tmp_path):
     root = launch_dir(tmp_path)
     run = ingest_trace(TRACES / "old_header.txt", log=root / ".nextflow.log", history=root / ".nextflow" / "history",

@@ -221,6 +221,7 @@ class Recorder:
         new: list[Any] = []
         changed: list[Any] = []
         touched: list[tuple[Task, Any]] = []
+        ran: list[Task] = []  # rows recorded or updated by this ingest
         cached_from: dict[str, str] = {}
         # New rows go to the database as plain values (core.bulk.insert_run_columns) unless a
         # key repeats within this batch, where a later row updates the run of an earlier one.
@@ -252,11 +253,13 @@ class Recorder:
                 elif run is None:
                     run = self._new_task_run(task, pipeline, version)
                     new.append(run)
+                    ran.append(task)
                     existing[key] = run
                     if self._files_due(run, task):
                         touched.append((task, run))
                 elif self._update_task_run(run, task) | self._files_due(run, task):
                     changed.append(run)
+                    ran.append(task)
                     if (run._aux or {}).get("files_recorded"):
                         touched.append((task, run))
         if new_tasks:
@@ -271,6 +274,9 @@ class Recorder:
             save(new)
         if changed:
             update_all(changed)
+        placeholders = self._placeholders_of(pipeline, new_tasks + ran)
+        if placeholders:
+            update_all(placeholders)
         if cached_from:
             aux = dict(pipeline._aux or {})
             aux["cached_tasks"] = {**aux.get("cached_tasks", {}), **cached_from}
@@ -332,7 +338,8 @@ class Recorder:
         # A task's reference is its short hash ("ab/123456") or, with its work dir known, the full
         # hash that starts with those 8 digits: one index range each.
         prefixes = [short.replace("/", "").lower() for short in shorts]
-        for run in runs_by_reference(TASK_REFERENCE, shorts, prefixes, not_initiated_by=pipeline.id):
+        runs = runs_by_reference(TASK_REFERENCE, shorts, prefixes, not_initiated_by=pipeline.id)
+        for run in sorted(runs, key=lambda r: bool((r.params or {}).get("cached"))):  # the execution before a cached copy
             short = (run.params or {}).get("hash")
             if not isinstance(short, str) or short not in shorts:
                 continue  # a full hash that only shares the digits with a short one
@@ -340,6 +347,36 @@ class Recorder:
             if run.reference and len(run.reference) == 32:
                 found.setdefault(run.reference, run)
         return found
+
+    def _placeholders_of(self, pipeline: Any, tasks: list[Task]) -> list[Any]:
+        """Cached rows of other launches recorded before this launch, which ran their tasks, was
+        ingested (a resume ingested first): each gets `_aux.cached_from`, the uid of its task run
+        here, as a resume ingested after its original gets `_aux.cached_tasks`. Returns them."""
+        from ..core.models import Run
+        from ..core.references import runs_by_reference
+
+        ran = {t.fields["hash"]: t for t in tasks if t.fields.get("status") == "COMPLETED" and t.fields.get("hash")}
+        if not ran or not Run.filter(reference_type=PIPELINE_REFERENCE).exclude(id=pipeline.id).exists():
+            return []  # no other launch: nothing can have been recorded as cached before
+        prefixes = [short.replace("/", "").lower() for short in ran]
+        others = [r for r in runs_by_reference(TASK_REFERENCE, ran, prefixes, not_initiated_by=pipeline.id)
+                  if (r.params or {}).get("cached") and not (r._aux or {}).get("cached_from")
+                  and (r.params or {}).get("hash") in ran]
+        if not others:
+            return []
+        mine: dict[str, Any] = {}
+        for run in runs_by_reference(TASK_REFERENCE, {t.full_hash or h for h, t in ran.items()}, ()):
+            if run.initiated_by_run_id == pipeline.id and (run.params or {}).get("status") == "COMPLETED":
+                mine.setdefault(str((run.params or {}).get("hash")), run)
+        linked = []
+        for placeholder in others:
+            original = mine.get(placeholder.params["hash"])
+            if original is None or (len(placeholder.reference or "") == 32 == len(original.reference or "")
+                                    and placeholder.reference != original.reference):
+                continue  # the same 8 hex digits, another task
+            placeholder._aux = {**(placeholder._aux or {}), "cached_from": original.uid}
+            linked.append(placeholder)
+        return linked
 
     def _new_task_run(self, task: Task, pipeline: Any, version: str | None) -> Any:
         from ..core.models import Run
