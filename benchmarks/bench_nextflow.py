@@ -71,6 +71,32 @@ def ours(trace: Path, folder: Path) -> float:
     return elapsed
 
 
+def insert_only(db: Path) -> float:
+    """The floor of any ingest into this schema: the task rows the ingest wrote, inserted again
+    into the same registry as it was before them (same indexes, foreign keys and settings)
+    with one sqlite3 `executemany`, committed. No parsing, no Python per row."""
+    conn = sqlite3.connect(db, isolation_level=None)
+    columns = [r[1] for r in conn.execute("PRAGMA table_info(run)")]
+    rows = conn.execute("SELECT * FROM run WHERE reference_type = 'nextflow_task' ORDER BY id").fetchall()
+    conn.execute("DELETE FROM run WHERE reference_type = 'nextflow_task'")
+    conn.execute("VACUUM")
+    for pragma in ("journal_mode = WAL", "synchronous = NORMAL", "foreign_keys = ON", "cache_size = -16384"):
+        conn.execute(f"PRAGMA {pragma}")  # as the registry's connections (and its bulk insert) set them
+    # as the ingest binds them: columns NULL in every row left out, one value for all rows written as a literal
+    used = [i for i, _ in enumerate(columns) if any(row[i] is not None for row in rows)]
+    same = {i for i in used if columns[i] != "id" and len({row[i] for row in rows}) == 1}
+    bound = [i for i in used if i not in same]
+    values = ", ".join("?" if i in bound else repr(rows[0][i]) for i in used)
+    rows = [tuple(row[i] for i in bound) for row in rows]
+    start = time.perf_counter()
+    conn.execute("BEGIN IMMEDIATE")
+    conn.executemany(f"INSERT INTO run ({', '.join(columns[i] for i in used)}) VALUES ({values})", rows)
+    conn.execute("COMMIT")
+    elapsed = time.perf_counter() - start
+    conn.close()
+    return elapsed
+
+
 def parse_only(trace: Path) -> float:
     from lamin_integrations.nextflow.trace import read_trace
 
@@ -92,10 +118,13 @@ def main() -> None:
         plain = min(baseline(trace, folder / f"baseline{i}.db") for i in range(3))
         parsing = min(parse_only(trace) for _ in range(2))
         mine = ours(trace, folder)
+        floor = insert_only(folder / "lineage.db")
     ratio = mine / plain
     emit([Row(f"nextflow ingest of a {args.rows:,}-row trace", mine * 1000, "ms", plain * 1000,
               "csv + sqlite3 executemany", "ratio <= 3", ratio <= 3),
           Row("  of which: parsing + unit normalisation alone", parsing * 1000, "ms", plain * 1000,
+              "csv + sqlite3 executemany"),
+          Row("  floor: its task rows inserted again, no Python", floor * 1000, "ms", plain * 1000,
               "csv + sqlite3 executemany")])
 
 
