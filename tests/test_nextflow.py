@@ -265,6 +265,32 @@ def test_history_and_log_alone_give_name_session_and_outcome(registry, tmp_path)
     assert history[1].finished_at - history[1].started_at == dt.timedelta(hours=1, minutes=3, seconds=25)
 
 
+@pytest.mark.parametrize(("command", "expected"), [
+    ("nextflow run nf-core/rnaseq -r 3.14.0 -profile docker --outdir results", ("nf-core/rnaseq", "3.14.0")),
+    ("nextflow run -profile test,docker -revision dev nf-core/sarek --input 'a b.csv'", ("nf-core/sarek", "dev")),
+    ("nextflow -c my.config run -with-trace -resume main.nf", ("main.nf", None)),
+    ("nextflow run -with-trace trace.txt main.nf", ("main.nf", None)),
+    ("nextflow run -with-timeline main.nf", (None, None)),  # Nextflow too takes main.nf as the timeline file
+    ("nextflow run -with-report -resume 4e5a1f0c-2b7d-4c1e-9f3a-8d6b5c4a3e21 main.nf --reads '*.fq'", ("main.nf", None)),
+    ("nextflow run -w /scratch/work --skip_qc -bg main.nf", ("main.nf", None)),
+    ("nextflow log", (None, None)),
+])
+def test_the_history_command_gives_the_pipeline_and_revision_as_nextflow_reads_them(command, expected):
+    from lamin_integrations.nextflow.files import _run_command
+
+    assert _run_command(command) == expected
+
+
+def test_history_alone_gives_the_revision_of_the_command(registry, tmp_path):
+    history = tmp_path / "history"
+    history.write_text("2024-03-04 21:05:56\t1m 2s\tsick_curie\tOK\t1b8fe5b4e5\t4e5a1f0c-2b7d-4c1e-9f3a-8d6b5c4a3e21\t"
+                       "nextflow run -profile docker nf-core/rnaseq -r 3.14.0 --outdir results\n")
+    run = ingest_trace(TRACES / "old_header.txt", history=history, discover_files=False, timezone_name="UTC")
+    assert run.name == "sick_curie"
+    assert (run.transform.key, run.transform.version) == ("nf-core/rnaseq", "3.14.0")
+    assert run.params["script_id"] == "1b8fe5b4e5"
+
+
 def test_errored_and_aborted_launches_from_the_report_and_the_log(tmp_path):
     from lamin_integrations.nextflow.files import read_log, read_report
 

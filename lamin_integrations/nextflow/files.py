@@ -246,27 +246,61 @@ def read_history(path: str | os.PathLike, tz: dt.tzinfo | None = None) -> list[L
                 launch.finished_at = started + dt.timedelta(milliseconds=parse_time(duration.strip()))
             except ValueError:
                 pass
-        pipeline = _pipeline_from_command(launch.command_line)
-        launch.pipeline = pipeline
+        launch.pipeline, launch.revision = _run_command(launch.command_line)
         launches.append(launch)
     return launches
 
 
-def _pipeline_from_command(command: str | None) -> str | None:
+# `nextflow run` options that take the next word as their value, and those that take it only
+# when it does not start with "-" (Nextflow's Launcher.normalizeArgs inserts a default otherwise).
+_VALUE_OPTIONS = frozenset({
+    "-r", "-revision", "-profile", "-params-file", "-w", "-work-dir", "-c", "-config", "-name", "-entry",
+    "-bucket-dir", "-cache", "-hub", "-user", "-main-script", "-plugins", "-qs", "-queue-size", "-ansi-log"})
+_OPTIONAL_VALUE = frozenset({
+    "-with-trace", "-with-report", "-with-timeline", "-with-dag", "-with-weblog", "-with-tower", "-with-wave",
+    "-with-fusion", "-with-docker", "-with-podman", "-with-singularity", "-with-apptainer", "-with-charliecloud",
+    "-with-conda", "-with-spack", "-with-notification", "-N", "-with-cloudcache", "-dump-hashes", "-dump-channels"})
+_SESSION = re.compile(r"^(last|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})$")
+
+
+def _run_command(command: str | None) -> tuple[str | None, str | None]:
+    """(pipeline, revision) of a `nextflow [options] run <pipeline> [options]` command line.
+
+    Options are skipped with their values as Nextflow reads them, so `run -profile docker
+    nf-core/rnaseq -r 3.14.0` gives ("nf-core/rnaseq", "3.14.0"), not the profile's name.
+    """
     if not command:
-        return None
+        return None, None
     import shlex
 
     try:
         words = shlex.split(command)
     except ValueError:
         words = command.split()
-    if "run" in words:
-        i = words.index("run")
-        for word in words[i + 1:]:
-            if not word.startswith("-"):
-                return word
-    return None
+    if "run" not in words:
+        return None, None
+    pipeline = revision = None
+    rest = words[words.index("run") + 1:]
+    i = 0
+    while i < len(rest):
+        word = rest[i]
+        i += 1
+        has_next = i < len(rest)
+        if word in ("-r", "-revision") and has_next:
+            revision = rest[i]
+        if word in _VALUE_OPTIONS or (word.startswith("--") and "=" not in word):
+            # a pipeline parameter `--name value` (or a flag when another option follows)
+            if has_next and (word in _VALUE_OPTIONS or not rest[i].startswith("-")):
+                i += 1
+        elif word in _OPTIONAL_VALUE:
+            if has_next and not rest[i].startswith("-"):
+                i += 1
+        elif word == "-resume":
+            if has_next and _SESSION.match(rest[i]):
+                i += 1
+        elif not word.startswith("-") and pipeline is None:
+            pipeline = word
+    return pipeline, revision
 
 
 def pick_history(launches: list[Launch], run_name: str | None, session_id: str | None,
