@@ -177,7 +177,7 @@ def reap(dry_run: bool, stale_after: int) -> None:
 @cli.command()
 @click.argument("uid")
 def show(uid: str) -> None:
-    """Describe a run, transform, artifact or other record by uid or uid prefix."""
+    """Describe a run, transform, artifact or other record by uid or uid prefix (or an artifact by file path or key)."""
     from .core.summary import find_record
 
     click.echo(find_record(uid).describe(return_str=True), nl=False)

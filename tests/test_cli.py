@@ -76,6 +76,27 @@ def test_errors_are_one_line_with_nonzero_exit(registry):
         assert "Traceback" not in proc.stderr
 
 
+def test_show_and_lineage_take_a_file_path_or_an_artifact_key(registry, tmp_path):
+    t = ln.Transform(key="make.py", kind="script").save()
+    run = ln.Run(t, name="make").save()
+    data = tmp_path / "out" / "counts.tsv"
+    data.parent.mkdir()
+    data.write_text("gene\tn\nA\t3\n")
+    artifact = ln.Artifact(str(data), key="results/counts.tsv", run=run).save()
+    same = tmp_path / "copy.tsv"  # the same bytes elsewhere, e.g. a published copy: found by content
+    same.write_bytes(data.read_bytes())
+    for given in (str(data), str(same), "results/counts.tsv", "./results/counts.tsv"):
+        proc = cli("show", given)
+        assert proc.returncode == 0 and f"Artifact results/counts.tsv {artifact.uid}" in proc.stdout, (given, proc.stderr)
+    proc = cli("lineage", str(same), "--format", "json")
+    assert proc.returncode == 0, proc.stderr
+    assert {n["uid"] for n in json.loads(proc.stdout)["nodes"]} == {artifact.uid, run.uid}
+    data.write_text("changed\n")  # other content, no such key: not this artifact
+    proc = cli("show", str(data))
+    assert proc.returncode == 1 and "no artifact has that key or the content of that file" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
 def test_show_with_ambiguous_prefix_says_so(registry):
     v1 = ln.Transform(key="x", version="1").save()
     v2 = ln.Transform(key="x", version="2").save()

@@ -23,6 +23,7 @@ from conftest import running_weblog
 
 import lamin_integrations as ln
 from lamin_integrations.cli import cli
+from lamin_integrations.core.summary import find_record
 from lamin_integrations.nextflow import ingest_trace
 from lamin_integrations.nextflow.trace import TraceError, read_trace
 from lamin_integrations.nextflow.weblog import Receiver, check_event
@@ -176,6 +177,16 @@ def test_ingest_with_discovered_report_log_history_work_dir_and_outdir(registry,
     assert published["results/align/a.bam"]._aux["published_from"] == {
         "run": align_a.uid, "artifact": align_a.output_artifacts.one().uid,
         "path": str(root / "work/5e/6f7a8b9c0d1e2f3a4b5c6d7e8f9a0b/a.bam"), "how": "content hash"}
+    # ... so lineage from a published file, found by its path, reaches the task and the task's inputs
+    bam = root / "results/align/a.bam"
+    assert find_record(str(bam)) == published["results/align/a.bam"]
+    upstream = ln.lineage.upstream(published["results/align/a.bam"])
+    assert align_a in upstream.runs and {"data/a.fastq", "data/ref.fa"} <= {a.key for a in upstream.artifacts}
+    assert published["results/align/a.bam"] in align_a.recreated_artifacts.to_list()
+    assert f"published from task run: {align_a.uid}" in find_record(str(bam)).describe(return_str=True)
+    result = CliRunner().invoke(cli, ["lineage", os.path.relpath(bam)])
+    assert result.exit_code == 0, result.output
+    assert f"recreated by run https://github.com/nf-demo/align:ALIGN (ALIGN (a)) [{align_a.uid}" in result.output
 
 
 def test_ingesting_twice_adds_nothing_and_a_grown_trace_adds_only_new_rows(registry, tmp_path):

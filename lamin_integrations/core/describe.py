@@ -108,6 +108,11 @@ def describe(record: Any, include: Any = None) -> str:
         run = record.run
         if run is not None:
             tree.add(f"created by run: {run.uid} [dim]{escape(run.transform.key)} · {run.status}[/dim]")
+        source = (record._aux or {}).get("published_from")
+        if isinstance(source, dict) and source.get("run"):  # a Nextflow publishDir copy or link
+            task = Run.filter(uid=source["run"]).first()
+            what = f"{task.uid} [dim]{escape(task.name or task.transform.key)} · {task.status}[/dim]" if task else source["run"]
+            tree.add(f"published from task run: {what} [dim](by {escape(str(source.get('how', '?')))})[/dim]")
         n_in = record.input_of_runs.count()
         if n_in:
             tree.add(f"input of {n_in} run(s)")

@@ -231,6 +231,26 @@ def _link_inputs(pairs: list[tuple[Run, Artifact]]) -> int:
     return added
 
 
+def link_recreated(pairs: list[tuple[Run, Artifact]]) -> int:
+    """Record that each run also produced an artifact saved by another run (the same content
+    copied or linked elsewhere, e.g. a task's output published by its pipeline), so lineage
+    from the copy reaches the run that made it. Idempotent; returns the links added."""
+    import sqlalchemy as sa
+
+    from . import schema
+    from .record import link
+
+    chosen = [(r, a) for r, a in pairs if r.id is not None and a.id is not None and a.run_id != r.id]
+    if not chosen:
+        return 0
+    rows = [{"run_id": r, "artifact_id": a} for r, a in sorted({(r.id, a.id) for r, a in chosen})]
+
+    def write(conn: sa.Connection) -> int:
+        return link(conn, schema.run_recreated_artifact, rows)
+
+    return chosen[0][0]._db.write(write)
+
+
 def close_run(run: Run, status: str, *, finished_at: datetime | None = None, error: str | None = None,
               **aux: Any) -> Run:
     """End `run` with the engine's verdict (completed / errored / aborted), its end time and error text.

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Any
 
 from ..errors import MultipleResultsFound, ObjectDoesNotExist, ValidationError
@@ -27,21 +29,58 @@ def instance_info(instance: Instance | None = None) -> dict[str, Any]:
 
 
 def find_record(uid: str, instance: Instance | None = None) -> Any:
-    """The one record of any registry whose uid is `uid` or starts with it."""
+    """The one record of any registry whose uid is `uid` or starts with it; or, when `uid` is
+    no uid but a file or folder on disk or an artifact key, that artifact (see `find_artifact`)."""
     from . import models
 
     if not uid or not isinstance(uid, str):
         raise ValidationError("give a uid or uid prefix")
     matches = []
-    for name in UID_REGISTRIES:
-        model = getattr(models, name)
-        matches += model.connect(instance).filter(uid__startswith=uid)[:2].to_list()
+    if uid.isalnum():
+        for name in UID_REGISTRIES:
+            model = getattr(models, name)
+            matches += model.connect(instance).filter(uid__startswith=uid)[:2].to_list()
     if not matches:
-        raise ObjectDoesNotExist(f"no record has a uid starting with {uid!r}")
+        found = find_artifact(uid, instance)
+        if found is not None:
+            return found
+        raise ObjectDoesNotExist(f"no record has a uid starting with {uid!r}, and no artifact has that key"
+                                 + (" or the content of that file" if os.path.exists(uid) else ""))
     if len(matches) > 1:
         found = ", ".join(f"{type(m).__name__}({m.uid})" for m in matches[:5])
         raise MultipleResultsFound(f"uid prefix {uid!r} is ambiguous: {found}; give more characters")
     return matches[0]
+
+
+def find_artifact(path: str, instance: Instance | None = None) -> Any:
+    """The artifact of a file or folder on disk, found by content hash, else the artifact with this key.
+
+    "Which run made this file?" starts from a path, not a uid. The same bytes can be several
+    artifacts (a task's output in its work dir and the published copy): the one whose key is
+    the end of the path wins, else the newest. None if nothing matches.
+    """
+    from . import hashing
+    from .models import Artifact
+
+    instance = instance or current()
+    artifacts = Artifact.connect(instance)
+    where = Path(path)
+    try:
+        on_disk = where.is_file() or where.is_dir()
+    except (OSError, ValueError):  # a name too long for the file system, a NUL byte
+        on_disk = False
+    if on_disk:
+        try:
+            digest = (hashing.hash_file(where, instance.hash_mode)[0] if where.is_file()
+                      else hashing.hash_dir(where, instance.hash_mode)[0])
+        except OSError as e:
+            raise ValidationError(f"cannot read {path}: {e.strerror or e}") from None
+        found = [a for a in artifacts.filter(hash=digest).order_by("-id") if a.branch_id != -1]
+        if found:
+            full = where.resolve().as_posix()
+            tails = [a for a in found if a.key and (full == a.key or full.endswith("/" + a.key))]
+            return max(tails, key=lambda a: len(a.key)) if tails else found[0]
+    return artifacts.filter(key=path.removeprefix("./")).order_by("-id").first()
 
 
 def list_runs(status: str | None = None, transform: str | None = None, reference_type: str | None = None,

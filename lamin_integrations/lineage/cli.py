@@ -50,7 +50,7 @@ def _write_or_echo(text: str, output: str | None) -> None:
 @click.option("--format", "fmt", type=click.Choice(GRAPH_FORMATS), default="text", show_default=True)
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write to this file instead of the terminal.")
 def lineage(uid: str, direction: str, depth: int | None, fmt: str, output: str | None) -> None:
-    """Runs and artifacts upstream or downstream of the run or artifact UID (uid or prefix)."""
+    """Runs and artifacts upstream or downstream of the run or artifact UID (uid or prefix, or a file path or artifact key)."""
     from . import graph_of
 
     graph = graph_of(_run_or_artifact(uid), direction, depth)

@@ -18,7 +18,7 @@ SKIP_PUBLISHED = ("pipeline_info",)  # Nextflow's own reports, not results
 
 def record_task_files(files: Any, pipeline: Any, touched: list[tuple[Any, Any]], by_work_dir: dict[str, Any]) -> None:
     from ..core.bulk import update_all
-    from ..core.pipeline import given_path, record_files
+    from ..core.pipeline import given_path, link_recreated, record_files
 
     base = files.base
     produced: dict[str, Any] = {}  # realpath of an output -> its artifact
@@ -60,11 +60,12 @@ def record_task_files(files: Any, pipeline: Any, touched: list[tuple[Any, Any]],
             return
         artifacts = record_files(outputs=[(pipeline, published, base)], max_hash_size=files.max_hash_size)[0]
         by_hash = {a.hash: (path, a) for path, a in produced.items() if a.hash}
-        changed = []
+        changed, made = [], []
         for artifact in artifacts:
             path = given_path(artifact) or ""
             target = os.path.realpath(path)
             source: dict[str, Any] | None = None
+            run = None
             if os.path.islink(path):
                 run = producer_run.get(target) or _run_of(target, by_work_dir)
                 if run is not None:
@@ -74,11 +75,14 @@ def record_task_files(files: Any, pipeline: Any, touched: list[tuple[Any, Any]],
                 run = producer_run.get(work_path)
                 if run is not None:
                     source = {"run": run.uid, "artifact": work_artifact.uid, "path": work_path, "how": "content hash"}
+            if source is not None:
+                made.append((run, artifact))
             if source is not None and (artifact._aux or {}).get("published_from") != source:
                 artifact._aux = {**(artifact._aux or {}), "published_from": source}
                 changed.append(artifact)
         if changed:
             update_all(changed)
+        link_recreated(made)  # lineage from the published copy reaches its task
 
 
 def _run_of(path: str, by_work_dir: dict[str, Any]) -> Any:
