@@ -56,6 +56,15 @@ def prefect_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield url
 
 
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator:
+    """One S3-compatible server (moto, on loopback) for the session; use unique bucket names."""
+    import servers
+
+    with servers.start_s3() as server:
+        yield server
+
+
 def _unavailable(reason: str) -> None:
     if os.environ.get("CI"):
         pytest.fail(f"required test server unavailable in CI: {reason}")

@@ -5,21 +5,12 @@ from __future__ import annotations
 import base64
 import hashlib
 import uuid
-from collections.abc import Iterator
 
 import pytest
 from conftest import file_and_folder
 
 import lamin_integrations as ln
 from lamin_integrations.core import instance as instance_module
-
-
-@pytest.fixture(scope="session")
-def s3_server() -> Iterator:
-    import servers
-
-    with servers.start_s3() as server:
-        yield server
 
 
 @pytest.fixture

@@ -15,7 +15,6 @@ import subprocess
 import sys
 import textwrap
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -63,14 +62,6 @@ NODE_B_WORKFLOW = textwrap.dedent("""
         output: "results/final.txt"
         shell: "cat {input.data} {input.upper} > {output}"
 """)
-
-
-@pytest.fixture(scope="module")
-def s3_server() -> Iterator:
-    import servers
-
-    with servers.start_s3() as server:
-        yield server
 
 
 def node(name: str, tmp_path: Path, shared: dict[str, str], *, registry_in_env: bool = True) -> tuple[Path, dict[str, str]]:

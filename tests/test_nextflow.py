@@ -698,3 +698,71 @@ def test_default_fields_only_trace_gets_end_times_from_submit_and_duration(sqlit
     assert (fastqc.finished_at - fastqc.started_at).total_seconds() == 63
     salmon = tasks["NFCORE_X:SALMON (s1)"]
     assert salmon.status == "aborted" and salmon.finished_at == salmon.started_at
+
+
+# -- a work dir and results in object storage (AWS Batch: -w s3://bucket/work) -------------------
+
+
+def _command_run(*downloads: str) -> bytes:
+    """`.command.run`'s staging as cloud executors write it: queued downloads run by nxf_parallel."""
+    queued = "".join(f'    downloads+=("{d}")\n' for d in downloads)
+    return f"nxf_stage() {{\n    true\n    # stage input files\n    downloads=(true)\n{queued}" \
+           '    nxf_parallel "${downloads[@]}"\n}\n'.encode()
+
+
+def test_a_work_dir_and_published_results_in_s3(registry, s3_server, tmp_path, monkeypatch):
+    import uuid
+
+    import s3fs
+
+    for name, value in s3_server.env.items():
+        monkeypatch.setenv(name, value)
+    bucket = f"nf-{uuid.uuid4().hex[:12]}"
+    s3_server.create_bucket(bucket)
+    fs = s3fs.S3FileSystem(**s3_server.storage_options)
+    fastqc, multiqc = f"{bucket}/work/3f/a1b2c3d4e5f60718293a4b5c6d7e8f", f"{bucket}/work/1b/2c3d4e5f60718293a4b5c6d7e8f9a0"
+    report = b"<html>2 samples</html>"
+    fs.pipe({
+        f"{bucket}/data/a b.fastq": b"@r1\nACGT\n+\nIIII\n",
+        f"{fastqc}/.command.run": _command_run(f"nxf_s3_download s3://{bucket}/data/a\\ b.fastq a\\ b.fastq"),
+        f"{fastqc}/.exitcode": b"0",
+        f"{fastqc}/a_fastqc.txt": b"PASS a\n",
+        f"{multiqc}/.command.run": _command_run(f"nxf_cp_retry nxf_s3_download s3://{fastqc}/a_fastqc.txt a_fastqc.txt"),
+        f"{multiqc}/multiqc_report.html": report,
+        f"{bucket}/results/multiqc/multiqc_report.html": report,  # publishDir copies: found by content
+        f"{bucket}/results/pipeline_info/execution_trace.txt": b"not a result",
+    })
+    trace = tmp_path / "execution_trace.txt"  # the default fields: no workdir column
+    trace.write_text("task_id\thash\tnative_id\tname\tstatus\texit\tsubmit\tduration\trealtime\t%cpu\tpeak_rss\tpeak_vmem\trchar\twchar\n"
+                     "1\t3f/a1b2c3\tarn:aws:batch:1\tFASTQC (a)\tCOMPLETED\t0\t2024-03-04 21:06:07.625\t12.3s\t5.1s\t98.5%\t100 MB\t2 GB\t12 KB\t1016 B\n"
+                     "2\t1b/2c3d4e\tarn:aws:batch:2\tMULTIQC\tCOMPLETED\t0\t2024-03-04 21:06:30.000\t1m 2s\t50s\t100.0%\t200 MB\t2 GB\t12 KB\t1016 B\n")
+    run = ingest_trace(trace, work_dir=f"s3://{bucket}/work", outdir=f"s3://{bucket}/results", discover_files=False,
+                       run_name="cloudy_turing", timezone_name="UTC")
+    fq, mq = tasks_of(run)["1"], tasks_of(run)["2"]
+    assert fq.reference == "3fa1b2c3d4e5f60718293a4b5c6d7e8f" and fq.params["workdir"] == f"s3://{fastqc}"
+    (read,) = fq.input_artifacts
+    assert read.key == "data/a b.fastq" and read.storage.root == f"s3://{bucket}"  # registered in place, not copied
+    out = fq.output_artifacts.one()
+    assert out.key == "work/3f/a1b2c3d4e5f60718293a4b5c6d7e8f/a_fastqc.txt" and out.hash_type == "md5"  # the ETag
+    assert mq.input_artifacts.one() == out  # the staged download of another task's output links the two
+    (published,) = run.output_artifacts
+    assert published.key == "results/multiqc/multiqc_report.html"
+    assert published._aux["published_from"]["run"] == mq.uid and published in mq.recreated_artifacts.to_list()
+    assert fq in ln.lineage.upstream(published).runs
+    counts = (ln.Run.filter().count(), ln.Artifact.filter().count())
+    again = ingest_trace(trace, work_dir=f"s3://{bucket}/work", outdir=f"s3://{bucket}/results", discover_files=False,
+                         run_name="cloudy_turing", timezone_name="UTC")
+    assert again.id == run.id and (ln.Run.filter().count(), ln.Artifact.filter().count()) == counts
+
+
+def test_an_unreadable_object_store_work_dir_records_the_runs_and_says_why(registry, s3_server, tmp_path, monkeypatch, caplog):
+    for name, value in s3_server.env.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "wrong")  # moto checks nothing by default: a missing bucket instead
+    trace = tmp_path / "execution_trace.txt"
+    trace.write_text("task_id\thash\tname\tstatus\texit\tworkdir\n"
+                     "1\t3f/a1b2c3\tFASTQC (a)\tCOMPLETED\t0\ts3://no-such-bucket-here/work/3f/a1b2c3d4e5f60718293a4b5c6d7e8f\n")
+    with caplog.at_level("WARNING", logger="lamin_integrations"):
+        run = ingest_trace(trace, work_dir="s3://no-such-bucket-here/work", outdir="s3://no-such-bucket-here/results",
+                           discover_files=False, timezone_name="UTC")
+    assert len(tasks_of(run)) == 1 and ln.Artifact.filter().count() == 0

@@ -8,10 +8,13 @@ content hash, and named in the artifact's `_aux["published_from"]`.
 
 from __future__ import annotations
 
+import logging
 import os
 from typing import Any
 
-from .workdir import scan
+from .workdir import is_dir, published_files, real, scan
+
+logger = logging.getLogger("lamin_integrations")
 
 SKIP_PUBLISHED = ("pipeline_info",)  # Nextflow's own reports, not results
 
@@ -27,35 +30,39 @@ def record_task_files(files: Any, pipeline: Any, touched: list[tuple[Any, Any]],
         scans = []
         for task, run in touched:
             work = task.fields.get("workdir")
-            if not work or not (run._aux or {}).get("files_recorded") or not os.path.isdir(work):
+            if not work or not (run._aux or {}).get("files_recorded"):
                 continue
-            scans.append((run, scan(work)))
+            try:
+                if is_dir(work):
+                    scans.append((run, scan(work)))
+            except Exception as e:  # an unreadable work dir (permissions, an object store's credentials)
+                logger.warning("lamin-integrations: not recording the files of task %s in %s: %s", run.name, work, e)
         outputs = [(run, w.outputs, base) for run, w in scans if w.outputs]
         if outputs:
             for artifact in record_files(outputs=outputs, max_hash_size=files.max_hash_size)[0]:
-                path = os.path.realpath(given_path(artifact) or "")
-                produced[path] = artifact
+                produced[real(given_path(artifact) or "")] = artifact
         for run, w in scans:
             for path in w.outputs:
-                producer_run[os.path.realpath(path)] = run
+                producer_run[real(path)] = run
         links, entries = [], []
         for run, w in scans:
             others = []
             for staged in w.inputs.values():
-                real = staged if "://" in staged else os.path.realpath(staged)
-                if real in produced:
-                    links.append((run, produced[real]))
+                known = real(staged)
+                if known in produced:
+                    links.append((run, produced[known]))
                 elif "://" in staged or os.path.exists(staged):
                     others.append(staged)
             if others:
                 entries.append((run, others, base))
         if links or entries:
             record_files(inputs=entries, links=links, max_hash_size=files.max_hash_size)
-    if files.outdir and os.path.isdir(files.outdir):
-        published = []
-        for folder, dirs, names in os.walk(files.outdir):
-            dirs[:] = sorted(d for d in dirs if not (folder == files.outdir and d in SKIP_PUBLISHED))
-            published += [os.path.join(folder, n) for n in sorted(names)]
+    if files.outdir:
+        try:
+            published = published_files(files.outdir, SKIP_PUBLISHED) if is_dir(files.outdir) else []
+        except Exception as e:
+            logger.warning("lamin-integrations: not recording the published files in %s: %s", files.outdir, e)
+            published = []
         if not published:
             return
         artifacts = record_files(outputs=[(pipeline, published, base)], max_hash_size=files.max_hash_size)[0]
@@ -63,7 +70,7 @@ def record_task_files(files: Any, pipeline: Any, touched: list[tuple[Any, Any]],
         changed, made = [], []
         for artifact in artifacts:
             path = given_path(artifact) or ""
-            target = os.path.realpath(path)
+            target = real(path)
             source: dict[str, Any] | None = None
             run = None
             if os.path.islink(path):

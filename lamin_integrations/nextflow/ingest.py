@@ -302,11 +302,13 @@ class Recorder:
         return True
 
     def _work_dir_runs(self, pipeline: Any, existing: dict[tuple[str, str | None], Any]) -> dict[str, Any]:
+        from .workdir import real
+
         out = {}
         for run in existing.values():
             work = (run.params or {}).get("workdir")
             if work:
-                out[os.path.realpath(work)] = run
+                out[real(work)] = run
         return out
 
     def _fill_work_dirs(self, launch: Launch, tasks: list[Task]) -> None:
@@ -315,13 +317,14 @@ class Recorder:
 
         if not launch.work_dirs and not self.files.work_dir:
             return  # nowhere to find one
+        listings: dict[str, list[str]] = {}
         for task in tasks:
             f = task.fields
             if f.get("workdir"):
                 continue
             work = launch.work_dirs.get(str(f.get("task_id")))
             if work is None and self.files.work_dir and f.get("hash"):
-                work = find_work_dir(self.files.work_dir, f["hash"])
+                work = find_work_dir(self.files.work_dir, f["hash"], listings)
             if work is not None:
                 f["workdir"] = work
                 if f.get("hash") is None and full_hash(work):
