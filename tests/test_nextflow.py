@@ -755,14 +755,23 @@ def test_a_work_dir_and_published_results_in_s3(registry, s3_server, tmp_path, m
     assert again.id == run.id and (ln.Run.filter().count(), ln.Artifact.filter().count()) == counts
 
 
-def test_an_unreadable_object_store_work_dir_records_the_runs_and_says_why(registry, s3_server, tmp_path, monkeypatch, caplog):
-    for name, value in s3_server.env.items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "wrong")  # moto checks nothing by default: a missing bucket instead
+def test_an_unreachable_object_store_work_dir_records_the_runs_and_says_why(registry, tmp_path, monkeypatch, caplog):
+    import socket
+
+    with socket.socket() as free:  # a port nothing listens on: connections are refused
+        free.bind(("127.0.0.1", 0))
+        port = free.getsockname()[1]
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{port}")
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        monkeypatch.setenv(name, "testing")
     trace = tmp_path / "execution_trace.txt"
     trace.write_text("task_id\thash\tname\tstatus\texit\tworkdir\n"
-                     "1\t3f/a1b2c3\tFASTQC (a)\tCOMPLETED\t0\ts3://no-such-bucket-here/work/3f/a1b2c3d4e5f60718293a4b5c6d7e8f\n")
+                     "1\t3f/a1b2c3\tFASTQC (a)\tCOMPLETED\t0\ts3://bucket/work/3f/a1b2c3d4e5f60718293a4b5c6d7e8f\n")
     with caplog.at_level("WARNING", logger="lamin_integrations"):
-        run = ingest_trace(trace, work_dir="s3://no-such-bucket-here/work", outdir="s3://no-such-bucket-here/results",
+        run = ingest_trace(trace, work_dir="s3://bucket/work", outdir="s3://bucket/results",
                            discover_files=False, timezone_name="UTC")
-    assert len(tasks_of(run)) == 1 and ln.Artifact.filter().count() == 0
+    assert run.status == "completed" and len(tasks_of(run)) == 1 and ln.Artifact.filter().count() == 0
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert any("not recording the files of task FASTQC (a) in s3://bucket/work/3f/" in w for w in warnings), warnings
+    assert any("not recording the published files in s3://bucket/results" in w for w in warnings), warnings
