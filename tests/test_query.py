@@ -793,6 +793,15 @@ def test_transform_older_spelling(registry):
     assert ln.Transform.get(name="Cell Ranger") == old
     assert ln.Transform(name="Cell Ranger", version="7.2.0", type="pipeline").save().id == old.id
     assert uids(ln.Run.filter(transform__name="Cell Ranger")) == set()
+    # ... and as attributes, read and written through
+    assert (old.name, old.type, old.version_tag) == ("Cell Ranger", "pipeline", "7.2.0")
+    run = ln.Run(old).save()
+    data = ln.Artifact.from_dataframe(pd.DataFrame({"a": [1]}), key="a.parquet", run=run).save()
+    assert run.outputs.to_list() == [data] and run.inputs.to_list() == [] and run.json is None
+    run.inputs.add(ln.Artifact.from_dataframe(pd.DataFrame({"b": [1]}), key="b.parquet").save())
+    assert [a.key for a in run.input_artifacts] == ["b.parquet"]
+    old.name = "Cell Ranger ARC"
+    assert old.key == "Cell Ranger ARC"
     with pytest.raises(ValidationError):
         ln.Transform(key="a", name="b")
     with pytest.raises(ValidationError):

@@ -238,6 +238,9 @@ class SQLRecord:
             meta.relations[name] = rel
             setattr(cls, name, rel)
         meta.aliases = dict(cls._aliases)
+        for alias, target in meta.aliases.items():
+            if not hasattr(cls, alias):  # `run.inputs`, `transform.name`: older lamindb spellings
+                setattr(cls, alias, _Alias(target))
         meta.json_columns = frozenset(c.name for c in table.columns if is_json(c.type))
         meta.callable_defaults = [(c.name, c.default.arg) for c in table.columns  # type: ignore[attr-defined]
                                   if c.default is not None and c.default.is_callable]
@@ -576,6 +579,19 @@ class SQLRecord:
         with instance.read() as conn:
             row = conn.execute(sa.select(table).where(table.c.id == id_)).mappings().first()
         return cls._from_row(row, instance) if row is not None else None
+
+
+class _Alias:
+    """An older lamindb name for a field (`run.inputs` is `run.input_artifacts`), read and written through."""
+
+    def __init__(self, target: str):
+        self.target = target
+
+    def __get__(self, obj: Any, owner: type) -> Any:
+        return self if obj is None else getattr(obj, self.target)
+
+    def __set__(self, obj: Any, value: Any) -> None:
+        setattr(obj, self.target, value)
 
 
 class _JSONField:
