@@ -123,3 +123,33 @@ def test_context_seed_examples(registry, tmp_path):
     assert renamed.key == "seed_context_uid.py"
     assert renamed.is_latest and not ln.Transform.get(uid).is_latest
 
+
+
+def test_context_uid_version_and_description_set_before_track(registry, tmp_path):
+    # the Context seed: uid / version / description are the arguments for context.transform
+    code = """
+        import lamin_integrations as ln
+        ln.context.uid = "Xnv04I53OgtT0000"
+        ln.context.version = "1.2"
+        ln.context.description = "Cluster the cells"
+        ln.track()
+        print(ln.context.transform.uid, ln.context.transform.version, ln.context.transform.description)
+        ln.finish()
+    """
+    first = run_script(tmp_path, "cluster.py", code).stdout.split(maxsplit=2)
+    assert first == ["Xnv04I53OgtT0000", "1.2", "Cluster the cells\n"]
+    transform = ln.Transform.get("Xnv04I53OgtT0000")
+    assert (transform.key, transform.version, transform.description) == ("cluster.py", "1.2", "Cluster the cells")
+    run_script(tmp_path, "cluster.py", code)  # again, unchanged: the same transform, a second run
+    assert ln.Transform.filter(key="cluster.py").count() == 1 and transform.runs.count() == 2
+    # a plain ln.track() after a tracked one in the same process keeps to the script's own transform
+    proc = run_script(tmp_path, "twice.py", """
+        import lamin_integrations as ln
+        ln.track()
+        ln.finish()
+        ln.track()
+        ln.finish()
+        print(ln.context.transform.key, ln.context.transform.version)
+    """)
+    assert proc.stdout.split() == ["twice.py", "None"]
+    assert ln.Transform.get(key="twice.py").runs.count() == 2

@@ -135,9 +135,13 @@ class Context:
         self._transform: Transform | None = None
         self._run: Run | None = None
         self._project: Project | None = None
+        # uid / version / description: what the tracked transform has, or, set before
+        # `ln.track()`, the uid to track and the version / description a new transform gets
         self.uid: str | None = None
         self.version: str | None = None
         self.description: str | None = None
+        self._activated: tuple[str | None, str | None, str | None] = (None, None, None)
+        self._requested: dict[str, Any] = {}
         self._guard: Any = None
         self._parent_env: str | None = None
 
@@ -199,7 +203,13 @@ class Context:
                 raise ValidationError(f"initiated_by_run expects a Run, got {initiated_by_run!r}")
         from . import fasttrack
 
-        if (transform is None or isinstance(transform, str)) and fasttrack.eligible(new_run, project, initiated_by_run):
+        uid, version, description = (None if mine == activated else mine for mine, activated in
+                                     zip((self.uid, self.version, self.description), self._activated, strict=True))
+        if transform is None and uid is not None:
+            transform = uid  # `ln.context.uid = "..."` then `ln.track()`
+        self._requested = {k: v for k, v in (("version", version), ("description", description)) if v is not None}
+        if (transform is None or isinstance(transform, str)) and fasttrack.eligible(new_run, project, initiated_by_run) \
+                and not self._requested:
             blocked = _block_signals()  # as in _track: no signal between the insert and the handlers
             try:
                 started = fasttrack.start(transform, params, path)
@@ -324,6 +334,7 @@ class Context:
             self._guard.end("completed", reason="superseded by a new ln.track()")
         self._transform, self._run = transform_record, run
         self.uid, self.version, self.description = transform_record.uid, transform_record.version, transform_record.description
+        self._activated = (self.uid, self.version, self.description)
         _current_run.set(run)
         self._parent_env = os.environ.get(ENV_RUN_UID)
         os.environ[ENV_RUN_UID] = run.uid
@@ -357,7 +368,7 @@ class Context:
         kwargs: dict[str, Any] = {}
         if reference:
             kwargs = {"reference": reference[:255], "reference_type": reference_type}
-        return Transform(key=key, kind="script", source_code=source, **kwargs).save()
+        return Transform(key=key, kind="script", source_code=source, **kwargs, **self._requested).save()
 
     def _transform_by_uid(self, uid: str, key: str | None, source: str | None) -> Transform:
         from .hashing import hash_string
@@ -374,7 +385,7 @@ class Context:
                         f"family uid ln.track({uid[:12]!r}) to record a new version"
                     )
                 return existing
-            return Transform(key=key or uid, kind="script", source_code=source, uid=uid).save()
+            return Transform(key=key or uid, kind="script", source_code=source, uid=uid, **self._requested).save()
         family = Transform.filter(uid__startswith=uid).order_by("-id").first()
         if family is not None and source is not None:
             h = hash_string(source)
@@ -384,7 +395,7 @@ class Context:
         elif family is not None:
             return family
         # Keep the family across renames: the new version takes the new key.
-        return Transform(key=key or uid, kind="script", source_code=source, uid=uid).save()
+        return Transform(key=key or uid, kind="script", source_code=source, uid=uid, **self._requested).save()
 
     def finish(self, ignore_non_consecutive: bool | None = None) -> None:
         """Mark the tracked run completed, with its finish time and its log as the report."""
