@@ -64,6 +64,8 @@ def test_run_seed_examples(registry, tmp_path):
         ln.Record.get(record.uid[:8])
         ln.Record.to_dataframe(include="created_by__name")
         ln.Artifact.to_dataframe(include="features")
+        df = ln.Artifact.to_dataframe(features=["cell_type_by_expert", "cell_type_by_model"])
+        assert {"cell_type_by_expert", "cell_type_by_model"} <= set(df.columns), df.columns
         ln.Artifact.filter(ln.Q(run=run) | ln.Q(recreating_runs=run)).distinct()
         run.query_output_artifacts()
         ln.finish()

@@ -60,8 +60,10 @@ def to_dataframe(qs: QuerySet, include: str | list[str] | None = None, features:
         if model._meta.feature_lookup is not None:
             _add_features(df, ids, features, qs.instance)
         elif isinstance(features, (list, str)) and features != "queryset":
-            # Only runs carry feature values here; "all features" of other registries is none.
-            raise FieldError(f"{model.__name__} records have no feature values; features=[...] works for Run")
+            # Only runs carry feature values here: a named feature is a column without values,
+            # as it is for a run that has none (lamindb's shared example names artifact features).
+            for name in [features] if isinstance(features, str) else features:
+                df[name] = None
     return df.set_index("id")
 
 
