@@ -822,6 +822,31 @@ def test_saving_a_trashed_transform_again_makes_it_visible(registry):
     assert ln.Transform.filter(key="k").count() == 1
 
 
+def test_deleting_the_latest_version_promotes_the_newest_remaining_one(registry, tmp_path):
+    data = tmp_path / "counts.tsv"
+    versions = []
+    for content in ("1", "2", "3"):
+        data.write_text(content)
+        versions.append(ln.Artifact(str(data), key="counts.tsv").save())
+    v1, v2, v3 = versions
+    v3.delete()  # to the trash: v2 is the latest now, in the same transaction
+    assert ln.Artifact.get(key="counts.tsv", is_latest=True) == v2 and not v3.is_latest
+    data.write_text("4")
+    v4 = ln.Artifact(str(data), key="counts.tsv").save()
+    assert v4.stem_uid == v1.stem_uid and v4.is_latest  # the family carries on
+    v4.delete(permanent=True)
+    assert ln.Artifact.get(key="counts.tsv", is_latest=True) == v2
+    v1.delete()  # not the latest: nothing else changes
+    assert ln.Artifact.filter(key="counts.tsv", is_latest=True).one() == v2
+    t1 = ln.Transform(key="k.py", version="1").save()
+    t2 = ln.Transform(key="k.py", version="2").save()
+    t2.delete()
+    assert ln.Transform.get(key="k.py", is_latest=True) == t1
+    t1.delete()  # the last of its family: restored, it is the latest again
+    t1.restore()
+    assert ln.Transform.filter(key="k.py", is_latest=True).one() == t1
+
+
 def test_root_run_and_descendants(g):
     top, child, gc, lone = g["top"], g["child"], g["grandchild"], g["lone"]
     assert gc.root_run == top and child.root_run == top and top.root_run == top

@@ -157,6 +157,31 @@ class IsVersioned:
         """Every version in this record's family, oldest first."""
         return type(self).filter(uid__startswith=self.stem_uid).order_by("id")  # type: ignore[attr-defined]
 
+    # Deleting the latest version promotes the newest remaining one in the same transaction,
+    # so the family (and the next version saved under its key) carries on, as in lamindb.
+
+    def _trash(self, conn: sa.Connection) -> None:
+        super()._trash(conn)  # type: ignore[misc]
+        self._promote_next(conn)
+
+    def _remove(self, conn: sa.Connection) -> None:
+        super()._remove(conn)  # type: ignore[misc]
+        self._promote_next(conn)
+
+    def _promote_next(self, conn: sa.Connection) -> None:
+        d = self.__dict__
+        if not d.get("is_latest"):
+            return
+        t = self.__table__  # type: ignore[attr-defined]
+        family = t.c.uid.startswith(self.stem_uid, autoescape=True)
+        newest = conn.execute(sa.select(t.c.id).where(family, t.c.id != d["id"], t.c.branch_id != -1)
+                              .order_by(t.c.id.desc()).limit(1)).scalar()
+        if newest is None:
+            return  # the last of its family: restored, it is the latest again
+        conn.execute(sa.update(t).where(t.c.id == newest).values(is_latest=True))
+        conn.execute(sa.update(t).where(t.c.id == d["id"]).values(is_latest=False))
+        d["is_latest"] = False
+
 
 def _demote_family(conn: sa.Connection, table: sa.Table, stem: str, keep_id: int) -> None:
     conn.execute(

@@ -484,9 +484,8 @@ class SQLRecord:
         """Move to the trash; `permanent=True` removes the row for good."""
         if self.id is None:
             raise ValidationError(f"cannot delete an unsaved {type(self).__name__}")
-        table = self.__table__
         if permanent:
-            self._db.write(lambda conn: conn.execute(sa.delete(table).where(table.c.id == self.id)))
+            self._db.write(self._remove)
             self.__dict__["id"] = None
             return
         if self.__dict__.get("branch_id") == -1:
@@ -499,6 +498,10 @@ class SQLRecord:
     def _trash(self, conn: sa.Connection) -> None:
         table = self.__table__
         conn.execute(sa.update(table).where(table.c.id == self.id).values(branch_id=-1))
+
+    def _remove(self, conn: sa.Connection) -> None:
+        table = self.__table__
+        conn.execute(sa.delete(table).where(table.c.id == self.id))
 
     def restore(self) -> None:
         """Bring a trashed record back onto the main branch."""
