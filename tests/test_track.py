@@ -60,6 +60,11 @@ def test_finish_records_status_report_environment_and_context(registry, script):
     assert "working on finish" in proc.stdout, "the program's own output is untouched"
     requirements = run.environment.path.read_text()
     assert "SQLAlchemy==" in requirements and "pluggy==" in requirements
+    # the report and the environment are lamindb's hidden artifacts: left out of queries not about them
+    hidden = {run.report, run.environment}
+    assert hidden.isdisjoint(ln.Artifact.filter().to_list()) and ln.Artifact.filter().count() == 0
+    assert set(ln.Artifact.filter(kind="__lamindb_run__")) == hidden and ln.Artifact.get(run.report.uid) == run.report
+    assert set(ln.Artifact.filter(hash=run.report.hash)) == {run.report}
     run_script(script, "finish", check=True)
     second = ln.Run.filter(params__mode="finish").order_by("-id").first()
     assert second.environment == run.environment, "identical environments share one artifact"

@@ -21,6 +21,10 @@ if TYPE_CHECKING:
 
 # Looking a record up by these names finds it even in the trash, as lamindb does.
 _SEES_TRASH = {"id", "uid", "hash", "branch_id", "branch"}
+# ... and finds lamindb's hidden artifacts (`__lamindb_run__`: run reports and environments),
+# which other queries leave out.
+_SEES_HIDDEN = {"id", "uid", "hash", "kind"}
+HIDDEN_KIND_PREFIX = "__lamindb"
 
 
 class QuerySet:
@@ -32,6 +36,7 @@ class QuerySet:
         self._limit: int | None = None
         self._offset: int | None = None
         self._show_trash = False
+        self._show_hidden = False
         self._cache: list[SQLRecord] | None = None
 
     @property
@@ -59,8 +64,11 @@ class QuerySet:
         """Narrow by Q objects and Django-style lookups (all conditions must hold)."""
         q = self._q(queries, expressions)
         new = self._where(q.compile(self.model, self.instance.dialect))
-        if any(name.split("__")[0] in _SEES_TRASH for name in q.names()):
+        names = [name.split("__")[0] for name in q.names()]
+        if any(name in _SEES_TRASH for name in names):
             new._show_trash = True
+        if any(name in _SEES_HIDDEN for name in names):
+            new._show_hidden = True
         return new
 
     def exclude(self, *queries: Q, **expressions: Any) -> QuerySet:
@@ -135,6 +143,9 @@ class QuerySet:
         if "_storage_ongoing" in columns:
             # Rows whose bytes are still being copied are not visible until complete.
             conds.append(self.model.__table__.c._storage_ongoing.is_(False))
+        if self.model.__table__.name == "artifact" and not self._show_hidden:
+            kind = self.model.__table__.c.kind
+            conds.append(sa.or_(kind.is_(None), sa.not_(kind.startswith(HIDDEN_KIND_PREFIX, autoescape=True))))
         return conds
 
     def _select(self, *columns: Any) -> sa.Select:
