@@ -122,7 +122,7 @@ def test_fast_run_ends_like_the_full_path(script, mode, status, code):
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_signals_abort_a_fast_run(script, sig):
-    proc = subprocess.Popen([sys.executable, str(script), "sleep"], env=python_env(TAG="sig"), cwd=script.parent,
+    proc = subprocess.Popen([sys.executable, str(script), "sleep"], env=python_env(TAG="sig", LAMIN_INTEGRATIONS_QUIET="1"), cwd=script.parent,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         started = proc.stderr.readline()  # printed once ln.track() returned (or EOF if the script died)

@@ -104,15 +104,21 @@ def test_older_run_seed_examples(registry, tmp_path):
 
 
 def test_context_seed_examples(registry, tmp_path):
-    run_script(tmp_path, "seed_context.py", """
+    logs = run_script(tmp_path, "seed_context.py", """
         import lamin_integrations as ln
         ln.track()
         # do things while tracking data lineage
         ln.finish()
         print(ln.context.uid)
-    """)
+    """).stderr
     first = ln.Run.get(transform__key="seed_context.py")
     uid = first.transform.uid
+    # "the auto-generated uid that you'll find in the logs"
+    assert f"started Run('{first.uid}') of Transform('{uid}', key='seed_context.py')" in logs
+    assert f"finished Run('{first.uid}')" in logs
+    quiet = subprocess.run([sys.executable, str(tmp_path / "seed_context.py")], capture_output=True, text=True,
+                           env=python_env(LAMIN_INTEGRATIONS_QUIET="1"), cwd=tmp_path, timeout=120)
+    assert quiet.returncode == 0 and "Run('" not in quiet.stderr, quiet.stderr
     # The user pins the family uid printed in the logs, as the seed suggests.
     proc = run_script(tmp_path, "seed_context_uid.py", f"""
         import lamin_integrations as ln

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import ObjectDoesNotExist, ValidationError
 from .gitinfo import git_reference, git_root, git_state
 from .jsonutil import check_json
+from .settings import announce
 
 if TYPE_CHECKING:
     from .models import Project, Run, Transform
@@ -218,15 +219,22 @@ class Context:
             finally:
                 _unblock_signals(blocked)
             if started is not None:
-                return started[0]  # type: ignore[return-value]
+                return self._announce(started[0], started[1])
         try:
-            return self._track(transform, project, params, new_run, path, initiated_by_run)
+            run = self._track(transform, project, params, new_run, path, initiated_by_run)
         except Exception as e:
             from .journal import is_unavailable
 
             if not is_unavailable(e):
                 raise
-            return self._track_offline(e, transform, project, params, path, initiated_by_run)
+            run = self._track_offline(e, transform, project, params, path, initiated_by_run)
+        return self._announce(run, self._transform)
+
+    @staticmethod
+    def _announce(run: Any, transform: Any) -> Run:
+        # after the run is guarded, so that both ways of tracking have the line in the report
+        announce(f"started Run('{run.uid}') of Transform('{transform.uid}', key={transform.key!r})")
+        return run  # type: ignore[no-any-return]
 
     def _track(self, transform: str | Transform | None, project: str | None, params: dict | None,
                new_run: bool | None, path: str | None, initiated_by_run: Run | None) -> Run:
@@ -246,7 +254,6 @@ class Context:
             run = self._start_run(transform_record, parent, params, new_run, environment, git)
         finally:
             _unblock_signals(blocked)
-        logger.info("started Run('%s') of Transform('%s', key=%r)", run.uid, transform_record.uid, transform_record.key)
         return run
 
     def _start_run(self, transform_record: Transform, parent: Run | None, params: dict | None,
@@ -414,7 +421,7 @@ class Context:
                 os.environ[ENV_RUN_UID] = self._parent_env
             else:
                 os.environ.pop(ENV_RUN_UID, None)
-        logger.info("finished Run('%s')", run.uid)
+        announce(f"finished Run('{run.uid}')")
 
 
 def _block_signals() -> Any:

@@ -49,10 +49,10 @@ RUN_KIND = "__lamindb_run__"  # lamindb's kind for a run's report and environmen
 class TransformRow:
     """What `ln.context` shows of the transform until someone asks for the record."""
 
-    __slots__ = ("description", "id", "uid", "version")
+    __slots__ = ("description", "id", "key", "uid", "version")
 
-    def __init__(self, id: int, uid: str, version: str | None, description: str | None):
-        self.id, self.uid, self.version, self.description = id, uid, version, description
+    def __init__(self, id: int, uid: str, version: str | None, description: str | None, key: str | None = None):
+        self.id, self.uid, self.version, self.description, self.key = id, uid, version, description, key
 
 
 class _State:
@@ -172,14 +172,13 @@ def _start(transform: str | None, params: dict | None, path: str | None) -> tupl
     finally:
         conn.close()
     run = LiteRun(run_id, run_uid, _State(database, storage_root, storage_id, user_id, aux, root, params))
-    logger.info("started Run('%s') of Transform('%s', key=%r)", run_uid, found.uid, key)
     return run, found
 
 
 def _find_transform(conn: sqlite3.Connection, uid: str | None, key: str | None, source: str | None,
                     hash_string: Any) -> TransformRow | None:
     """The existing transform the full path would pick (context._resolve_transform); None to create one."""
-    columns = "id, uid, version, description, branch_id, hash"
+    columns = "id, uid, version, description, branch_id, hash, key"
     digest = hash_string(source) if source is not None else None
     if uid is None:
         row = conn.execute(f"SELECT {columns} FROM transform WHERE key = ? AND hash = ? ORDER BY id DESC LIMIT 1",
@@ -199,7 +198,7 @@ def _find_transform(conn: sqlite3.Connection, uid: str | None, key: str | None, 
         return None
     if row is None or row[4] == -1:
         return None  # new, or in the trash: the full path creates or restores it
-    return TransformRow(row[0], row[1], row[2], row[3])
+    return TransformRow(row[0], row[1], row[2], row[3], row[6])
 
 
 def _existing_artifact(conn: sqlite3.Connection, digest: str, size: int, storage_id: int) -> tuple[int, bool] | None:

@@ -109,3 +109,15 @@ def resolve(db: str | None = None, storage: str | None = None) -> tuple[str, str
     if "://" not in storage:
         storage = str(Path(storage).expanduser().resolve())
     return db, storage
+
+
+def announce(message: str) -> None:
+    """One line on stderr for the person running the script, as lamindb prints it: `ln.track()`
+    tells the uid to pin (`ln.track("...")`) there. LAMIN_INTEGRATIONS_QUIET=1 silences it."""
+    if os.environ.get("LAMIN_INTEGRATIONS_QUIET", "").strip() not in ("", "0"):
+        return
+    try:
+        sys.stderr.write(f"→ {message}\n")
+        sys.stderr.flush()
+    except (OSError, ValueError, AttributeError):  # stderr closed or replaced by None
+        pass
