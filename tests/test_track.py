@@ -261,6 +261,28 @@ def test_bad_params_are_rejected_naming_the_key(registry, tmp_path):
     assert ln.Run.filter().count() == 0
 
 
+def test_params_are_stored_as_lamindb_stores_them(registry, tmp_path):
+    # records by uid, paths as text, numpy scalars and dates as plain values, secrets redacted
+    reference = ln.Transform(key="reference.py", kind="script").save()
+    script = tmp_path / "params.py"
+    script.write_text(f"""
+import datetime, pathlib
+import numpy as np
+import lamin_integrations as ln
+reference = ln.Transform.get({reference.uid!r})
+ln.track(params={{"n": np.int64(3), "x": np.float32(0.5), "out": pathlib.Path("results/a.csv"),
+                  "day": datetime.date(2024, 3, 4), "model": reference, "api_key": "sk-123",
+                  "nested": {{"password": "hunter2", "tokenizer": "bert"}}, "max_tokens": 5}})
+ln.finish()
+""")
+    run_script(script, "--password", "hunter2", "--token=abc", "--max-tokens", "5", check=True)
+    run = ln.Run.get(transform__key="params.py")
+    assert run.params == {"n": 3, "x": 0.5, "out": "results/a.csv", "day": "2024-03-04",
+                          "model": f"Transform[{reference.uid}]", "api_key": "***",
+                          "nested": {"password": "***", "tokenizer": "bert"}, "max_tokens": 5}
+    assert run.cli_args == "--password *** --token=*** --max-tokens 5"
+
+
 def test_project_labels_everything_created_during_the_run(registry, tmp_path):
     ln.Project(name="atlas").save()
     script = tmp_path / "proj.py"

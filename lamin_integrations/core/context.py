@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import ObjectDoesNotExist, ValidationError
 from .gitinfo import git_reference, git_root, git_state
-from .jsonutil import check_json
+from .jsonutil import run_params
 from .settings import announce
 
 if TYPE_CHECKING:
@@ -196,7 +196,7 @@ class Context:
         if params is not None:
             if not isinstance(params, dict):
                 raise ValidationError(f"params must be a dict, got {type(params).__name__}")
-            check_json(params, "params")
+            params = run_params(params)
         if initiated_by_run is not None:
             from .models import Run
 

@@ -42,6 +42,38 @@ def check_json(value: Any, where: str, _depth: int = 0) -> None:
     )
 
 
+def run_params(params: dict[str, Any]) -> dict[str, Any]:
+    """`ln.track(params=...)` as lamindb stores it: records as `"Artifact[uid]"`, paths as text,
+    numpy scalars and dates as plain values, secret-looking keys redacted; anything else that is
+    not JSON is refused naming its key (`check_json`)."""
+    import sys
+
+    from .settings import SECRET_NAME
+
+    record = getattr(sys.modules.get("lamin_integrations.core.record"), "SQLRecord", None)
+    lite = getattr(sys.modules.get("lamin_integrations.core.fasttrack"), "LiteRun", None)
+
+    def convert(value: Any, depth: int) -> Any:
+        if (record is not None and isinstance(value, record)) or (lite is not None and isinstance(value, lite)):
+            return f"{value.__class__.__name__}[{value.uid}]"  # __class__: a run not yet loaded says Run
+        if isinstance(value, os.PathLike):
+            return os.fspath(value)
+        if type(value).__module__ == "numpy" and callable(getattr(value, "item", None)) and getattr(value, "ndim", 1) == 0:
+            return value.item()
+        if type(value).__module__ == "datetime" and callable(getattr(value, "isoformat", None)):
+            return value.isoformat()
+        if depth < MAX_DEPTH and isinstance(value, dict):
+            return {k: "***" if isinstance(k, str) and SECRET_NAME.search(k) and isinstance(v, str) and v
+                    else convert(v, depth + 1) for k, v in value.items()}
+        if depth < MAX_DEPTH and isinstance(value, (list, tuple)):
+            return [convert(v, depth + 1) for v in value]
+        return value
+
+    out = convert(params, 0)
+    check_json(out, "params")
+    return out  # type: ignore[no-any-return]
+
+
 def check_text(where: str, value: str) -> None:
     """Text both databases can store: no NUL byte, no lone surrogate."""
     if "\x00" in value:

@@ -55,11 +55,20 @@ def config_file() -> Path:
 _PASSWORD_IN_URL = re.compile(r"(?<![a-zA-Z0-9+.-])(?P<head>[a-zA-Z][a-zA-Z0-9+.-]*://[^/\s:@]*:)[^@\s/]*@")
 
 
+# A parameter or option whose name says it holds a secret (`api_key`, `--password`, `auth-token`),
+# as a whole word of the name: `tokenizer` and `max_tokens` are not secrets.
+SECRET_NAME = re.compile(r"(?i)(?:^|[_.-])(?:password|passwd|pwd|secret|token|api_?key|access_?key|private_?key|credentials?)$")
+_SECRET_OPTION = re.compile(r"(?i)(?<![\w-])(--?[\w.-]*?(?:password|passwd|secret|token|api[_-]?key|access[_-]?key|private[_-]?key)(?:=|\s+))(?!-)\S+")
+
+
 def mask_text(text: str) -> str:
-    """Any `scheme://user:password@` in free text (an error message) with the password hidden."""
-    if "://" not in text:
-        return text
-    return _PASSWORD_IN_URL.sub(lambda m: m.group("head") + "***@", text)
+    """Free text (an error message, a command line) with the passwords of `scheme://user:password@`
+    URLs and the values of secret-looking options (`--password X`, `--api-key=X`) hidden."""
+    if "://" in text:
+        text = _PASSWORD_IN_URL.sub(lambda m: m.group("head") + "***@", text)
+    if "-" in text:
+        text = _SECRET_OPTION.sub(lambda m: m.group(1) + "***", text)
+    return text
 
 
 def read_config() -> dict[str, str]:
