@@ -834,8 +834,19 @@ def test_deleting_the_latest_version_promotes_the_newest_remaining_one(registry,
     data.write_text("4")
     v4 = ln.Artifact(str(data), key="counts.tsv").save()
     assert v4.stem_uid == v1.stem_uid and v4.is_latest  # the family carries on
-    v4.delete(permanent=True)
+    stored = v4.path
+    assert stored.exists() and not v4.path.samefile(data)  # the registry's copy
+    assert v4.delete(permanent=True) == (1, {"lamindb.Artifact": 1})  # as Django returns it
+    assert not stored.exists() and data.exists()  # its copy is gone, the user's file stays
     assert ln.Artifact.get(key="counts.tsv", is_latest=True) == v2
+    folder = tmp_path / "plates"
+    folder.mkdir()
+    (folder / "a.csv").write_text("1")
+    f1 = ln.Artifact(str(folder), key="plates").save()
+    (folder / "a.csv").write_text("2")
+    f2 = ln.Artifact(str(folder), key="plates").save()
+    f1.delete(permanent=True)  # folder versions share one place in storage: f2's bytes stay
+    assert (f2.path / "a.csv").read_text() == "2"
     v1.delete()  # not the latest: nothing else changes
     assert ln.Artifact.filter(key="counts.tsv", is_latest=True).one() == v2
     t1 = ln.Transform(key="k.py", version="1").save()

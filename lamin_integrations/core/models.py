@@ -715,6 +715,22 @@ class Artifact(IsVersioned, SQLRecord):
 
     # -- reading ---------------------------------------------------------------------------
 
+    def delete(self, permanent: bool | None = None, **kwargs: Any) -> tuple[int, dict[str, int]] | None:
+        """Move to the trash; `permanent=True` removes the row and the copy of the bytes this
+        registry made in its storage (files registered in place are the user's: they stay)."""
+        copy = None
+        if permanent and self.id is not None and self.__dict__.get("_key_is_virtual") and self.hash is not None and self.storage_id:
+            from .artifacts import storage_location
+
+            shared = self.n_files is not None and self.versions.exclude(id=self.id).exists()  # folder versions share one place
+            copy = None if shared else (storage_location(self, self.storage.root), self.n_files is not None)
+        result = super().delete(permanent, **kwargs)
+        if copy is not None:
+            from .storage import remove
+
+            remove(*copy)  # after the commit: a failed delete keeps its bytes
+        return result
+
     @property
     def path(self) -> Any:
         """Where the bytes are: a pathlib.Path locally, a UPath for object stores."""

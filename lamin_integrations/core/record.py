@@ -480,20 +480,22 @@ class SQLRecord:
         self.__dict__.update({k: v for k, v in fresh.__dict__.items() if k != "_related"})
         self.__dict__.pop("_related", None)
 
-    def delete(self, permanent: bool | None = None, **kwargs: Any) -> None:
-        """Move to the trash; `permanent=True` removes the row for good."""
+    def delete(self, permanent: bool | None = None, **kwargs: Any) -> tuple[int, dict[str, int]] | None:
+        """Move to the trash; `permanent=True` removes the row for good and returns, as lamindb
+        (Django) does, `(deleted count, {"lamindb.<Registry>": count})`."""
         if self.id is None:
             raise ValidationError(f"cannot delete an unsaved {type(self).__name__}")
         if permanent:
             self._db.write(self._remove)
             self.__dict__["id"] = None
-            return
+            return 1, {f"lamindb.{type(self).__name__}": 1}
         if self.__dict__.get("branch_id") == -1:
             logger.warning("%r is already in the trash; pass permanent=True to delete it for good", self)
-            return
+            return None
         self._db.write(self._trash)
         self.__dict__["branch_id"] = -1
         self._snapshot()
+        return None
 
     def _trash(self, conn: sa.Connection) -> None:
         table = self.__table__
