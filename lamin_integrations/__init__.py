@@ -35,6 +35,7 @@ _LAZY = {
     "connect": "lamin_integrations.core.instance",
     "errors": "lamin_integrations.errors",
     "lineage": "lamin_integrations.lineage",
+    "settings": "lamin_integrations.core.settings",
 }
 
 __all__ = sorted([*_LAZY, "__version__", "instance"])

@@ -278,6 +278,19 @@ def test_reading_tracks_inputs_but_get_does_not(registry, tmp_path):
         reset_current_run(token)
     assert list(consumer.input_artifacts) == [artifact]
     assert list(artifact.input_of_runs) == [consumer]
+    # ln.settings.track_run_inputs = False: only reads given is_run_input=True are inputs
+    other = ln.Artifact(write(tmp_path / "e.csv", "x\n2\n"), key="e.csv").save()
+    quiet = ln.Run(t, status="started").save()
+    token = set_current_run(quiet)
+    ln.settings.track_run_inputs = False
+    try:
+        artifact.load()
+        other.load(is_run_input=True)
+    finally:
+        ln.settings.track_run_inputs = True
+        reset_current_run(token)
+    assert list(quiet.input_artifacts) == [other]
+    assert "track_run_inputs=True" in repr(ln.settings) and ln.settings.instance == registry.url
 
 
 SAVE_AS = """

@@ -801,6 +801,11 @@ class Artifact(IsVersioned, SQLRecord):
     def _track_input(self, is_run_input: bool | None) -> None:
         if is_run_input is False:
             return
+        if is_run_input is None:
+            from .settings import settings
+
+            if not settings.track_run_inputs:
+                return
         from .artifacts import track_input
 
         track_input(self)

@@ -130,3 +130,33 @@ def announce(message: str) -> None:
         sys.stderr.flush()
     except (OSError, ValueError, AttributeError):  # stderr closed or replaced by None
         pass
+
+
+class Settings:
+    """`ln.settings`: the switches lamindb users set in code.
+
+    `track_run_inputs` (default True): `load()`, `cache()` and `open()` of an artifact link it
+    as an input of the current run unless given `is_run_input=False`; set it to False to link
+    inputs only where `is_run_input=True` is passed. `instance` / `storage`: where records go.
+    """
+
+    def __init__(self) -> None:
+        self.track_run_inputs = True
+
+    @property
+    def instance(self) -> str:
+        from .instance import current
+
+        return current().url
+
+    @property
+    def storage(self) -> str:
+        from .instance import current
+
+        return current().storage_root
+
+    def __repr__(self) -> str:
+        return f"Settings(track_run_inputs={self.track_run_inputs})"
+
+
+settings = Settings()
