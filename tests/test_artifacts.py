@@ -44,6 +44,10 @@ def test_load_refuses_unknown_formats_and_names_alternatives(registry, tmp_path)
     artifact = ln.Artifact(write(tmp_path / "notes.md", "# hi"), key="notes.md").save()
     with pytest.raises(ValidationError, match=r"\.cache\(\).*\.open\(\)"):
         artifact.load()
+    config = ln.Artifact(write(tmp_path / "config.json", '{"lr": 0.01, "layers": [64, 32]}'), key="config.json").save()
+    assert config.load() == {"lr": 0.01, "layers": [64, 32]}
+    params = ln.Artifact(write(tmp_path / "params.yaml", "genome: GRCh38\nreads: [a.fq, b.fq]\n"), key="params.yaml").save()
+    assert params.load() == {"genome": "GRCh38", "reads": ["a.fq", "b.fq"]}
 
 
 def test_dataframe_is_saved_as_parquet(registry):

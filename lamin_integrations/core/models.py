@@ -782,17 +782,29 @@ class Artifact(IsVersioned, SQLRecord):
         return handle
 
     def load(self, is_run_input: bool | None = None, **kwargs: Any) -> Any:
-        """A DataFrame for .csv, .tsv and .parquet artifacts."""
+        """A DataFrame for .csv, .tsv and .parquet artifacts; the data of .json and .yaml ones."""
         import pandas as pd
+
+        def json_file(p: Path) -> Any:
+            import json
+
+            return json.loads(Path(p).read_text(encoding="utf-8"))
+
+        def yaml_file(p: Path) -> Any:
+            try:
+                import yaml
+            except ImportError:
+                raise ValidationError("load() of a .yaml artifact needs PyYAML: pip install pyyaml") from None
+            return yaml.safe_load(Path(p).read_text(encoding="utf-8"))
 
         suffix = (self.suffix or "").lower()
         readers = {".csv": lambda p: pd.read_csv(p, **kwargs), ".tsv": lambda p: pd.read_csv(p, sep="\t", **kwargs),
-                   ".parquet": lambda p: pd.read_parquet(p, **kwargs)}
+                   ".parquet": lambda p: pd.read_parquet(p, **kwargs), ".json": json_file, ".yaml": yaml_file, ".yml": yaml_file}
         reader = readers.get(suffix.removesuffix(".gz")) if suffix.endswith(".gz") and suffix != ".gz" else readers.get(suffix)
-        if reader is None:
+        if reader is None or (suffix.endswith(".gz") and reader in (json_file, yaml_file)):
             raise ValidationError(
-                f"load() reads .csv, .tsv and .parquet into a DataFrame; this artifact is {suffix or 'without suffix'}: "
-                "use .cache() for a local path or .open() for a file object"
+                f"load() reads .csv, .tsv and .parquet into a DataFrame and .json / .yaml into their data; this artifact is "
+                f"{suffix or 'without suffix'}: use .cache() for a local path or .open() for a file object"
             )
         result = reader(self.cache(is_run_input=False))
         self._track_input(is_run_input)
