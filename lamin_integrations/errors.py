@@ -45,3 +45,21 @@ class IntegrityError(LaminIntegrationsError, RuntimeError):
 
 class NotFoundOnDisk(LaminIntegrationsError, FileNotFoundError):
     """A path given to the registry does not exist or cannot be read."""
+
+
+# lamindb's names for the errors its users catch (`ln.errors.TrackNotCalled`, ...).
+
+
+class InvalidArgument(ValidationError):
+    """An argument of the wrong kind (lamindb's name)."""
+
+
+class TrackNotCalled(ValidationError):
+    """`ln.finish()` (or what needs the current run) before `ln.track()`."""
+
+
+class UpdateContext(ValidationError):
+    """The tracked uid no longer fits the script (its source changed under a pinned version)."""
+
+
+DoesNotExist = ObjectDoesNotExist

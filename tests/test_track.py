@@ -243,6 +243,11 @@ def test_edited_script_gets_a_new_version_and_uid_keeps_family(registry, tmp_pat
     pinned.write_text(f"import lamin_integrations as ln\nln.track({v1.uid!r})\n")
     proc = run_script(pinned)
     assert proc.returncode != 0 and "source of" in proc.stderr and v1.uid[:12] in proc.stderr
+    assert "UpdateContext" in proc.stderr  # lamindb's name for it
+    early = tmp_path / "early.py"
+    early.write_text("import lamin_integrations as ln\ntry:\n    ln.finish()\nexcept ln.errors.TrackNotCalled as e:\n"
+                     "    print('caught', isinstance(e, ln.errors.ValidationError))\n")
+    assert run_script(early, check=True).stdout.strip() == "caught True"
 
 
 def test_new_run_false_restarts_the_latest_run(registry, tmp_path):

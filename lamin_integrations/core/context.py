@@ -18,7 +18,13 @@ from contextvars import ContextVar
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..errors import ObjectDoesNotExist, ValidationError
+from ..errors import (
+    InvalidArgument,
+    ObjectDoesNotExist,
+    TrackNotCalled,
+    UpdateContext,
+    ValidationError,
+)
 from .gitinfo import git_reference, git_root, git_state
 from .jsonutil import run_params
 from .settings import announce
@@ -358,7 +364,7 @@ class Context:
         if isinstance(transform, Transform):
             return transform if transform.id is not None else transform.save()
         if transform is not None and not isinstance(transform, str):
-            raise ValidationError(f"track() takes a transform uid or a Transform record, got {transform!r}")
+            raise InvalidArgument(f"track() takes a transform uid or a Transform record, got {transform!r}")
         script = Path(path).expanduser().resolve() if path else _caller_script()
         if script is None or not script.exists():
             if transform is not None:
@@ -387,7 +393,7 @@ class Context:
             existing = Transform.filter(uid=uid).one_or_none()
             if existing is not None:
                 if source is not None and existing.hash is not None and existing.hash != hash_string(source):
-                    raise ValidationError(
+                    raise UpdateContext(
                         f"the source of {existing.key!r} changed since version {uid}; pass the 12-character "
                         f"family uid ln.track({uid[:12]!r}) to record a new version"
                     )
@@ -408,7 +414,7 @@ class Context:
         """Mark the tracked run completed, with its finish time and its log as the report."""
         run = self._run
         if run is None:
-            raise ValidationError("finish() needs a run: call ln.track() first")
+            raise TrackNotCalled("finish() needs a run: call ln.track() first")
         if self._guard is not None:
             self._guard.end("completed")
             self._guard = None
