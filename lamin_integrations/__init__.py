@@ -31,6 +31,7 @@ _LAZY = {
     "track": "lamin_integrations.core.context",
     "finish": "lamin_integrations.core.context",
     "step": "lamin_integrations.core.step",
+    "flow": "lamin_integrations.core.step",
     "save": "lamin_integrations.core.bulk",
     "connect": "lamin_integrations.core.instance",
     "errors": "lamin_integrations.errors",

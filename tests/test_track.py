@@ -355,3 +355,46 @@ def test_reap_marks_runs_whose_process_is_gone(registry, tmp_path):
     assert changed == {local.uid, remote_stale.uid}
     assert ln.Run.get(local.uid).status == "aborted" and "is gone" in ln.Run.get(local.uid)._aux["end_reason"]
     assert ln.Run.get(alive.uid).status == "started" and ln.Run.get(remote_fresh.uid).status == "started"
+
+
+def test_flow_decorator_records_each_call_as_a_run_of_its_file(registry, tmp_path):
+    script = tmp_path / "pipeline.py"
+    script.write_text("""
+import lamin_integrations as ln
+
+@ln.step()
+def square(x: int) -> int:
+    return x * x
+
+@ln.flow()
+def main(n: int = 3, label: str = "demo") -> int:
+    print("working on", label)
+    return sum(square(i) for i in range(n))
+
+@ln.flow()
+def broken():
+    raise RuntimeError("boom")
+
+print(main(3), main(n=2, label="second"))
+try:
+    broken()
+except RuntimeError:
+    print("caught")
+ln.track()
+try:
+    main(1)
+except ln.errors.ValidationError as e:
+    print("refused:", e)
+ln.finish()
+""")
+    proc = run_script(script, check=True)
+    assert "5 1\ncaught\nrefused: @ln.flow main: a run is tracked already" in proc.stdout
+    flows = list(ln.Run.filter(transform__key="pipeline.py", entrypoint__in=["main", "broken"]).order_by("id"))
+    assert [(r.entrypoint, r.status, r.params) for r in flows] == [
+        ("main", "completed", {"n": 3, "label": "demo"}), ("main", "completed", {"n": 2, "label": "second"}),
+        ("broken", "errored", {})]
+    assert all(r.initiated_by_run is None for r in flows)  # each call a top-level run, not a child of the last
+    assert [r.initiated_runs.count() for r in flows] == [3, 2, 0]  # its steps
+    assert "working on second" in flows[1].report.path.read_text()
+    assert flows[2]._aux["end_reason"] == "RuntimeError: boom"
+    assert flows[0].transform.kind == "script" and flows[0].transform.source_code == script.read_text()

@@ -412,14 +412,17 @@ class Context:
 
     def finish(self, ignore_non_consecutive: bool | None = None) -> None:
         """Mark the tracked run completed, with its finish time and its log as the report."""
+        self._end("completed")
+
+    def _end(self, status: str, reason: str | None = None) -> None:
         run = self._run
         if run is None:
             raise TrackNotCalled("finish() needs a run: call ln.track() first")
         if self._guard is not None:
-            self._guard.end("completed")
+            self._guard.end(status, reason=reason)
             self._guard = None
         else:
-            run.status = "completed"
+            run.status = status  # type: ignore[assignment]
             run.save()
         if os.environ.get(ENV_RUN_UID) == run.uid:
             # Processes started after finish() are no longer children of this run.
@@ -427,7 +430,7 @@ class Context:
                 os.environ[ENV_RUN_UID] = self._parent_env
             else:
                 os.environ.pop(ENV_RUN_UID, None)
-        announce(f"finished Run('{run.uid}')")
+        announce(f"finished Run('{run.uid}')" if status == "completed" else f"{status} Run('{run.uid}')")
 
 
 def _block_signals() -> Any:

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+from ..errors import ValidationError
 from .jsonutil import check_json
 
 logger = logging.getLogger("lamin_integrations")
@@ -138,6 +139,71 @@ def step(uid: str | None = None) -> Callable[[F], F]:
                 end(run, token, e)
                 raise
             end(run, token, None)
+            return result
+
+        return wrapper  # type: ignore[return-value]
+
+    return decorator
+
+
+def flow(uid: str | None = None) -> Callable[[F], F]:
+    """lamindb's `@ln.flow`: every call of the decorated function is a top-level run of the file
+    that defines it, as `ln.track()` ... `ln.finish()` around the call would be (output captured
+    as its report, params bound from the signature, `@ln.step` calls inside it its children).
+    An exception marks the run errored (Ctrl-C: aborted) and is raised again."""
+
+    def decorator(func: F) -> F:
+        def start(args: tuple, kwargs: dict) -> Any:
+            from .context import _current_run, context
+
+            if context._guard is not None:
+                raise ValidationError(f"@ln.flow {func.__qualname__}: a run is tracked already (ln.track() or another flow); "
+                                      "decorate the function with @ln.step to record its calls as steps of that run")
+            outer = _current_run.get()
+            run = context.track(uid, params=bind_params(func, args, kwargs), path=inspect.getsourcefile(func))
+            try:
+                run.entrypoint = func.__qualname__[:255]
+                run.save()
+            except Exception as e:
+                logger.warning("could not record the entrypoint of flow run %s: %s", run.uid, e)
+            return outer
+
+        def end(outer: Any, error: BaseException | None) -> None:
+            from .context import _current_run, context
+
+            try:
+                if error is None:
+                    context.finish()
+                else:
+                    status = "aborted" if isinstance(error, (KeyboardInterrupt, SystemExit)) else "errored"
+                    context._end(status, reason=f"{type(error).__name__}: {error}"[:1000])
+            finally:
+                _current_run.set(outer)  # the next call is not a child of this one
+
+        if inspect.iscoroutinefunction(func):
+
+            @functools.wraps(func)
+            async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
+                outer = start(args, kwargs)
+                try:
+                    result = await func(*args, **kwargs)
+                except BaseException as e:
+                    end(outer, e)
+                    raise
+                end(outer, None)
+                return result
+
+            return async_wrapper  # type: ignore[return-value]
+
+        @functools.wraps(func)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            outer = start(args, kwargs)
+            try:
+                result = func(*args, **kwargs)
+            except BaseException as e:
+                end(outer, e)
+                raise
+            end(outer, None)
             return result
 
         return wrapper  # type: ignore[return-value]
