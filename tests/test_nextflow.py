@@ -316,6 +316,12 @@ def test_errored_and_aborted_launches_from_the_report_and_the_log(tmp_path):
     launch, tasks = read_report(tmp_path / "report.html", UTC)
     assert (launch.status, launch.exit_status, launch.error) == ("errored", 137, "Error executing process > 'ALIGN (b)'")
     assert len(tasks) == 6 and launch.run_name == "tender_turing"
+    # a task script that echoes "completed successfully" does not make the launch completed
+    echoing = failed.replace("    bwa mem", '    echo \\"Workflow execution completed successfully!\\"; bwa mem', 1)
+    assert echoing != failed
+    (tmp_path / "echo.html").write_text(echoing)
+    launch, tasks = read_report(tmp_path / "echo.html", UTC)
+    assert launch.status == "errored" and any("completed successfully" in (t.fields.get("script") or "") for t in tasks)
     head = (DATA / "run" / ".nextflow.log").read_text().splitlines()[:8]
     (tmp_path / "errored.log").write_text("\n".join(head + [
         "Mar-04 21:06:09.400 [Task monitor] ERROR nextflow.processor.TaskProcessor - Error executing process > 'ALIGN (b)'",
@@ -330,6 +336,13 @@ def test_errored_and_aborted_launches_from_the_report_and_the_log(tmp_path):
     assert aborted.status == "aborted" and aborted.finished_at == dt.datetime(2024, 3, 4, 21, 6, 9, 500000, tzinfo=UTC)
     running = read_log(tmp_path / "running.log", UTC, 2024)
     assert running.status is None and running.run_name == "tender_turing" and running.work_dirs == {"1": "/nf/launch/work/3f/a1b2c3d4e5f60718293a4b5c6d7e8f"}
+    # grid executors (SLURM, LSF, PBS) log their handler with the job id and no ';' after the work dir
+    (tmp_path / "grid.log").write_text("\n".join(head + [
+        "Mar-04 21:06:19.100 [Task monitor] DEBUG n.processor.TaskPollingMonitor - Task completed > TaskHandler[jobId: 7443; "
+        "id: 2; name: FASTQC (b); status: COMPLETED; exit: 0; error: -; workDir: /scratch/my work/7c/0d1e2f3a4b5c6d7e8f90a1b2c3d4e5 "
+        "started: 1709586367625; exited: 2024-03-04T21:06:19.002Z; ]",
+    ]) + "\n")
+    assert read_log(tmp_path / "grid.log", UTC, 2024).work_dirs["2"] == "/scratch/my work/7c/0d1e2f3a4b5c6d7e8f90a1b2c3d4e5"
     with pytest.raises(TraceError, match="not a .nextflow.log"):
         read_log(TRACES / "raw.txt")
 
@@ -775,3 +788,40 @@ def test_an_unreachable_object_store_work_dir_records_the_runs_and_says_why(regi
     warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
     assert any("not recording the files of task FASTQC (a) in s3://bucket/work/3f/" in w for w in warnings), warnings
     assert any("not recording the published files in s3://bucket/results" in w for w in warnings), warnings
+
+
+def test_inputs_staged_into_a_subfolder_link_their_producers(registry, tmp_path):
+    # nf-core's `path('fastqc/*')`: `mkdir -p fastqc && ln -s SRC fastqc/NAME`, one command line per input
+    root = launch_dir(tmp_path)
+    (stage,) = root.glob("work/1b/*/.command.stage")
+    work = stage.parent
+    lines = []
+    for line in stage.read_text().splitlines():
+        if "_fastqc.txt" in line:
+            name = line.split()[-1]
+            line = line.replace(f"rm -f {name}", f"rm -f fastqc/{name}").replace(f" {name}", f" fastqc/{name}") \
+                if line.startswith("rm") else f"mkdir -p fastqc && {line.rsplit(' ', 1)[0]} fastqc/{name}"
+        lines.append(line)
+    stage.write_text("\n".join(lines) + "\n")
+    (work / "fastqc").mkdir()
+    for name in ("a_fastqc.txt", "b_fastqc.txt"):  # the staged links, where this staging puts them
+        if os.path.lexists(work / name):
+            (work / name).rename(work / "fastqc" / name)
+    run = ingest_trace(trace_of(root), timezone_name="UTC")
+    multiqc = tasks_of(run)["6"]
+    assert {a.key for a in multiqc.input_artifacts} >= {
+        "work/3f/a1b2c3d4e5f60718293a4b5c6d7e8f/a_fastqc.txt", "work/7c/0d1e2f3a4b5c6d7e8f90a1b2c3d4e5/b_fastqc.txt"}
+    assert "fastqc" not in {Path(a.key).name for a in multiqc.output_artifacts}  # the staging folder is no output
+
+
+def test_a_byte_order_mark_and_bad_params_files(registry, tmp_path):
+    trace = tmp_path / "trace.txt"
+    trace.write_bytes(b"\xef\xbb\xbf" + (TRACES / "old_header.txt").read_bytes())
+    first = ingest_trace(trace, discover_files=False, timezone_name="UTC", run_name="bom_run")
+    assert all("task_id" in r.params for r in ln.Run.filter(initiated_by_run=first))
+    again = ingest_trace(trace, discover_files=False, timezone_name="UTC", run_name="bom_run")
+    assert again.__dict__["_ingest_counts"]["new"] == 0  # the same rows, not new ones
+    (tmp_path / "bad.yaml").write_text("genome: [GRCh38\n")
+    for params, message in ((tmp_path / "bad.yaml", "params must be a YAML mapping"), (tmp_path / "nope.json", "no such params file")):
+        result = CliRunner().invoke(cli, ["nextflow", "ingest", str(trace), "--no-discover", "--params", str(params)])
+        assert result.exit_code == 1 and message in result.output and "Traceback" not in result.output, result.output

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from .launch import Launch
-from .trace import Task, TraceError, normalise
+from .trace import Task, TraceError, full_hash, normalise
 
 # -- execution report -----------------------------------------------------------------------
 
@@ -94,9 +94,12 @@ def read_report(path: str | os.PathLike, tz: dt.tzinfo | None = None) -> tuple[L
             if repo:
                 launch.pipeline = repo.group(1)
                 launch.revision = repo.group(2) or repo.group(3)
-    if "completed successfully" in page:
+    # the page's alert heading, not a task's script that echoes "completed successfully"
+    shown = re.sub(r"window\.data\s*=.*?</script>", "", page, flags=re.S)
+    outcome = re.search(r"Workflow execution completed (un)?successfully", shown)
+    if outcome is not None and outcome.group(1) is None:
         launch.status = "completed"
-    elif "completed unsuccessfully" in page:
+    elif outcome is not None:
         launch.status = "errored"
         exit_code = re.search(r"fail was:\s*<code>(-?\d+)</code>", page)
         if exit_code:
@@ -130,7 +133,8 @@ def _local(naive: dt.datetime, tz: dt.tzinfo | None) -> dt.datetime:
 _LOG_LINE = re.compile(r"^([A-Z][a-z]{2})-(\d{1,2}) (\d{2}):(\d{2}):(\d{2})\.(\d{3}) \[([^\]]*)\] (\w+)\s+(\S+) - (.*)$")
 _MONTHS = {m: i for i, m in enumerate(("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"), 1)}
 _LAUNCHING = re.compile(r"Launching `([^`]+)` \[([^\]]+)\](?: DSL\d)? - revision: (\w+)(?: \[([^\]]+)\])?")
-_HANDLER = re.compile(r"Task completed > TaskHandler\[(.*)\]\s*$")
+_HANDLER = re.compile(r"Task completed > \w*TaskHandler\[(.*)\]\s*$")
+_WORK_DIR = re.compile(r"workDir: (.+?)(?:;| started: | exited: |$)")
 
 
 def read_log(path: str | os.PathLike, tz: dt.tzinfo | None = None, year: int | None = None) -> Launch:
@@ -187,8 +191,10 @@ def read_log(path: str | os.PathLike, tz: dt.tzinfo | None = None, year: int | N
             launch.work_dir = message.split(": ", 1)[1].split(" [", 1)[0].strip()
         elif (handler := _HANDLER.search(message)) is not None:
             facts = dict(part.split(": ", 1) for part in handler.group(1).split("; ") if ": " in part)
-            if facts.get("id") and facts.get("workDir"):
-                launch.work_dirs[facts["id"].strip()] = facts["workDir"].strip()
+            # the grid executors' handler writes `workDir: /x/work/e1/fc2d06... started: 1709586367625;`
+            work = _WORK_DIR.search(handler.group(1))
+            if facts.get("id") and work is not None and full_hash(work.group(1)):
+                launch.work_dirs[facts["id"].strip()] = work.group(1)
         elif "Execution complete -- Goodbye" in message:
             goodbye = True
         elif level == "ERROR":
@@ -318,11 +324,21 @@ def pick_history(launches: list[Launch], run_name: str | None, session_id: str |
 def params_file(path: str | os.PathLike) -> dict[str, Any]:
     """`--params params.json` (or YAML if PyYAML is installed)."""
     where = os.fspath(path)
-    text = Path(where).read_text(encoding="utf-8")
+    try:
+        text = Path(where).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise TraceError(f"{where}: no such params file") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise TraceError(f"{where}: cannot read the params file ({e})") from None
     if where.endswith((".yaml", ".yml")):
-        import yaml
-
-        data = yaml.safe_load(text)
+        try:
+            import yaml
+        except ImportError:
+            raise TraceError(f"{where}: a YAML params file needs PyYAML (pip install pyyaml), or give JSON") from None
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as e:
+            raise TraceError(f"{where}: params must be a YAML mapping ({str(e).splitlines()[0]})") from None
     else:
         try:
             data = json.loads(text)

@@ -128,8 +128,12 @@ class Recorder:
     def record(self, launch: Launch, tasks: list[Task], *, final: bool = True, identity: dict[str, Any] | None = None) -> Any:
         from ..core.instance import current
 
-        with current().transaction():
-            return self._record(launch, tasks, final=final, identity=identity or {})
+        try:
+            with current().transaction():
+                return self._record(launch, tasks, final=final, identity=identity or {})
+        except BaseException:
+            self.steps.clear()  # transforms made in the rolled-back transaction do not exist
+            raise
 
     # -- pipeline -------------------------------------------------------------------------------
 
@@ -323,6 +327,8 @@ class Recorder:
             if f.get("workdir"):
                 continue
             work = launch.work_dirs.get(str(f.get("task_id")))
+            if work is not None and f.get("hash") and not (full_hash(work) or "").startswith(f["hash"].replace("/", "")):
+                work = None  # the log of another launch (a resume) names another task by this id
             if work is None and self.files.work_dir and f.get("hash"):
                 work = find_work_dir(self.files.work_dir, f["hash"], listings)
             if work is not None:

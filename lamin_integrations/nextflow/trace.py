@@ -397,7 +397,7 @@ def parse_lines(lines: Iterable[str], *, path: str | None = None, tz: dt.tzinfo 
         complete = line.endswith("\n")
         if not complete and partial_tail:
             break
-        text = line.rstrip("\r\n")
+        text = line.rstrip("\r\n").lstrip("\ufeff")  # a byte order mark left by an editor
         if not complete and i == n and not text.strip():
             break
         names, types, chosen = _header(text, sep, where)

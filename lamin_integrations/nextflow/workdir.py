@@ -86,7 +86,11 @@ def _join(folder: str, name: str) -> str:
 
 
 def staged_inputs(work: str) -> dict[str, str]:
-    """Staged name -> source, from the staging commands (see the module docstring)."""
+    """Staged name -> source, from the staging commands (see the module docstring).
+
+    A line may chain commands: an input staged into a subfolder is
+    `mkdir -p fastqc && ln -s /src/a_fastqc.zip fastqc/a_fastqc.zip` (`path('fastqc/*')`).
+    """
     inputs: dict[str, str] = {}
     for line in stage_lines(work):
         line = line.strip()
@@ -99,18 +103,41 @@ def staged_inputs(work: str) -> dict[str, str]:
                 words = shlex.split(words[0][len("downloads+=("):-1])
         except ValueError:
             continue
-        if words and words[0] == "nxf_cp_retry":  # with aws.batch.maxTransferAttempts
-            words = words[1:]
-        if not words:
-            continue
-        command, args = words[0], [w for w in words[1:] if not w.startswith("-")]
-        staging = command in _STAGE_COMMANDS or (command.startswith("nxf_") and command.endswith("download"))
-        if staging and len(args) >= 2:
-            source, name = args[-2], args[-1]
-            if "://" not in source and not os.path.isabs(source):
-                source = os.path.normpath(os.path.join(work, source)) if not is_url(work) else _join(work, source)
-            inputs[name.rstrip("/")] = source
+        for command in _commands(words):
+            found = _staged(command, work)
+            if found is not None:
+                inputs[found[0]] = found[1]
     return inputs
+
+
+def _commands(words: list[str]) -> list[list[str]]:
+    """A shell line's words split into its commands at `&&`, `;` and `||`."""
+    out: list[list[str]] = [[]]
+    for word in words:
+        if word in ("&&", ";", "||"):
+            out.append([])
+        elif word.endswith(";") and len(word) > 1:
+            out[-1].append(word[:-1])
+            out.append([])
+        else:
+            out[-1].append(word)
+    return [c for c in out if c]
+
+
+def _staged(words: list[str], work: str) -> tuple[str, str] | None:
+    """(staged name, source) of one staging command, None for anything else (mkdir, rm)."""
+    if words[0] == "nxf_cp_retry":  # with aws.batch.maxTransferAttempts
+        words = words[1:]
+    if not words:
+        return None
+    command, args = words[0], [w for w in words[1:] if not w.startswith("-")]
+    staging = command in _STAGE_COMMANDS or (command.startswith("nxf_") and command.endswith("download"))
+    if not staging or len(args) < 2:
+        return None
+    source, name = args[-2], args[-1]
+    if "://" not in source and not os.path.isabs(source):
+        source = os.path.normpath(os.path.join(work, source)) if not is_url(work) else _join(work, source)
+    return name.rstrip("/"), source
 
 
 def scan(work: str) -> WorkDir:
