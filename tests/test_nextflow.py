@@ -825,3 +825,18 @@ def test_a_byte_order_mark_and_bad_params_files(registry, tmp_path):
     for params, message in ((tmp_path / "bad.yaml", "params must be a YAML mapping"), (tmp_path / "nope.json", "no such params file")):
         result = CliRunner().invoke(cli, ["nextflow", "ingest", str(trace), "--no-discover", "--params", str(params)])
         assert result.exit_code == 1 and message in result.output and "Traceback" not in result.output, result.output
+
+
+def test_a_weblog_event_that_fails_leaves_no_stale_step_behind(registry):
+    started, submitted = (json.loads(line) for line in (DATA / "weblog_23.jsonl").read_text().splitlines()[:2])
+    receiver = Receiver(discover=False)
+    receiver.handle(check_event(json.dumps(started).encode()))
+    bad = json.loads(json.dumps(submitted))
+    bad["trace"].update(process="NEWPROC", name="NEWPROC (a)", task_id=90, hash="90/909090", workdir=None, script="a\x00b")
+    with pytest.raises(ln.errors.ValidationError):
+        receiver.handle(check_event(json.dumps(bad).encode()))  # rolled back, its step transform too
+    good = json.loads(json.dumps(bad))
+    good["trace"]["script"] = "echo ok"
+    run = receiver.handle(check_event(json.dumps(good).encode()))
+    (task,) = ln.Run.filter(initiated_by_run=run, name="NEWPROC (a)")
+    assert task.transform.key.endswith(":NEWPROC") and task.transform.kind == "step"
