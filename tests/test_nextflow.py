@@ -599,6 +599,23 @@ def test_follow_command_takes_the_idle_timeout_as_the_end(registry, tmp_path):
     assert result.exit_code == 0, result.output
     run = ln.Run.get(reference="idle_run")
     assert run.status == "completed" and len(tasks_of(run)) == 6
+    # a launch killed while a row was half written: the idle end records the whole rows
+    cut = tmp_path / "cut.txt"
+    cut.write_text(trace.read_text()[:-25])
+    result = CliRunner().invoke(cli, ["nextflow", "ingest", str(cut), "--follow", "--idle-timeout", "0.3",
+                                      "--poll-seconds", "0.1", "--run-name", "cut_run", "--timezone", "UTC"])
+    assert result.exit_code == 0, result.output
+    assert len(tasks_of(ln.Run.get(reference="cut_run"))) == 5
+
+
+def test_a_launch_recorded_before_its_run_name_was_known_takes_the_name_later(registry, tmp_path):
+    trace = tmp_path / "trace.txt"
+    shutil.copy(TRACES / "old_header.txt", trace)
+    first = ingest_trace(trace, final=False, discover_files=False, timezone_name="UTC")  # no log, no report yet
+    assert first.reference is None and first.status == "started"
+    named = ingest_trace(trace, discover_files=False, run_name="tender_turing", timezone_name="UTC")
+    assert named.id == first.id and (named.reference, named.name, named.status) == ("tender_turing", "tender_turing", "completed")
+    assert ln.Run.filter(reference_type="nextflow_id").count() == 1 and len(tasks_of(named)) == 6
 
 
 # -- nextflow-py ----------------------------------------------------------------------------------

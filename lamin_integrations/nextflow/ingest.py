@@ -151,9 +151,12 @@ class Recorder:
         run = None
         if launch.run_name:
             run = Run.filter(reference_type=PIPELINE_REFERENCE, reference=launch.run_name).order_by("-id").first()
-        elif identity.get("trace_file"):
+        if run is None and identity.get("trace_file"):
+            # recorded before its run name was known (`--follow` before the report or log appeared)
             run = (Run.filter(reference_type=PIPELINE_REFERENCE, reference__isnull=True,
                               params__trace_file=identity["trace_file"]).order_by("-id").first())
+            if run is not None and launch.run_name:
+                run.reference, run.name = launch.run_name, launch.run_name[:150]
         status = launch.status or (infer_status(tasks) if final else "started")
         # CACHED rows carry the times of the launch that first ran them: not this launch's
         fields = [t.fields for t in tasks]
@@ -166,7 +169,7 @@ class Recorder:
         completes = [e for e in all_ends if e is not None]
         started_at = launch.started_at or (min(submits) if submits else None)
         finished_at = launch.finished_at or (max(completes) if completes and _RANK[status] == 2 else None)
-        facts = {**launch.engine_facts(), **identity}
+        facts = {**launch.engine_facts(), **(identity if run is None or not launch.run_name else {})}
         if run is None:
             run = Run(transform, name=(launch.run_name or Path(identity.get("trace_file") or "nextflow").stem)[:150],
                       reference=launch.run_name, reference_type=PIPELINE_REFERENCE, params=facts)
@@ -644,7 +647,7 @@ def ingest_trace(path: str | os.PathLike, *, report: str | os.PathLike | None = 
     files = Files(base=launch.launch_dir or str(Path(sources.trace).resolve().parent), max_hash_size=max_hash_size)
     if record_files:
         files.work_dir, files.outdir = sources.work_dir, sources.outdir
-    identity = {"trace_file": str(Path(sources.trace).resolve())} if not launch.run_name else {}
+    identity = {"trace_file": str(Path(sources.trace).resolve())}
     run = Recorder(files).record(launch, tasks, final=final, identity=identity)
     run.__dict__["_ingest_sources"] = sources
     return run
@@ -712,5 +715,8 @@ def follow_trace(path: str | os.PathLike, *, poll_seconds: float = 2.0, idle_tim
             if _finished(sources, options.get("run_name")):
                 return ingest_trace(trace_path, **options)
         if idle_timeout is not None and time.monotonic() - idle_since > idle_timeout:
-            return ingest_trace(trace_path, **options)  # taken as the end: the outcome as the files tell it
+            # taken as the end: the outcome as the files tell it, without a last line left half-written
+            last = read_trace(trace_path, tz=timezone(options.get("timezone_name")), partial_tail=True) \
+                if os.path.exists(trace_path) else None
+            return ingest_trace(trace_path, _trace=last, **options)
         time.sleep(poll_seconds)
