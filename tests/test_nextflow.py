@@ -857,3 +857,21 @@ def test_a_weblog_event_that_fails_leaves_no_stale_step_behind(registry):
     run = receiver.handle(check_event(json.dumps(good).encode()))
     (task,) = ln.Run.filter(initiated_by_run=run, name="NEWPROC (a)")
     assert task.transform.key.endswith(":NEWPROC") and task.transform.kind == "step"
+
+
+def test_a_published_folder_link_and_a_later_source_that_knows_less(registry, tmp_path):
+    root = launch_dir(tmp_path)
+    (align,) = root.glob("work/5e/*")
+    (align / "qc_data").mkdir()
+    (align / "qc_data" / "stats.txt").write_text("mapped 99%\n")
+    (root / "results" / "qc").mkdir()
+    (root / "results" / "qc" / "qc_data").symlink_to(align / "qc_data")  # publishDir's default mode: symlink
+    run = ingest_trace(trace_of(root), timezone_name="UTC")
+    published = {a.key: a for a in run.output_artifacts}
+    folder = published["results/qc/qc_data"]
+    assert folder.n_files == 1 and folder._aux["published_from"]["run"] == tasks_of(run)["3"].uid
+    # the same launch's trace again, named by hand, without the report's pipeline facts: the same steps
+    pipelines = ln.Transform.filter(kind="pipeline").count()
+    again = ingest_trace(trace_of(root), run_name="tender_turing", discover_files=False, timezone_name="UTC")
+    assert again.id == run.id and again.transform == run.transform
+    assert ln.Transform.filter(kind="pipeline").count() == pipelines

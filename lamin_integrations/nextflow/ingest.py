@@ -144,10 +144,6 @@ class Recorder:
 
         if launch.command_line:  # kept as cli_args and in params; a registry URL in it keeps no password
             launch.command_line = mask_text(launch.command_line)
-        key = pipeline_key(launch, self.files.base)
-        version = launch.revision or launch.script_id
-        transform = Transform(key=key, kind="pipeline", version=version,
-                              description=f"Nextflow pipeline {key}").save()
         run = None
         if launch.run_name:
             run = Run.filter(reference_type=PIPELINE_REFERENCE, reference=launch.run_name).order_by("-id").first()
@@ -157,6 +153,12 @@ class Recorder:
                               params__trace_file=identity["trace_file"]).order_by("-id").first())
             if run is not None and launch.run_name:
                 run.reference, run.name = launch.run_name, launch.run_name[:150]
+        if run is not None and not (launch.pipeline or launch.revision):
+            transform = run.transform  # this source (a trace, a late weblog event) knows less than the one before
+        else:
+            key = pipeline_key(launch, self.files.base)
+            version = launch.revision or launch.script_id
+            transform = Transform(key=key, kind="pipeline", version=version, description=f"Nextflow pipeline {key}").save()
         status = launch.status or (infer_status(tasks) if final else "started")
         # CACHED rows carry the times of the launch that first ran them: not this launch's
         fields = [t.fields for t in tasks]

@@ -192,8 +192,10 @@ def published_files(outdir: str, skip: tuple[str, ...]) -> list[str]:
         out = []
         for folder, dirs, names in os.walk(outdir):
             dirs[:] = sorted(d for d in dirs if not (folder == outdir and d in skip))
+            # a folder published in publishDir's default mode is a link into the work dir: one artifact
+            out += [os.path.join(folder, d) for d in dirs if os.path.islink(os.path.join(folder, d))]
             out += [os.path.join(folder, n) for n in sorted(names)]
-        return out
+        return sorted(out)
     fs, where = filesystem(outdir)
     fs.invalidate_cache(where)
     scheme = outdir.split("://", 1)[0]
