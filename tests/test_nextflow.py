@@ -875,3 +875,11 @@ def test_a_published_folder_link_and_a_later_source_that_knows_less(registry, tm
     again = ingest_trace(trace_of(root), run_name="tender_turing", discover_files=False, timezone_name="UTC")
     assert again.id == run.id and again.transform == run.transform
     assert ln.Transform.filter(kind="pipeline").count() == pipelines
+
+
+def test_the_reports_exact_times_win_over_the_traces_zone_less_text(registry, tmp_path):
+    root = launch_dir(tmp_path)
+    run = ingest_trace(trace_of(root), timezone_name="America/New_York", record_files=False)  # a wrong zone given
+    retry = tasks_of(run)["5"]
+    assert retry.started_at.replace(tzinfo=UTC) == dt.datetime(2024, 3, 4, 21, 6, 7, 612000, tzinfo=UTC)
+    assert retry.params["submit"].startswith("2024-03-04T21:06")  # from the report's epoch milliseconds

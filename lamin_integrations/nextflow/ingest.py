@@ -656,15 +656,18 @@ def ingest_trace(path: str | os.PathLike, *, report: str | os.PathLike | None = 
 
 
 def merge_tasks(trace_tasks: list[Task], report_tasks: list[Task]) -> list[Task]:
-    """The trace's rows completed with the report's (which has every field); report-only rows are added."""
+    """The trace's rows completed with the report's (which has every field, and exact times); report-only rows are added."""
     by_key = {t.key: t for t in report_tasks}
     by_id = {t.key[0]: t for t in report_tasks}
     out = []
     for task in trace_tasks:
         extra = by_key.get(task.key) or (by_id.get(task.key[0]) if task.key[1] is None else None)
         if extra is not None:
+            # the report's times are epoch milliseconds: exact whatever zone the trace's text was written in
+            exact = {k: v for k, v in extra.fields.items() if k in DATE_FIELDS and v is not None}
             task = Task({**{k: v for k, v in extra.fields.items() if v is not None},
-                         **{k: v for k, v in task.fields.items() if v is not None}}, line=task.line, source="trace+report")
+                         **{k: v for k, v in task.fields.items() if v is not None}, **exact},
+                        line=task.line, source="trace+report")
             by_key.pop(extra.key, None)
         out.append(task)
     seen = {t.key[0] for t in out}
