@@ -883,3 +883,15 @@ def test_the_reports_exact_times_win_over_the_traces_zone_less_text(registry, tm
     retry = tasks_of(run)["5"]
     assert retry.started_at.replace(tzinfo=UTC) == dt.datetime(2024, 3, 4, 21, 6, 7, 612000, tzinfo=UTC)
     assert retry.params["submit"].startswith("2024-03-04T21:06")  # from the report's epoch milliseconds
+
+
+def test_a_task_without_any_time_is_not_given_the_time_of_ingest(registry, tmp_path):
+    trace = tmp_path / "trace.txt"  # an ABORTED row of a task stopped before it was submitted: every time is '-'
+    trace.write_text("task_id\thash\tnative_id\tname\tstatus\texit\tsubmit\tduration\trealtime\n"
+                     "1\t3f/a1b2c3\t1\tFASTQC (a)\tCOMPLETED\t0\t2024-03-04 21:06:00.000\t10s\t9s\n"
+                     "2\t7c/0d1e2f\t-\tMULTIQC\tABORTED\t-\t-\t-\t-\n")
+    run = ingest_trace(trace, discover_files=False, timezone_name="UTC", run_name="stopped_run")
+    done, aborted = tasks_of(run)["1"], tasks_of(run)["2"]
+    assert done.started_at.replace(tzinfo=UTC) == dt.datetime(2024, 3, 4, 21, 6, tzinfo=UTC)
+    assert aborted.status == "aborted" and aborted.started_at is None and aborted.finished_at is None
+    assert run.status == "aborted" and run.started_at.year == 2024

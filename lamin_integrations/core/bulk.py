@@ -162,10 +162,14 @@ def insert_runs(rows: list[dict[str, Any]], *, records: bool = False, instance: 
     return insert_run_columns({name: _column(rows, name) for name in sorted(keys)}, records=records, instance=instance)
 
 
-def insert_run_columns(columns: dict[str, list[Any]], *, records: bool = False, instance: Any = None) -> list[Any]:
+def insert_run_columns(columns: dict[str, list[Any]], *, records: bool = False, instance: Any = None,
+                       fill_times: bool = True) -> list[Any]:
     """`insert_runs` for values given column by column (`{"name": [...], "params": [...]}`, every
     list as long as the others): an adapter that builds its rows from a parsed file makes
-    each column in one pass instead of one dict per row that is taken apart again here."""
+    each column in one pass instead of one dict per row that is taken apart again here.
+
+    `fill_times=False` keeps a missing start or end as NULL instead of now: a file read long
+    after the fact knows when things ran, and "now" would be wrong."""
     from . import plugins, schema
     from .instance import current
     from .models import FINAL_STATUSES, STATUS_CODES, Run
@@ -201,14 +205,14 @@ def insert_run_columns(columns: dict[str, list[Any]], *, records: bool = False, 
             bad = next(s for s in statuses if s is not None and (not isinstance(s, str) or s not in STATUS_CODES))
             raise ValidationError(f"unknown run status {bad!r}; valid: {', '.join(STATUS_CODES)}") from None
         finished = values.setdefault("finished_at", [None] * n)
-        if None in finished:
+        if None in finished and fill_times:
             for i, end in enumerate(finished):
                 if end is None and statuses[i] in FINAL_STATUSES:
                     finished[i] = now
     for name, column_values in values.items():
         _check_column(Run, name, column_values)
     started = values.setdefault("started_at", [None] * n)
-    if None in started:
+    if None in started and fill_times:
         values["started_at"] = [now if v is None else v for v in started]
     values["_status_code"] = codes
     values["uid"] = _uids(n, Run._uid_len)

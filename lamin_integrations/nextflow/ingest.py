@@ -273,7 +273,8 @@ class Recorder:
                         touched.append((task, run))
         if new_tasks:
             with_files = bool(self.files.work_dir or self.files.outdir)
-            runs = insert_run_columns(self._task_columns(new_tasks, new_ends, pipeline, version), records=with_files)
+            runs = insert_run_columns(self._task_columns(new_tasks, new_ends, pipeline, version), records=with_files,
+                                      fill_times=False)  # a row without times (an ABORTED task) keeps none
             if with_files:
                 for task, run in zip(new_tasks, runs, strict=True):
                     existing[task.key] = run
