@@ -895,3 +895,22 @@ def test_a_task_without_any_time_is_not_given_the_time_of_ingest(registry, tmp_p
     assert done.started_at.replace(tzinfo=UTC) == dt.datetime(2024, 3, 4, 21, 6, tzinfo=UTC)
     assert aborted.status == "aborted" and aborted.started_at is None and aborted.finished_at is None
     assert run.status == "aborted" and run.started_at.year == 2024
+
+
+def test_the_log_of_a_later_launch_in_the_same_dir_is_not_taken_for_this_ones(registry, tmp_path, caplog):
+    root = launch_dir(tmp_path)
+    trace_of(root).with_name(f"execution_report_{STAMP}.html").unlink()  # the log alone names the launch
+    log = root / ".nextflow.log"
+    log.rename(root / ".nextflow.log.1")  # Nextflow rotates the log when the next launch starts
+    log.write_text("Mar-05 09:00:00.001 [main] DEBUG nextflow.cli.Launcher - $> nextflow run nf-demo/align -resume\n"
+                   "Mar-05 09:00:01.000 [main] DEBUG nextflow.Session - Run name: hopeful_fermi\n"
+                   "Mar-05 09:00:02.000 [Task submitter] INFO  nextflow.Session - [ab/cdef01] Submitted process > ALIGN (c)\n"
+                   "Mar-05 09:00:09.000 [main] DEBUG nextflow.script.ScriptRunner - > Execution complete -- Goodbye\n")
+    run = ingest_trace(trace_of(root), timezone_name="UTC", record_files=False)
+    assert run.name == "tender_turing" and run.__dict__["_ingest_sources"].log.endswith(".nextflow.log.1")
+    (root / ".nextflow.log.1").unlink()  # no log of this launch left: none is used, and that is said
+    with caplog.at_level("WARNING", logger="lamin_integrations"):
+        again = ingest_trace(trace_of(root), timezone_name="UTC", record_files=False)
+    assert again.id == run.id and again.name == "tender_turing"  # from the history, by the first submit time
+    assert any("log of another launch" in r.getMessage() for r in caplog.records)
+    assert not ln.Run.filter(reference="hopeful_fermi").exists()

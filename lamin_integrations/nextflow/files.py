@@ -215,6 +215,27 @@ def read_log(path: str | os.PathLike, tz: dt.tzinfo | None = None, year: int | N
     return launch
 
 
+_TASK_LINE = re.compile(r"\[([0-9a-f]{2}/[0-9a-f]{6})\] (?:Submitted|Cached|Re-submitted) process")
+
+
+def log_task_hashes(path: str | os.PathLike) -> set[str]:
+    """The short hashes of the tasks a `.nextflow.log` names (`[3f/a1b2c3] Submitted process > ...`)."""
+    with open(path, encoding="utf-8", errors="replace") as f:
+        return {m.group(1) for line in f if "process >" in line and (m := _TASK_LINE.search(line))}
+
+
+def log_of_launch(path: str, hashes: set[str]) -> str | None:
+    """The discovered `.nextflow.log`, or the rotated `.nextflow.log.N` of an earlier launch, whose
+    tasks are the trace's: the launch dir's current log belongs to its latest launch (a resume,
+    say) and would name the wrong run. None when no log names any of these tasks."""
+    if not hashes:
+        return path
+    for candidate in [path, *(f"{path}.{i}" for i in range(1, 10))]:
+        if os.path.exists(candidate) and log_task_hashes(candidate) & hashes:
+            return candidate
+    return None
+
+
 # -- .nextflow/history ------------------------------------------------------------------------
 
 _HISTORY_STATUS = {"OK": "completed", "ERR": "errored"}

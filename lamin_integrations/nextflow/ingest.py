@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import gc
+import logging
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -28,6 +29,7 @@ PIPELINE_REFERENCE = "nextflow_id"
 TASK_REFERENCE = "nextflow_task"
 TASK_STATUS = {"COMPLETED": "completed", "FAILED": "errored", "ABORTED": "aborted", "CACHED": "completed",
                "SUBMITTED": "scheduled", "NEW": "scheduled", "RUNNING": "started"}
+logger = logging.getLogger("lamin_integrations")
 _RANK = {"scheduled": 0, "restarted": 1, "started": 1, "completed": 2, "errored": 2, "aborted": 2}
 
 
@@ -618,7 +620,7 @@ def ingest_trace(path: str | os.PathLike, *, report: str | os.PathLike | None = 
     transaction: a bad file records nothing. Ingesting the same trace again adds nothing;
     a trace that grew adds its new rows.
     """
-    from .files import params_file, pick_history, read_history, read_log, read_report
+    from .files import log_of_launch, params_file, pick_history, read_history, read_log, read_report
 
     tz = timezone(timezone_name)
     sources = Sources(os.fspath(path), *(os.fspath(p) if p is not None else None
@@ -627,6 +629,11 @@ def ingest_trace(path: str | os.PathLike, *, report: str | os.PathLike | None = 
         discover(sources)
     trace = _trace or read_trace(sources.trace, tz=tz)
     tasks = trace.tasks
+    if log is None and sources.log:  # found, not given: is it this launch's?
+        found = sources.log
+        sources.log = log_of_launch(found, {h for t in tasks if (h := t.fields.get("hash"))})
+        if sources.log is None:
+            logger.warning("lamin-integrations: %s (and its rotated copies) is the log of another launch: not used", found)
     given = Launch(run_name=run_name, session_id=session_id, pipeline=pipeline, revision=revision,
                    params=params_file(params) if isinstance(params, (str, os.PathLike)) else params)
     launch = Launch(sources=[])
