@@ -914,3 +914,16 @@ def test_the_log_of_a_later_launch_in_the_same_dir_is_not_taken_for_this_ones(re
     assert again.id == run.id and again.name == "tender_turing"  # from the history, by the first submit time
     assert any("log of another launch" in r.getMessage() for r in caplog.records)
     assert not ln.Run.filter(reference="hopeful_fermi").exists()
+
+
+def test_a_cached_row_may_share_its_task_id_with_a_task_of_the_resume(registry, tmp_path):
+    # a CACHED row is the record stored by the launch that ran the task: its task_id can be one
+    # this launch gave another task; with another hash it is not a duplicate row
+    lines = (TRACES / "resumed.txt").read_text().splitlines(keepends=True)
+    trace = tmp_path / "trace.txt"
+    trace.write_text("".join(lines[:5]) + lines[5].replace("5\te0/f1a2b3", "2\te0/f1a2b3", 1))
+    run = ingest_trace(trace, discover_files=False, run_name="sad_darwin", timezone_name="UTC")
+    tasks = ln.Run.filter(initiated_by_run=run)
+    assert sorted((r.params["task_id"], r.params["hash"], r.status) for r in tasks if r.params["task_id"] == "2") == [
+        ("2", "7c/0d1e2f", "completed"), ("2", "e0/f1a2b3", "completed")]
+    assert ingest_trace(trace, discover_files=False, run_name="sad_darwin", timezone_name="UTC").__dict__["_ingest_counts"]["new"] == 0

@@ -387,7 +387,7 @@ def parse_lines(lines: Iterable[str], *, path: str | None = None, tz: dt.tzinfo 
     """
     where = path or "<trace>"
     trace: Trace | None = None
-    seen: dict[str, int] = {}
+    seen: dict[str, tuple[int, int]] = {}  # task_id -> (line, index in tasks) of its first row
     lines = list(lines)
     n = len(lines)
     i = 0
@@ -427,10 +427,14 @@ def parse_lines(lines: Iterable[str], *, path: str | None = None, tz: dt.tzinfo 
         if not task_id:
             fields["task_id"] = None
         task_id = str(task_id or fields.get("hash"))
-        if task_id in seen:
-            raise TraceError(f"{where}:{number}: task_id {task_id} again (first on line {seen[task_id]}); "
+        first = seen.get(task_id)
+        # A CACHED row is the stored record of the launch that ran the task, task_id included: in
+        # a resume it may share its id with a task of this launch (another hash). Not a duplicate.
+        if first is not None and not ((fields.get("status") == "CACHED" or tasks[first[1]].fields.get("status") == "CACHED")
+                                      and fields.get("hash") != tasks[first[1]].fields.get("hash")):
+            raise TraceError(f"{where}:{number}: task_id {task_id} again (first on line {first[0]}); "
                              "a trace has one row per task attempt, so this file mixes two runs or was edited")
-        seen[task_id] = number
+        seen.setdefault(task_id, (number, len(tasks)))
         tasks.append(Task(fields, line=number))
     return trace
 
