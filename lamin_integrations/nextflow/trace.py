@@ -387,7 +387,7 @@ def parse_lines(lines: Iterable[str], *, path: str | None = None, tz: dt.tzinfo 
     """
     where = path or "<trace>"
     trace: Trace | None = None
-    seen: dict[str, tuple[int, int]] = {}  # task_id -> (line, index in tasks) of its first row
+    seen: dict[str, int] = {}  # task_id -> index in tasks of its first row
     lines = list(lines)
     n = len(lines)
     i = 0
@@ -428,15 +428,19 @@ def parse_lines(lines: Iterable[str], *, path: str | None = None, tz: dt.tzinfo 
             fields["task_id"] = None
         task_id = str(task_id or fields.get("hash"))
         first = seen.get(task_id)
-        # A CACHED row is the stored record of the launch that ran the task, task_id included: in
-        # a resume it may share its id with a task of this launch (another hash). Not a duplicate.
-        if first is not None and not ((fields.get("status") == "CACHED" or tasks[first[1]].fields.get("status") == "CACHED")
-                                      and fields.get("hash") != tasks[first[1]].fields.get("hash")):
-            raise TraceError(f"{where}:{number}: task_id {task_id} again (first on line {first[0]}); "
+        if first is None:
+            seen[task_id] = len(tasks)
+        elif not _cached_copy(fields, tasks[first].fields):
+            raise TraceError(f"{where}:{number}: task_id {task_id} again (first on line {tasks[first].line}); "
                              "a trace has one row per task attempt, so this file mixes two runs or was edited")
-        seen.setdefault(task_id, (number, len(tasks)))
         tasks.append(Task(fields, line=number))
     return trace
+
+
+def _cached_copy(fields: dict[str, Any], other: dict[str, Any]) -> bool:
+    """A CACHED row is the record stored by the launch that ran the task, task_id included: in a
+    resume it may share its id with a task of this launch (another hash). Not a duplicate."""
+    return "CACHED" in (fields.get("status"), other.get("status")) and fields.get("hash") != other.get("hash")
 
 
 def _column_message(where: str, number: int, values: list[str], trace: Trace, complete: bool, last: bool) -> str:
