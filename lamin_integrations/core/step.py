@@ -101,7 +101,8 @@ def step(uid: str | None = None) -> Callable[[F], F]:
                 return None, None
             return run, set_current_run(run)
 
-        def end(run: Any, token: Any, error: BaseException | None) -> None:
+        def end(state: tuple[Any, Any], error: BaseException | None) -> None:
+            run, token = state
             if run is None:
                 return
             reset_current_run(token)
@@ -115,33 +116,7 @@ def step(uid: str | None = None) -> Callable[[F], F]:
             except Exception as e:
                 logger.warning("could not record the end of step run %s: %s", run.uid, e)
 
-        if inspect.iscoroutinefunction(func):
-
-            @functools.wraps(func)
-            async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
-                run, token = start(args, kwargs)
-                try:
-                    result = await func(*args, **kwargs)
-                except BaseException as e:
-                    end(run, token, e)
-                    raise
-                end(run, token, None)
-                return result
-
-            return async_wrapper  # type: ignore[return-value]
-
-        @functools.wraps(func)
-        def wrapper(*args: Any, **kwargs: Any) -> Any:
-            run, token = start(args, kwargs)
-            try:
-                result = func(*args, **kwargs)
-            except BaseException as e:
-                end(run, token, e)
-                raise
-            end(run, token, None)
-            return result
-
-        return wrapper  # type: ignore[return-value]
+        return _around(func, start, end)
 
     return decorator
 
@@ -180,32 +155,38 @@ def flow(uid: str | None = None) -> Callable[[F], F]:
             finally:
                 _current_run.set(outer)  # the next call is not a child of this one
 
-        if inspect.iscoroutinefunction(func):
-
-            @functools.wraps(func)
-            async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
-                outer = start(args, kwargs)
-                try:
-                    result = await func(*args, **kwargs)
-                except BaseException as e:
-                    end(outer, e)
-                    raise
-                end(outer, None)
-                return result
-
-            return async_wrapper  # type: ignore[return-value]
-
-        @functools.wraps(func)
-        def wrapper(*args: Any, **kwargs: Any) -> Any:
-            outer = start(args, kwargs)
-            try:
-                result = func(*args, **kwargs)
-            except BaseException as e:
-                end(outer, e)
-                raise
-            end(outer, None)
-            return result
-
-        return wrapper  # type: ignore[return-value]
+        return _around(func, start, end)
 
     return decorator
+
+
+def _around(func: F, start: Callable[[tuple, dict], Any], end: Callable[[Any, BaseException | None], None]) -> F:
+    """`func` (sync or async) with `start(args, kwargs)` before each call and `end(state, error)`
+    after it, whatever happens; the error is raised again."""
+    if inspect.iscoroutinefunction(func):
+
+        @functools.wraps(func)
+        async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
+            state = start(args, kwargs)
+            try:
+                result = await func(*args, **kwargs)
+            except BaseException as e:
+                end(state, e)
+                raise
+            end(state, None)
+            return result
+
+        return async_wrapper  # type: ignore[return-value]
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        state = start(args, kwargs)
+        try:
+            result = func(*args, **kwargs)
+        except BaseException as e:
+            end(state, e)
+            raise
+        end(state, None)
+        return result
+
+    return wrapper  # type: ignore[return-value]
