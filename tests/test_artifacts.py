@@ -170,6 +170,22 @@ def test_missing_file_is_a_clear_error(registry, tmp_path):
     assert ln.Artifact.filter().count() == 0
 
 
+def test_a_named_pipe_is_never_opened(registry, tmp_path):
+    """A FIFO (Snakemake's pipe()) holds no bytes: opening it would block until a writer came,
+    or take the bytes its reader is waiting for. Alone it is refused; inside a folder, skipped."""
+    fifo = tmp_path / "stream.pipe"
+    os.mkfifo(fifo)
+    with pytest.raises(NotFoundOnDisk, match="not a file or folder"):
+        ln.Artifact(fifo)
+    folder = tmp_path / "out"
+    write(folder / "a.txt", "A")
+    os.mkfifo(folder / "inner.pipe")
+    artifact = ln.Artifact(folder, key="out").save()  # would block forever reading inner.pipe
+    assert artifact.n_files == 1 and artifact.size == 1
+    assert sorted(p.name for p in artifact.path.iterdir()) == ["a.txt"]
+    assert ln.Artifact.filter().count() == 1
+
+
 UNREADABLE = textwrap.dedent("""
     import sys
     import lamin_integrations as ln

@@ -630,3 +630,76 @@ def test_the_recommended_layout_names_the_run_after_the_project(sqlite_registry,
     snakemake(project)  # Snakemake finds workflow/Snakefile itself
     [wf] = workflow_runs()
     assert wf.name == "rnaseq-project" and wf.transform.key == "workflow/Snakefile"
+
+
+def test_a_pipe_group_is_recorded_and_its_reader_linked_to_its_writer(sqlite_registry, tmp_path):
+    """pipe() makes a group job (listed by a UUID in job_started) whose members run together;
+    the pipe is a FIFO that must never be opened by the recorder (it would block, or take the
+    reader's bytes)."""
+    wd = tmp_path / "piped"
+    wd.mkdir()
+    (wd / "Snakefile").write_text(textwrap.dedent("""
+        rule all:
+            input: "counted.txt", "after.txt"
+        rule produce:
+            output: pipe("stream.pipe")
+            shell: "seq 1 1000 > {output}"
+        rule consume:
+            input: "stream.pipe"
+            output: "counted.txt"
+            shell: "wc -l < {input} > {output}"
+        rule after:
+            input: "counted.txt"
+            output: "after.txt"
+            shell: "echo failing >&2; exit 1"
+    """))
+    proc = snakemake(wd, check=False)
+    assert proc.returncode != 0 and "lamin-integrations:" not in proc.stderr, proc.stderr[-2000:]
+    assert (wd / "counted.txt").read_text().strip() == "1000"  # the reader got every line
+    [wf] = workflow_runs()
+    by_name = jobs(wf)
+    assert {name: [r.status for r in runs] for name, runs in by_name.items()} == {
+        "produce": ["completed"], "consume": ["completed"], "after": ["errored"]}
+    assert wf.status == "errored" and wf._aux["jobs"] == {"completed": 2, "errored": 1}
+    [pipe] = by_name["produce"][0].output_artifacts.to_list()
+    assert pipe.key == "stream.pipe" and pipe.hash is None and pipe._aux["not_retained"]
+    assert [a.id for a in by_name["consume"][0].input_artifacts] == [pipe.id]
+    [counted] = by_name["after"][0].input_artifacts.to_list()
+    assert counted.run_id == by_name["consume"][0].id
+
+
+def test_a_segment_that_fails_part_way_is_recorded_once(sqlite_registry, tmp_path, monkeypatch):
+    """When recording a batch of events fails after its job runs were written, the recorder
+    records the batch again event by event: the written runs are found, not inserted twice,
+    and the jobs whose end failed to record are still closed."""
+    from lamin_integrations.core import pipeline
+    from lamin_integrations.snakemake.recorder import Config, Recorder
+
+    (tmp_path / "Snakefile").write_text("rule a:\n    output: 'a.txt'\n")
+    (tmp_path / "a.txt").write_text("a\n")
+    (tmp_path / "b.txt").write_text("b\n")
+    real_close_runs, calls = pipeline.close_runs, []
+
+    def close_runs_failing_once(closing):
+        calls.append(len(closing))
+        if len(calls) == 1:
+            raise RuntimeError("injected: the first close fails")
+        return real_close_runs(closing)
+
+    monkeypatch.setattr(pipeline, "close_runs", close_runs_failing_once)
+    recorder = Recorder(Config(), "wfRunUidForTest01", replay=True)
+    base = {"created": time.time(), "cwd": str(tmp_path)}
+    info = dict(base, event="job_info", rule="a", message=None, input=[], log=[], benchmark=[], wildcards={},
+                threads=1, resources={}, reason=None, priority=None, shellcmd=None, params=None, attempt=None)
+    recorder._process([
+        dict(base, event="workflow_started", workflow_id=str(uuid.uuid4()), snakefile=str(tmp_path / "Snakefile"),
+             configfiles=[], cmd="snakemake", snakemake_version="9", host="h", user="u", config={}),
+        dict(info, jobid=1, output=["a.txt"]), dict(info, jobid=2, output=["b.txt"]),
+        dict(base, event="job_finished", jobid=1), dict(base, event="job_finished", jobid=2),
+        dict(base, event="close")])
+    assert calls[0] == 2  # both ends in one batch, which failed
+    [wf] = workflow_runs()
+    runs = ln.Run.filter(initiated_by_run=wf).order_by("id").to_list()
+    assert [(r.params["jobid"], r.status) for r in runs] == [(1, "completed"), (2, "completed")]
+    assert [[a.key for a in r.output_artifacts] for r in runs] == [["a.txt"], ["b.txt"]]
+    assert wf.status == "completed" and wf._aux["jobs"] == {"completed": 2}

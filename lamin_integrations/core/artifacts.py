@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from stat import S_ISDIR, S_ISREG
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
@@ -107,6 +108,9 @@ def describe_source(artifact: Artifact, data: Any, key: str | None) -> None:
             raise NotFoundOnDisk(f"no such file or folder: {path}") from None
         except PermissionError:
             raise NotFoundOnDisk(f"cannot read {path}: permission denied") from None
+        if not (S_ISREG(stat.st_mode) or S_ISDIR(stat.st_mode)):
+            # A Snakemake pipe(), a socket, a device: opening it would block or take bytes from its reader.
+            raise NotFoundOnDisk(f"{path} is not a file or folder (a named pipe, socket or device): it holds no bytes to record")
         if not path.is_dir() and not os.access(path, os.R_OK):
             raise NotFoundOnDisk(f"cannot read {path}: permission denied")
         location = str(path.resolve())

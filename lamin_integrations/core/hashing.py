@@ -24,6 +24,7 @@ import base64
 import hashlib
 import os
 import sqlite3
+import stat
 import threading
 import time
 from collections.abc import Iterable
@@ -191,6 +192,8 @@ def list_files(folder: Path) -> list[tuple[str, Path, os.stat_result]]:
                 if p.is_symlink():
                     continue  # a dangling link holds no bytes (the copy into storage skips it too)
                 raise
+            if not stat.S_ISREG(st.st_mode):
+                continue  # a named pipe, socket or device: reading it would block or consume its data
             out.append((p.relative_to(folder).as_posix(), p, st))
     out.sort(key=lambda item: item[0])
     return out

@@ -216,7 +216,14 @@ def _replace_dir(tmp: Path, dest: Path) -> None:
 
 
 def _linked_dirs(folder: str, names: list[str]) -> set[str]:
-    return {n for n in names if os.path.islink(os.path.join(folder, n)) and os.path.isdir(os.path.join(folder, n))}
+    """What a folder's copy leaves out: links to folders, and named pipes, sockets and devices
+    (hashing.list_files skips them: opening a pipe would block, or take bytes from its reader)."""
+    out = set()
+    for n in names:
+        path = os.path.join(folder, n)
+        if os.path.islink(path) and os.path.isdir(path) or not os.path.isdir(path) and os.path.exists(path) and not os.path.isfile(path):
+            out.add(n)
+    return out
 
 
 def remove(destination: str, is_dir: bool) -> None:

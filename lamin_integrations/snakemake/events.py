@@ -76,7 +76,8 @@ def translate(record: Any) -> dict[str, Any] | None:
             "config": _config(workflow),
         }
     if name == "job_started":
-        return {"event": name, "created": created, "jobs": [int(j) for j in (get("jobs") or [])]}
+        # a group job (pipe(), group:) is listed by its UUID; its members follow as job_info
+        return {"event": name, "created": created, "jobs": [_jobid(j) for j in (get("jobs") or [])]}
     if name == "job_info":
         jobid = int(get("jobid"))
         job = _live_job(jobid)
@@ -114,6 +115,10 @@ def translate(record: Any) -> dict[str, Any] | None:
             if text.startswith(marker):
                 return {"event": kind, "created": created}
     return None
+
+
+def _jobid(value: Any) -> int | str:
+    return value if isinstance(value, int) else int(value) if str(value).isdigit() else str(value)
 
 
 def _message(record: Any) -> str:

@@ -27,6 +27,7 @@ class LogHandler(LogHandlerBase):
         self._recorder: Any = None
         self._closed = False
         self._failed = False
+        self._skip_warned = False
         self._config = _config(self.settings)
         # Snakemake prints its command line, `--logger-lamin-db URL` included, in its banner and log file.
         logging.getLogger("snakemake.logging").addFilter(_mask_command_line)
@@ -37,7 +38,11 @@ class LogHandler(LogHandlerBase):
                 return
             from .events import translate
 
-            event = translate(record)
+            try:
+                event = translate(record)
+            except Exception as e:  # one record of a shape we do not know: skip it, record the rest
+                self._skipped(record, e)
+                return
             if event is None:
                 return
             if event["event"] == "workflow_started":
@@ -63,6 +68,14 @@ class LogHandler(LogHandlerBase):
         if self._config.storage:
             os.environ["LAMIN_INTEGRATIONS_STORAGE"] = self._config.storage
         self._recorder = Remote(self._config, run_uid)
+
+    def _skipped(self, record: Any, error: Exception) -> None:
+        if not self._skip_warned:
+            self._skip_warned = True
+            from .events import event_name
+
+            sys.stderr.write(f"lamin-integrations: skipped a Snakemake {event_name(record)} record it could not read: "
+                             f"{type(error).__name__}: {error}\n")
 
     def _fail(self, error: Exception) -> None:
         if not self._failed:

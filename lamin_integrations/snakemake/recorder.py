@@ -83,6 +83,7 @@ class Recorder:
         self.pipeline: Any = None
         self.steps: dict[str, Any] = {}
         self.outputs: dict[str, Any] = {}  # absolute path -> artifact recorded in this workflow
+        self.piped: dict[str, list[Any]] = {}  # a pipe() not recorded yet -> runs reading it
         self.disabled = False
         self._warned = False
         self.replaying = replay  # writing journaled events: no thread, unavailability raises
@@ -160,7 +161,7 @@ class Recorder:
                 return
             if isinstance(arg, list) and len(arg) > 1:  # record what can be, one event at a time
                 for event in arg:
-                    self._guarded(self._segment, [event])
+                    self._guarded(self._segment_again, [event])
             else:
                 self._failed(arg[0] if isinstance(arg, list) else arg, e)
 
@@ -285,7 +286,11 @@ class Recorder:
             self.steps[rule] = step
         return step
 
-    def _segment(self, events: list[dict[str, Any]]) -> None:
+    def _segment_again(self, events: list[dict[str, Any]]) -> None:
+        """An event of a segment that failed part-way: its workflow state was taken already."""
+        self._segment(events, again=True)
+
+    def _segment(self, events: list[dict[str, Any]], again: bool = False) -> None:
         """Record a run of job events: new runs, outputs, inputs, ends (in that order)."""
         from ..core.bulk import save
         from ..core.models import Run
@@ -300,22 +305,29 @@ class Recorder:
             if name == "job_info":
                 infos.append(e)
             elif name in ("job_finished", "job_error"):
-                if name == "job_error":
+                if name == "job_error" and not again:
                     e["error_text"] = self.state.errors.pop(e.get("thread"), None)
                 ends.append(e)
-            elif name != "job_started":  # job_started marks submission; the run starts at job_info
+            elif name != "job_started" and not again:  # job_started marks submission; the run starts at job_info
                 getattr(self, "_on_" + name)(e)
-        new_jobs = []
+        new_jobs, unsaved = [], []
         for e in infos:
             jobid = e["jobid"]
-            attempt = e.get("attempt") or self.state.attempts.get(jobid, 0) + 1
+            # kept in the event: a segment that failed part-way is recorded again event by event
+            # (_guarded), and its job runs, already written, must be found, not written twice
+            attempt = e["attempt"] = e.get("attempt") or self.state.attempts.get(jobid, 0) + 1
             self.state.attempts[jobid] = attempt
+            uid = derived(f"{self.run_uid}/{jobid}/{attempt}")
+            known = self.state.jobs.get(jobid)
+            if known is not None and known.run.uid == uid and known.run.id is not None:
+                new_jobs.append((known, _absolute(e["input"], known.cwd) if self.config.record_inputs else []))
+                continue
             params = {"wildcards": e["wildcards"], "params": e.get("params"), "threads": e.get("threads"),
                       "resources": e.get("resources"), "reason": e.get("reason"), "priority": e.get("priority"),
                       "shellcmd": e.get("shellcmd"), "message": e.get("message"), "attempt": attempt, "jobid": jobid}
             run = Run(self._step(e["rule"]), name=job_name(e["rule"], e["wildcards"])[:150],
                       reference=f"{self.state.workflow_id}/{jobid}/{attempt}", reference_type="snakemake_job",
-                      initiated_by_run=self.workflow_run, uid=derived(f"{self.run_uid}/{jobid}/{attempt}"),
+                      initiated_by_run=self.workflow_run, uid=uid,
                       params={k: v for k, v in params.items() if v is not None}, status="started")
             run.started_at = _time(e["created"])
             run.host, run.pid = self.workflow_run.host, self.workflow_run.pid
@@ -323,20 +335,21 @@ class Recorder:
             job = Job(run, _absolute(e["output"] + e["log"] + e["benchmark"], cwd), cwd, logs=_absolute(e["log"], cwd))
             self.state.jobs[jobid] = job
             new_jobs.append((job, _absolute(e["input"], cwd) if self.config.record_inputs else []))
-        if new_jobs and self.replaying:  # job runs written before the registry went away are kept
-            found = {r.uid: r for r in Run.filter(uid__in=[job.run.uid for job, _ in new_jobs])}
-            for job, _ in new_jobs:
+            unsaved.append(job)
+        if unsaved and self.replaying:  # job runs written before the registry went away are kept
+            found = {r.uid: r for r in Run.filter(uid__in=[job.run.uid for job in unsaved])}
+            for job in unsaved:
                 job.run = found.get(job.run.uid, job.run)
-        if new_jobs:
-            save([job.run for job, _ in new_jobs])  # one insert: a script's ln.track() finds its job
+        if unsaved:
+            save([job.run for job in unsaved])  # one insert: a script's ln.track() finds its job
         closing: list[tuple[Any, str, Any, dict[str, Any]]] = []
-        outputs = []
+        outputs, closed = [], []
         for e in ends:
             ended = self.state.jobs.get(e["jobid"])
-            if ended is None or not ended.open:
+            if ended is None or not ended.open or ended in closed:
                 continue
             job = ended
-            job.open = False
+            closed.append(job)  # marked closed once recorded: else _on_close still ends it
             if e["event"] == "job_finished":
                 outputs.append((job, job.outputs))
                 closing.append((job.run, "completed", _time(e["created"]), {}))
@@ -354,6 +367,8 @@ class Recorder:
             from ..core.pipeline import close_runs
 
             close_runs(closing)
+        for job in closed:
+            job.open = False
 
     def _on_error(self, e: dict[str, Any]) -> None:
         if e.get("exception") == "RuleException":
@@ -450,6 +465,11 @@ class Recorder:
             if gone:  # temp() outputs removed before we got to them, or outputs Snakemake deleted
                 recorded.update(_record_missing(job.run, gone, job.cwd, self.replaying))
         self.outputs.update(recorded)
+        waiting = [(run, recorded[p]) for p in list(self.piped) if p in recorded for run in self.piped.pop(p)]
+        if waiting:  # a pipe()'s reader started with its writer, before the pipe was recorded
+            from ..core.pipeline import record_files
+
+            record_files(links=waiting)
 
     def _metadata_only(self, jobs: list[Job]) -> set[tuple[int, str]]:
         """(run id, key) of outputs recorded without content (not retained, not hashed) before a replay."""
@@ -467,6 +487,9 @@ class Recorder:
         for job, inputs in items:
             links += [(job.run, self.outputs[p]) for p in inputs if p in self.outputs]
             others = [p for p in inputs if p not in self.outputs and ("://" in p or os.path.exists(p))]
+            for p in [p for p in others if "://" not in p and not os.path.isfile(p) and not os.path.isdir(p)]:
+                others.remove(p)  # a pipe(): linked when the job writing it is recorded
+                self.piped.setdefault(p, []).append(job.run)
             if others:
                 entries.append((job.run, others, job.cwd))
         if links or entries:
