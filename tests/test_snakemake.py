@@ -703,3 +703,28 @@ def test_a_segment_that_fails_part_way_is_recorded_once(sqlite_registry, tmp_pat
     assert [(r.params["jobid"], r.status) for r in runs] == [(1, "completed"), (2, "completed")]
     assert [[a.key for a in r.output_artifacts] for r in runs] == [["a.txt"], ["b.txt"]]
     assert wf.status == "completed" and wf._aux["jobs"] == {"completed": 2}
+
+
+def test_a_job_that_leaves_an_output_missing_failed(sqlite_registry, tmp_path):
+    """MissingOutputException comes as an `error` record only (no job_error): the job errored,
+    it was not stopped by the end of the workflow."""
+    wd = tmp_path / "missing"
+    wd.mkdir()
+    (wd / "Snakefile").write_text(textwrap.dedent("""
+        rule all:
+            input: "b.txt"
+        rule a:
+            output: "a.txt"
+            shell: "echo hi > a_typo.txt"
+        rule b:
+            input: "a.txt"
+            output: "b.txt"
+            shell: "cp {input} {output}"
+    """))
+    proc = snakemake(wd, "--latency-wait", "1", check=False)
+    assert proc.returncode != 0 and "lamin-integrations:" not in proc.stderr
+    [wf] = workflow_runs()
+    [a] = jobs(wf)["a"]
+    assert a.status == "errored" and a.finished_at is not None
+    assert "MissingOutputException" in a._aux["error"] and "a.txt" in a._aux["error"]
+    assert wf.status == "errored" and wf._aux["jobs"] == {"errored": 1}

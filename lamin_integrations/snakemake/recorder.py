@@ -19,6 +19,7 @@ import datetime as dt
 import logging
 import os
 import queue
+import re
 import sys
 import threading
 import time
@@ -29,6 +30,7 @@ from typing import Any
 logger = logging.getLogger("lamin_integrations")
 
 _STOP = object()
+_FAILED_JOB = re.compile(r"^Job (\d+) ", re.MULTILINE)
 DEFAULT_DRAIN_SECONDS = 120
 
 
@@ -310,6 +312,9 @@ class Recorder:
                 ends.append(e)
             elif name != "job_started" and not again:  # job_started marks submission; the run starts at job_info
                 getattr(self, "_on_" + name)(e)
+            if name == "error" and e.get("failed_job") is not None:  # no job_error follows this one
+                ends.append({"event": "job_error", "created": e["created"], "jobid": e["failed_job"],
+                             "error_text": e["text"]})
         new_jobs, unsaved = [], []
         for e in infos:
             jobid = e["jobid"]
@@ -373,8 +378,15 @@ class Recorder:
     def _on_error(self, e: dict[str, Any]) -> None:
         if e.get("exception") == "RuleException":
             self.state.errors[e.get("thread")] = e["text"]  # the job_error that follows owns it
-        else:
-            self.state.workflow_errors.append(e["text"])
+            return
+        self.state.workflow_errors.append(e["text"])
+        # A job that ran but left an output missing or incomplete (MissingOutputException,
+        # IncompleteFilesException) gets only this record, naming it as "Job 2 ...": it failed.
+        found = _FAILED_JOB.search(e.get("text") or "")
+        if found and e.get("exception") != "WorkflowError":
+            job = self.state.jobs.get(int(found.group(1)))
+            if job is not None and job.open:
+                e["failed_job"] = int(found.group(1))
 
     def _on_progress(self, e: dict[str, Any]) -> None:
         self.state.done, self.state.total = e.get("done"), e.get("total")
