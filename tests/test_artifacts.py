@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 import subprocess
 import sys
 import textwrap
@@ -260,6 +261,31 @@ def test_failed_copy_leaves_no_row_and_a_retry_completes(registry, tmp_path, mon
     monkeypatch.setattr(storage, "put", real_put)
     artifact = ln.Artifact(src, key="flaky.txt").save()
     assert artifact.path.read_text() == "payload"
+
+
+def test_a_file_rewritten_while_it_is_stored_is_not_kept_under_the_old_hash(registry, tmp_path, monkeypatch):
+    """A log that a retried job appends to between our hashing and our copy: the copy would
+    not have the recorded hash. Nothing is registered; saving again records the new bytes."""
+    from lamin_integrations.core import hashing, storage
+
+    src = write(tmp_path / "job.log", "attempt 1\n")
+    real_put = storage.put
+
+    def put_while_another_process_appends(source, destination, is_dir):
+        with open(source, "a") as f:
+            f.write("attempt 2\n")
+        os.utime(source, ns=(time.time_ns(), time.time_ns() + 10**9))  # a coarse clock still sees it
+        real_put(source, destination, is_dir)
+
+    monkeypatch.setattr(storage, "put", put_while_another_process_appends)
+    with pytest.raises(NotFoundOnDisk, match="changed while it was being stored"):
+        ln.Artifact(src, key="logs/job.log").save()
+    assert ln.Artifact.filter().count() == 0
+    assert not [p for p in Path(registry.storage_root).rglob("*") if p.is_file()], "no stray copy left"
+    monkeypatch.setattr(storage, "put", real_put)
+    artifact = ln.Artifact(src, key="logs/job.log").save()
+    assert artifact.path.read_text() == "attempt 1\nattempt 2\n"
+    assert artifact.hash == hashing.hash_file(artifact.path, registry.hash_mode)[0]
 
 
 def test_row_left_in_flight_by_a_crash_is_completed_by_the_next_save(registry, tmp_path):

@@ -408,6 +408,13 @@ def _copy_all(artifacts: list[Artifact], roots: dict[int, str]) -> list[tuple[Ar
         dest = _destination(a, roots)
         try:
             st.put(source.location, dest, source.is_dir)
+            if source.is_local and not source.is_dir and source.stat is not None:
+                after = os.stat(source.location)
+                if (after.st_size, after.st_mtime_ns) != (source.stat.st_size, source.stat.st_mtime_ns):
+                    # rewritten since it was hashed (a log a retried job appends to): the copy
+                    # would not have the recorded hash
+                    st.remove(dest, False)
+                    raise OSError(f"{source.location} changed while it was being stored")
         except Exception as e:
             return a, e
         return None
