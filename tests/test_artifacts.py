@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import os
-import time
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pandas as pd
