@@ -341,3 +341,39 @@ def test_a_workflow_whose_recorder_still_runs_waits_and_one_whose_recorder_died_
     assert (result.waiting, result.replayed, result.runs, result.errors) == (0, 1, 1, [])
     wf = ln.Run.get("W" * 16)
     assert wf.status == "aborted" and "without closing" in wf._aux["reason"]
+
+
+def test_a_sqlite_registry_whose_folder_cannot_be_made_is_unavailable_not_fatal(tmp_path):
+    """`--logger-lamin-db` pointing below a file (or an unmounted / read-only disk): the
+    workflow and the scripts calling ln.track() in its jobs run on, journaled; once the path
+    works, `sync` records the workflow with the script run under its job."""
+    pytest.importorskip("snakemake")
+    wd = tmp_path / "wf"
+    (wd / "scripts").mkdir(parents=True)
+    (wd / "scripts" / "tracked.py").write_text("import lamin_integrations as ln\nln.track(params={'x': 1})\n"
+                                               "open(snakemake.output[0], 'w').write('done')\nln.finish()\n")
+    (wd / "Snakefile").write_text('rule all:\n    output: "out.txt"\n    script: "scripts/tracked.py"\n')
+    blocker = tmp_path / "notadir"
+    blocker.write_text("a file where the registry's folder should be")
+    url = f"sqlite:///{blocker / 'lineage.db'}"
+    env = python_env(LAMIN_INTEGRATIONS_HOME=str(tmp_path / "home"),
+                     PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+    env.pop("LAMIN_INTEGRATIONS_DB", None)
+    proc = subprocess.run([sys.executable, "-m", "snakemake", "--cores", "1", "--logger", "lamin",
+                           "--logger-lamin-db", url], cwd=wd, env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert (wd / "out.txt").read_text() == "done"
+    assert "its folder" in proc.stderr and "cannot be created" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+    blocker.unlink()
+    done = cli("sync", env={**env, "LAMIN_INTEGRATIONS_DB": url})
+    assert done.returncode == 0, done.stderr
+    ln.connect(url, str(tmp_path / "storage"))
+    [wf] = ln.Run.filter(reference_type="snakemake_id").to_list()
+    [job] = ln.Run.filter(initiated_by_run=wf, reference_type="snakemake_job").to_list()
+    # offline, the script could not look its job up: it is a run of the workflow (known limit)
+    [script] = ln.Run.filter(initiated_by_run=wf, reference_type__isnull=True).to_list()
+    assert (wf.status, job.status, script.status) == ("completed", "completed", "completed")
+    assert script.transform.key == "tracked.py" and script.params == {"x": 1}
+    assert [a.key for a in job.output_artifacts] == ["out.txt"]

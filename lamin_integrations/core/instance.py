@@ -99,7 +99,12 @@ class Instance:
         kwargs: dict[str, Any] = {}
         if self.dialect == "sqlite":
             if url.database and url.database != ":memory:":
-                Path(url.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+                folder = Path(url.database).expanduser().parent
+                try:
+                    folder.mkdir(parents=True, exist_ok=True)
+                except OSError as e:  # a file in the way, no permission, a read-only or unmounted disk
+                    raise RegistryUnavailable(f"cannot use database {self.url}: its folder {folder} cannot be "
+                                              f"created ({e.strerror or e})") from None
             kwargs["connect_args"] = {"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}
             # Keys stored unescaped, so a JSON path like $."température" finds them.
             kwargs["json_serializer"] = _json_dumps
