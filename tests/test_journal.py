@@ -371,9 +371,8 @@ def test_a_sqlite_registry_whose_folder_cannot_be_made_is_unavailable_not_fatal(
     assert done.returncode == 0, done.stderr
     ln.connect(url, str(tmp_path / "storage"))
     [wf] = ln.Run.filter(reference_type="snakemake_id").to_list()
-    [job] = ln.Run.filter(initiated_by_run=wf, reference_type="snakemake_job").to_list()
-    # offline, the script could not look its job up: it is a run of the workflow (known limit)
-    [script] = ln.Run.filter(initiated_by_run=wf, reference_type__isnull=True).to_list()
+    [job] = ln.Run.filter(initiated_by_run=wf).to_list()
+    [script] = ln.Run.filter(initiated_by_run=job).to_list()  # found by the job name it journaled
     assert (wf.status, job.status, script.status) == ("completed", "completed", "completed")
     assert script.transform.key == "tracked.py" and script.params == {"x": 1}
     assert [a.key for a in job.output_artifacts] == ["out.txt"]

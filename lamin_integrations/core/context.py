@@ -326,6 +326,12 @@ class Context:
         fields = {"params": params, "started_at": run.started_at.isoformat(), "cli_args": run.cli_args,
                   "host": run.host, "pid": run.pid, "git": git, "parent_uid": parent_uid,
                   "project": project if isinstance(project, str) else None}
+        if parent is None and parent_uid:
+            from . import plugins
+
+            hints = plugins.fire("parent_hint_for_process") if plugins.has_impls("parent_hint_for_process") else []
+            if hints:
+                fields["parent_hint"] = hints[0]  # e.g. the Snakemake job of a script: directive
         journal = Journal.of(current())
         try:
             journal.append("track", run.uid, [track_start(described, fields)])

@@ -49,5 +49,12 @@ def parent_run_for_process(run: Any) -> Any:
 
 
 @hookspec
+def parent_hint_for_process() -> Any:
+    """The registry cannot be reached (ln.track() journals its run): describe the more specific
+    run this process belongs to below its parent from the environment, for `sync` to find, as
+    {"reference_type": ..., "name": ...}; or None."""
+
+
+@hookspec
 def original_script_path(path: Any) -> Any:
     """`path` runs as a script; return the file the user wrote if it is an engine's temporary copy, else None."""

@@ -394,13 +394,23 @@ def _create_tracked_run(uid: str, transform: dict[str, Any], fields: dict[str, A
                            reference=transform.get("reference"), reference_type=transform.get("reference_type")).save()
     parent_uid = fields.get("parent_uid")
     parent = Run.filter(uid=parent_uid).one_or_none() if parent_uid else None
+    started_at = dt.datetime.fromisoformat(fields["started_at"])
+    hint = fields.get("parent_hint")
+    if parent is not None and isinstance(hint, dict) and isinstance(hint.get("name"), str):
+        # the run this process belonged to below its parent (a Snakemake job): its latest
+        # attempt started before this run
+        candidates = [r for r in Run.filter(initiated_by_run=parent, reference_type=str(hint.get("reference_type")),
+                                            name=hint["name"])
+                      if r.started_at is not None and r.started_at <= started_at]
+        if candidates:
+            parent = max(candidates, key=lambda r: r.started_at)
     aux: dict[str, Any] = {"journaled": True}
     if fields.get("git"):
         aux["git"] = fields["git"]
     if parent_uid and parent is None:
         aux["initiated_by_run_uid"] = parent_uid  # not in this registry: say who it was
     run = Run(record, params=fields.get("params"), initiated_by_run=parent, status="started", uid=uid)
-    run.started_at = dt.datetime.fromisoformat(fields["started_at"])
+    run.started_at = started_at
     run.cli_args, run.host, run.pid = fields.get("cli_args"), fields.get("host"), fields.get("pid")
     run._aux = aux
     project = Project.filter(name=fields["project"]).first() if fields.get("project") else None

@@ -47,6 +47,16 @@ def original_script_path(path: Any) -> Any:
 
 
 @hookimpl
+def parent_hint_for_process() -> Any:
+    """Offline, the job run cannot be looked up now: `sync` finds it by this name."""
+    job = _job()
+    rule = getattr(job, "rule", None)
+    if not isinstance(rule, str):
+        return None
+    return {"reference_type": "snakemake_job", "name": job_name(rule, getattr(job, "wildcards", None))[:150]}
+
+
+@hookimpl
 def parent_run_for_process(run: Any) -> Any:
     if run.reference_type != "snakemake_id":
         return None
