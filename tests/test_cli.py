@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from conftest import python_env
 
 import lamin_integrations as ln
@@ -74,6 +76,21 @@ def test_errors_are_one_line_with_nonzero_exit(registry):
         assert proc.returncode != 0, args
         assert needle in proc.stderr, (args, proc.stderr)
         assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("content", [os.urandom(8192), b"SQLite format 3\x00" + os.urandom(8192)],
+                         ids=["not-sqlite", "torn-header"])
+def test_a_corrupt_registry_file_is_one_line_and_left_alone(tmp_path, content):
+    db = tmp_path / "lineage.db"
+    db.write_bytes(content)
+    for args in (("runs",), ("info",), ("show", "abc")):
+        proc = subprocess.run([CLI, "--db", f"sqlite:///{db}", *args], capture_output=True, text=True,
+                              env=python_env(), timeout=60)
+        assert proc.returncode == 1, proc.stderr
+        assert proc.stderr.strip().count("\n") == 0 and "Traceback" not in proc.stderr, proc.stderr
+        assert "is not a usable SQLite database" in proc.stderr and str(db) in proc.stderr
+        assert db.read_bytes() == content
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["lineage.db"]  # no -wal, lock or journal beside it
 
 
 def test_show_and_lineage_take_a_file_path_or_an_artifact_key(registry, tmp_path):

@@ -90,7 +90,8 @@ class Instance:
                     engine = self._create_engine()
                     from .migrate import ensure_schema
 
-                    ensure_schema(engine)
+                    with _translate_errors(self):
+                        ensure_schema(engine)
                     self._engine = engine
         return self._engine
 
@@ -316,6 +317,12 @@ def _translate_errors(instance: Instance) -> Iterator[None]:
             raise RegistryUnavailable(
                 f"cannot reach the registry at {instance.url}: {text.strip().splitlines()[0]}"
             ) from None
+        raise
+    except sa.exc.DatabaseError as e:
+        text = str(e.orig) if e.orig is not None else str(e)
+        if any(s in text.lower() for s in ("file is not a database", "malformed", "not a database")):
+            raise RegistryUnavailable(f"the registry at {instance.url} is not a usable SQLite database ({text.strip()}): "
+                                "restore it from a backup, or point --db / LAMIN_INTEGRATIONS_DB elsewhere") from None
         raise
 
 
