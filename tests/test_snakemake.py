@@ -728,3 +728,20 @@ def test_a_job_that_leaves_an_output_missing_failed(sqlite_registry, tmp_path):
     assert a.status == "errored" and a.finished_at is not None
     assert "MissingOutputException" in a._aux["error"] and "a.txt" in a._aux["error"]
     assert wf.status == "errored" and wf._aux["jobs"] == {"errored": 1}
+
+
+def test_included_rule_files_are_part_of_the_pipeline_code(sqlite_registry, tmp_path):
+    wd = tmp_path / "inc"
+    (wd / "rules").mkdir(parents=True)
+    (wd / "Snakefile").write_text('include: "rules/a.smk"\nrule all:\n    input: "a.txt"\n')
+    (wd / "rules" / "a.smk").write_text('rule a:\n    output: "a.txt"\n    shell: "echo 1 > {output}"\n')
+    snakemake(wd)
+    (wd / "rules" / "a.smk").write_text('rule a:\n    output: "a.txt"\n    shell: "echo 2 > {output}"\n')
+    snakemake(wd, "--forceall")
+    first, second = workflow_runs()
+    assert "include: rules/a.smk" in first.transform.source_code and "echo 1" in first.transform.source_code
+    assert "echo 2" in second.transform.source_code
+    # the same Snakefile, another included rule: a new version of the pipeline, not the same one
+    assert second.transform.id != first.transform.id
+    assert second.transform.uid[:12] == first.transform.uid[:12]
+    assert second.transform.key == first.transform.key == "Snakefile"

@@ -74,6 +74,7 @@ def translate(record: Any) -> dict[str, Any] | None:
             "snakemake_version": header.get("snakemake_version"),
             "host": header.get("host"), "user": header.get("user"),
             "config": _config(workflow),
+            "included": _included(workflow),
         }
     if name == "job_started":
         # a group job (pipe(), group:) is listed by its UUID; its members follow as job_info
@@ -176,6 +177,20 @@ def _snakefile(header: dict[str, Any]) -> str:
         if candidate and not str(candidate).endswith(os.path.join("snakemake", "workflow.py")):
             return str(candidate)
     return ""
+
+
+def _included(workflow: Any) -> list[str]:
+    """Local Snakefiles the workflow read (the main one and its `include:`s), in include order:
+    their rules are part of the pipeline's code."""
+    out: list[str] = []
+    try:
+        for source in list(workflow.included):
+            path = source.get_path_or_uri(secret_free=True)
+            if type(source).__name__ == "LocalSourceFile" and os.path.isfile(path):
+                out.append(os.path.abspath(path))
+    except Exception:
+        pass
+    return out
 
 
 def _config(workflow: Any) -> Any:

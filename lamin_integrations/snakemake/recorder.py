@@ -247,7 +247,7 @@ class Recorder:
             from ..core.gitinfo import git_reference, git_state
 
             source = snakefile.read_text(encoding="utf-8", errors="replace") if snakefile.is_file() else None
-            e["snakefile_source"] = source
+            e["snakefile_source"] = _with_includes(source, snakefile, e.get("included") or [])
             e["git"] = git_state(snakefile.resolve()) if source is not None else None
             e["git_reference"] = list(git_reference(snakefile.resolve())) if e["git"] else [None, None]
             e["recorder_pid"] = os.getpid()
@@ -524,6 +524,25 @@ def _record_missing(run: Any, paths: list[str], cwd: str, replaying: bool = Fals
         artifact._aux = {"not_retained": True, "path": path}
         recorded[path] = artifact.save()
     return recorded
+
+
+def _with_includes(source: str | None, snakefile: Path, included: list[str]) -> str | None:
+    """The Snakefile followed by each file it includes, so that a rule changed in
+    `rules/align.smk` is a new version of the pipeline, and its code is kept."""
+    if source is None:
+        return None
+    parts = [source]
+    main = os.path.realpath(snakefile)
+    for path in dict.fromkeys(included):
+        if os.path.realpath(path) == main:
+            continue
+        try:
+            text = Path(path).read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            continue
+        name = os.path.relpath(path, snakefile.parent)
+        parts.append(f"\n# ---- include: {name} ----\n{text}")
+    return "".join(parts)
 
 
 def _absolute(paths: list[str], cwd: str) -> list[str]:
