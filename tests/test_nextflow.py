@@ -927,3 +927,17 @@ def test_a_cached_row_may_share_its_task_id_with_a_task_of_the_resume(registry, 
     assert sorted((r.params["task_id"], r.params["hash"], r.status) for r in tasks if r.params["task_id"] == "2") == [
         ("2", "7c/0d1e2f", "completed"), ("2", "e0/f1a2b3", "completed")]
     assert ingest_trace(trace, discover_files=False, run_name="sad_darwin", timezone_name="UTC").__dict__["_ingest_counts"]["new"] == 0
+
+
+def test_a_result_another_launch_published_is_not_an_output_of_this_one(registry, tmp_path):
+    """An errored launch ingested after its resume: the resume re-published results as links
+    into the work dirs of its own tasks; those are not outputs of the launch being ingested."""
+    root = launch_dir(tmp_path)
+    other = root / "work" / "ee" / ("e" * 30)  # a task of the resume, not in this trace
+    other.mkdir(parents=True)
+    (other / "late.txt").write_text("published by the resume\n")
+    (root / "results" / "late.txt").symlink_to(other / "late.txt")
+    run = ingest_trace(trace_of(root), timezone_name="UTC")
+    keys = {a.key for a in run.output_artifacts}
+    assert "results/late.txt" not in keys
+    assert any(k.startswith("results/") for k in keys)  # this launch's own results still are

@@ -12,6 +12,7 @@ import logging
 import os
 from typing import Any
 
+from .trace import full_hash, short_hash
 from .workdir import is_dir, published_files, real, scan
 
 logger = logging.getLogger("lamin_integrations")
@@ -19,7 +20,11 @@ logger = logging.getLogger("lamin_integrations")
 SKIP_PUBLISHED = ("pipeline_info",)  # Nextflow's own reports, not results
 
 
-def record_task_files(files: Any, pipeline: Any, touched: list[tuple[Any, Any]], by_work_dir: dict[str, Any]) -> None:
+def record_task_files(files: Any, pipeline: Any, touched: list[tuple[Any, Any]], by_work_dir: dict[str, Any],
+                      launch_hashes: set[str] | None = None) -> None:
+    """`launch_hashes`: the short hashes of this launch's tasks; a published link into the work
+    dir of any other task was published by another launch (a resume of this one, ingested
+    later or earlier), not by this one."""
     from ..core.bulk import update_all
     from ..core.pipeline import given_path, link_recreated, record_files
 
@@ -63,6 +68,8 @@ def record_task_files(files: Any, pipeline: Any, touched: list[tuple[Any, Any]],
         except Exception as e:
             logger.warning("lamin-integrations: not recording the published files in %s: %s", files.outdir, e)
             published = []
+        if launch_hashes is not None:
+            published = [p for p in published if _published_by(p, launch_hashes)]
         if not published:
             return
         artifacts = record_files(outputs=[(pipeline, published, base)], max_hash_size=files.max_hash_size)[0]
@@ -90,6 +97,20 @@ def record_task_files(files: Any, pipeline: Any, touched: list[tuple[Any, Any]],
         if changed:
             update_all(changed)
         link_recreated(made)  # lineage from the published copy reaches its task
+
+
+def _published_by(path: str, launch_hashes: set[str]) -> bool:
+    """False for a link into the work dir of a task that is not one of this launch's."""
+    if "://" in path or not os.path.islink(path):
+        return True  # a copy: whose it is, its content tells (below), not its path
+    target = real(path)
+    folder = target
+    while folder and folder != os.path.dirname(folder):
+        found = full_hash(folder)
+        if found:
+            return short_hash(found) in launch_hashes
+        folder = os.path.dirname(folder)
+    return True  # not into a work dir
 
 
 def _run_of(path: str, by_work_dir: dict[str, Any]) -> Any:

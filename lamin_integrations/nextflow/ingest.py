@@ -300,7 +300,10 @@ class Recorder:
             from .artifacts import record_task_files
 
             files = replace(self.files, base=self.files.base or launch.launch_dir)  # the weblog knows the launch dir
-            record_task_files(files, pipeline, touched, by_work_dir=self._work_dir_runs(pipeline, existing))
+            hashes = {t.fields["hash"] for t in tasks if t.fields.get("hash")}
+            hashes |= {h for r in existing.values() if isinstance(h := (r.params or {}).get("hash"), str)}
+            record_task_files(files, pipeline, touched, by_work_dir=self._work_dir_runs(pipeline, existing),
+                              launch_hashes=hashes)
         pipeline.__dict__["_ingest_counts"] = {"new": len(new) + len(new_tasks), "updated": len(changed), "cached": len(cached_from)}
         return pipeline
 
