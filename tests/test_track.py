@@ -23,6 +23,10 @@ SCRIPT = textwrap.dedent("""
         raise ValueError("boom")
     if sys.argv[1] == "exit3":
         sys.exit(3)
+    if sys.argv[1] == "builtin_exit":
+        exit(5)
+    if sys.argv[1] == "quit_message":
+        quit("fatal: no input")
     if sys.argv[1] == "sleep":
         time.sleep(60)
     if sys.argv[1] == "finish":
@@ -105,6 +109,57 @@ def test_sys_exit_code_marks_errored(registry, script):
     assert run_script(script, "exit3").returncode == 3
     run = only_run("exit3")
     assert run.status == "errored" and "exit code 3" in run._aux["end_reason"]
+
+
+@pytest.mark.parametrize("mode,code", [("builtin_exit", 5), ("quit_message", 1)])
+def test_the_builtin_exit_and_quit_mark_errored(registry, script, mode, code):
+    assert run_script(script, mode).returncode == code
+    assert only_run(mode).status == "errored" and f"exit code {code}" in only_run(mode)._aux["end_reason"]
+
+
+FORKS = textwrap.dedent("""
+    import multiprocessing as mp, os, sys, time
+    import lamin_integrations as ln
+
+    def double(x):
+        return 2 * x
+
+    if __name__ == "__main__":
+        mp.set_start_method("fork")
+        run = ln.track()
+        with mp.Pool(2) as pool:  # leaving the block sends SIGTERM to the workers
+            print(pool.map(double, range(4)), flush=True)
+        child = os.fork()
+        if child == 0:
+            sys.exit(0)  # a forked child exiting runs the inherited handlers
+        os.waitpid(child, 0)
+        time.sleep(0.3)
+        print("mid-run:", ln.Run.get(run.uid).status, ln.Run.get(run.uid).finished_at, flush=True)
+        sys.exit(4)
+""")
+
+
+def test_forked_children_do_not_end_their_parents_run(registry, tmp_path):
+    path = tmp_path / "forks.py"
+    path.write_text(FORKS)
+    proc = run_script(path)
+    assert proc.returncode == 4, proc.stderr
+    assert "mid-run: started None" in proc.stdout, proc.stdout + proc.stderr
+    run = ln.Run.get(transform__key="forks.py")
+    assert run.status == "errored" and run._aux["end_reason"] == "exit code 4"
+
+
+def test_an_invalid_value_set_on_the_run_does_not_leave_it_started(registry, tmp_path):
+    path = tmp_path / "badvalue.py"
+    path.write_text("import lamin_integrations as ln\nln.track(params={'lr': 0.1})\n"
+                    "ln.context.run.params = {'lr': 0.1, 'cutoff': float('nan')}\nprint('done')\nln.finish()\n")
+    proc = run_script(path)
+    assert proc.returncode == 0
+    assert "the changes to run" in proc.stderr and "cutoff" in proc.stderr
+    run = ln.Run.get(transform__key="badvalue.py")
+    assert run.status == "completed" and run.finished_at is not None
+    assert run.params == {"lr": 0.1} and "cutoff" in run._aux["unsaved_changes"]
+    assert "done" in run.report.path.read_text()
 
 
 def _wait_for_started(mode: str, timeout: float = 60) -> ln.Run:

@@ -6,14 +6,20 @@ mark it aborted, and an interpreter exit without `finish()` finishes it (complet
 code 0, else errored). A heartbeat thread refreshes `heartbeat_at`, so `runs reap` can tell
 a run on another host whose process died from one that is still going.
 
+The handlers act only in the process that called `track()`: a forked child (a
+multiprocessing worker stopped with SIGTERM, `os.fork()` then `sys.exit()`) inherits them but
+does not end its parent's run.
+
 Limits: `os._exit()` and SIGKILL bypass every handler (that is what the reaper is for); a
-bare `raise SystemExit(3)` cannot be told from exit code 0 at interpreter exit, so only
-`sys.exit(...)` reports its code.
+bare `raise SystemExit(3)` (and an `exit` imported from sys before `track()`) cannot be told
+from exit code 0 at interpreter exit: `sys.exit(...)` and the builtin `exit(...)` / `quit(...)`
+report their code.
 """
 
 from __future__ import annotations
 
 import atexit
+import builtins
 import logging
 import os
 import signal
@@ -69,6 +75,20 @@ def _rearm_interrupt_exit() -> None:
         pass
 
 
+class _Quitter:
+    """The builtin `exit` / `quit`, noting the exit code for the run before exiting."""
+
+    def __init__(self, wrapped: Any, guard: RunGuard):
+        self.wrapped, self.guard = wrapped, guard
+
+    def __call__(self, code: Any = None) -> None:
+        self.guard.note_exit(code)
+        self.wrapped(code)
+
+    def __repr__(self) -> str:
+        return repr(self.wrapped)
+
+
 class RunGuard:
     """Installs the handlers for one run and removes them when the run ends."""
 
@@ -81,6 +101,7 @@ class RunGuard:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._saved: dict[str, Any] = {}
+        self.pid = os.getpid()  # a forked child inherits the handlers, not the run
 
     # -- installing ------------------------------------------------------------------------
 
@@ -95,6 +116,11 @@ class RunGuard:
         sys.excepthook = self._excepthook
         self._saved["exit"] = sys.exit
         sys.exit = self._sys_exit  # type: ignore[assignment]
+        for name in ("exit", "quit"):  # the site module's Quitter objects raise SystemExit themselves
+            quitter = getattr(builtins, name, None)
+            if quitter is not None and callable(quitter):
+                self._saved["builtin_" + name] = quitter
+                setattr(builtins, name, _Quitter(quitter, self))
         if threading.current_thread() is threading.main_thread():
             previous = signal.getsignal(signal.SIGTERM)
             if previous in (signal.SIG_DFL, None):
@@ -112,6 +138,10 @@ class RunGuard:
             sys.excepthook = self._saved.get("excepthook", sys.__excepthook__)
         if sys.exit == self._sys_exit:
             sys.exit = self._saved["exit"]
+        for name in ("exit", "quit"):
+            current = getattr(builtins, name, None)
+            if isinstance(current, _Quitter) and current.guard is self:
+                setattr(builtins, name, self._saved.pop("builtin_" + name))
         if "sigterm" in self._saved and threading.current_thread() is threading.main_thread():
             try:
                 signal.signal(signal.SIGTERM, self._saved.pop("sigterm") or signal.SIG_DFL)
@@ -127,23 +157,32 @@ class RunGuard:
     # -- events ------------------------------------------------------------------------------
 
     def _sys_exit(self, code: Any = 0) -> None:
-        self.exit_code = code if isinstance(code, int) else (0 if code is None else 1)
+        self.note_exit(code)
         self._saved["exit"](code)
+
+    def note_exit(self, code: Any) -> None:
+        if os.getpid() == self.pid:
+            self.exit_code = code if isinstance(code, int) else (0 if code is None else 1)
 
     def _excepthook(self, exc_type: type[BaseException], exc: BaseException, tb: Any) -> None:
         previous = self._saved.get("excepthook", sys.__excepthook__)
         previous(exc_type, exc, tb)  # prints the traceback, which the log captures
+        if os.getpid() != self.pid:
+            return
         status = "aborted" if issubclass(exc_type, KeyboardInterrupt) else "errored"
         self.end(status, reason=f"{exc_type.__name__}: {exc}")
         if issubclass(exc_type, KeyboardInterrupt):
             _rearm_interrupt_exit()
 
     def _on_sigterm(self, signum: int, frame: Any) -> None:
-        self.end("aborted", reason="SIGTERM")
+        if os.getpid() == self.pid:
+            self.end("aborted", reason="SIGTERM")
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         os.kill(os.getpid(), signal.SIGTERM)
 
     def _at_exit(self) -> None:
+        if os.getpid() != self.pid:
+            return  # a forked child exiting: its parent's run goes on
         self.end("completed" if self.exit_code == 0 else "errored",
                  reason=None if self.exit_code == 0 else f"exit code {self.exit_code}")
 
@@ -202,6 +241,8 @@ class RunGuard:
                 return
             except Exception as e:
                 if not is_unavailable(e):
+                    if self._end_without_changes(status, reason, e):
+                        return
                     logger.warning("could not record the end of run %s (%s): %s", run.uid, status, e)
                     return
                 self.journal = Journal.of(run._db)
@@ -209,3 +250,31 @@ class RunGuard:
             self.journal.append("track", run.uid, [track_end(status, run.finished_at or now(), reason)])
         except Exception as e:
             logger.warning("could not record or journal the end of run %s (%s): %s", run.uid, status, e)
+
+    def _end_without_changes(self, status: str, reason: str | None, error: Exception) -> bool:
+        """The run's own fields could not be saved (an invalid value set on `ln.context.run`):
+        record its end on the stored run, so it is not left started, and say what was dropped."""
+        run = self.run
+        try:
+            from .models import Run
+
+            stored = Run.connect(run._db).filter(id=run.id).one_or_none() if run.id is not None else None
+            if stored is None:
+                return False
+            first_line = (str(error).splitlines() or [""])[0][:500]
+            aux = {**(stored._aux or {}), "unsaved_changes": f"{type(error).__name__}: {first_line}"}
+            if reason:
+                aux["end_reason"] = reason[:1000]
+            stored._aux = aux
+            stored.status = status  # type: ignore[assignment]
+            if run.__dict__.get("report_id") is not None:
+                stored.report = run.report
+            stored.save()
+            run.__dict__.update(status=stored.status, finished_at=stored.finished_at)
+            sys.stderr.write(f"lamin-integrations: the changes to run {run.uid} were not saved ({type(error).__name__}: "
+                             f"{first_line}); its end ({status}) is recorded\n")
+            return True
+        except Exception as e:
+            logger.debug("recording the end of run %s without its changes failed", run.uid, exc_info=e)
+            return False
+
