@@ -115,3 +115,26 @@ def test_report_opens_in_headless_chromium(wf, tmp_path):
     for element in ('id="steps"', 'class="failed"', 'id="failures"', 'id="inputs"', 'id="outputs"', 'id="graph"'):
         assert element in dom, element
     assert "<svg" in dom.split('id="graph"')[1]
+
+
+def test_a_failed_scripts_error_is_shown_in_its_report_and_exports(registry, tmp_path):
+    """A script's error is recorded as the reason its run ended (`_aux.end_reason`, as the
+    engines' is `_aux.error`): every view of the run shows it."""
+    import json
+
+    from lamin_integrations.lineage.export import export_run
+    from lamin_integrations.lineage.report import build_report
+
+    script = tmp_path / "fails.py"
+    script.write_text("import lamin_integrations as ln\nln.track()\nraise RuntimeError('reference genome not found: hg38.fa')\n")
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=python_env(), timeout=120)
+    assert proc.returncode == 1
+    run = ln.Run.get(transform__key="fails.py")
+    assert run.status == "errored"
+    assert "reference genome not found: hg38.fa" in build_report(run)
+    events = [json.loads(line) for line in export_run(run, "openlineage", tmp_path / "ol.jsonl").read_text().splitlines()]
+    [fail] = [e for e in events if e["eventType"] == "FAIL"]
+    assert "reference genome not found" in fail["run"]["facets"]["errorMessage"]["message"]
+    crate = json.loads((export_run(run, "ro-crate", tmp_path / "crate") / "ro-crate-metadata.json").read_text())
+    [action] = [e for e in crate["@graph"] if e.get("identifier") == run.uid]
+    assert "reference genome not found" in action["error"]

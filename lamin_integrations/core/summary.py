@@ -107,3 +107,14 @@ def list_runs(status: str | None = None, transform: str | None = None, reference
             "initiated_by_run": run.initiated_by_run.uid if run.initiated_by_run_id else None,
         })
     return rows
+
+
+def run_error(run: Any) -> str | None:
+    """Why a run did not complete: the engine adapters' error text (`_aux.error`), else the
+    reason its end was recorded with (`_aux.end_reason`: a script's exception, exit code or
+    signal, a reaped run)."""
+    aux = run._aux if isinstance(run._aux, dict) else {}
+    error = aux.get("error")
+    if not error and run.status != "completed":
+        error = aux.get("end_reason")
+    return str(error) if error else None

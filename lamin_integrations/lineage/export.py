@@ -235,7 +235,9 @@ def write_crate(data: LineageData, out: Path, include_data: bool = True) -> Path
             props["startTime"] = run.started_at.isoformat()
         if run.finished_at:
             props["endTime"] = run.finished_at.isoformat()
-        error = (run._aux or {}).get("error") if isinstance(run._aux, dict) else None
+        from ..core.summary import run_error
+
+        error = run_error(run)
         if error and run.status in ("errored", "aborted"):
             props["error"] = error[:10_000]
         return crate.add_action(instrument, identifier=f"#run-{run.uid}", object=objs, result=results, properties=props)

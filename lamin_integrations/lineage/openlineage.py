@@ -90,7 +90,9 @@ def _run_facets(run: Any, parent: Any, parent_transform: Any, root: Any, root_tr
             ),
             producer=PRODUCER,
         )
-    error = (run._aux or {}).get("error") if isinstance(run._aux, dict) else None
+    from ..core.summary import run_error
+
+    error = run_error(run)
     if final and run.status == "errored":
         facets["errorMessage"] = error_message_run.ErrorMessageRunFacet(
             message=(error or "run errored")[:10_000], programmingLanguage="python" if _engine(run) in ("LAMIN_INTEGRATIONS", "PREFECT") else "shell",

@@ -96,7 +96,9 @@ def engine_facts(run: Any) -> dict[str, Any]:
                 resources[key] = source[key]
     attempt = params.get("attempt", prefect.get("attempt", aux.get("attempt")))
     cached = params.get("cached", prefect.get("cached", aux.get("cached")))
-    return {"resources": resources, "attempt": attempt, "cached": cached, "error": aux.get("error")}
+    from ..core.summary import run_error
+
+    return {"resources": resources, "attempt": attempt, "cached": cached, "error": run_error(run)}
 
 
 def build_report(run: Any, graph: LineageGraph | None = None) -> str:
