@@ -410,3 +410,18 @@ def test_threads_storing_the_same_folder_at_once_all_succeed(tmp_path):
         list(pool.map(lambda _: st.put(str(source), str(dest), True), range(16)))
     assert sorted(p.name for p in dest.iterdir()) == sorted(f"{i}.txt" for i in range(30))
     assert not [p for p in dest.parent.iterdir() if ".part-" in p.name]
+
+
+def test_get_of_several_records_is_ambiguous_but_of_one_family_is_its_latest(registry, tmp_path):
+    for name in "abc":
+        ln.Artifact(write(tmp_path / f"{name}.txt", name), key=f"raw/{name}.txt").save()
+    newer = ln.Artifact(write(tmp_path / "a.txt", "a, second version"), key="raw/a.txt").save()
+    assert ln.Artifact.get(key="raw/a.txt").id == newer.id  # two versions of one family: the latest
+    with pytest.raises(ln.errors.MultipleResultsFound, match="more than one Artifact"):
+        ln.Artifact.get(key__startswith="raw/")  # three families: lamindb refuses too
+
+
+def test_none_as_data_is_refused(registry):
+    with pytest.raises(ValidationError, match="got None"):
+        ln.Artifact(None, key="results/x.txt")
+    assert ln.Artifact.filter().count() == 0

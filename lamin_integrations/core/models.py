@@ -546,6 +546,9 @@ def _transform_alias(rest: list[str], value: Any, dialect: str) -> sa.ColumnElem
     return _compile(Artifact, ["run", "transform", *rest], value, dialect, "transform__" + "__".join(rest))
 
 
+_NO_DATA: Any = object()  # Artifact(key=...): a metadata-only record, for files that are not kept
+
+
 class Artifact(IsVersioned, SQLRecord):
     """A file, folder or object, with the run that made it and the runs that read it."""
 
@@ -589,7 +592,7 @@ class Artifact(IsVersioned, SQLRecord):
 
     def __init__(
         self,
-        data: Any = None,
+        data: Any = _NO_DATA,
         key: str | None = None,
         description: str | None = None,
         kind: str | None = None,
@@ -599,10 +602,16 @@ class Artifact(IsVersioned, SQLRecord):
     ):
         """A file, folder, fsspec URL or pandas DataFrame; `.save()` stores and registers it.
 
-        Without `data` the record holds metadata only (for files that are not kept).
+        Without `data` the record holds metadata only (for files that are not kept). `None`
+        given as the data is a mistake (a path variable left unset), refused as lamindb does.
         """
         super().__init__()
         from . import artifacts
+
+        if data is None:
+            raise ValidationError("Artifact() needs data: a path, URL or DataFrame, got None")
+        if data is _NO_DATA:
+            data = None
 
         artifacts.check_revises(revises)
         if "path" in kwargs:

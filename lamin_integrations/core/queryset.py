@@ -260,11 +260,13 @@ class QuerySet:
                 raise ValidationError(f"{model.__name__}.get() needs an id, a uid or lookups")
             qs = self.filter(**expressions)
         rows = qs[:2]._fetch()
-        if len(rows) > 1 and model._meta.stem_len and idlike is None and "is_latest" not in expressions:
-            latest = [r for r in rows if getattr(r, "is_latest", False)]
-            if len(latest) == 1:
-                return latest[0]
-            rows = qs.order_by("-created_at", "-id")[:1]._fetch()
+        stem = model._meta.stem_len
+        if len(rows) > 1 and stem and idlike is None and "is_latest" not in expressions:
+            # versions of one family: the latest, as lamindb does; records of several: ambiguous
+            family = rows[0].uid[:stem]
+            if not qs.exclude(uid__startswith=family).exists():
+                latest = qs.filter(is_latest=True)[:1]._fetch()
+                rows = latest or qs.order_by("-created_at", "-id")[:1]._fetch()
         if not rows:
             raise ObjectDoesNotExist(f"no {model.__name__} matches {what}")
         if len(rows) > 1:
