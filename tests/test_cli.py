@@ -121,3 +121,16 @@ def test_show_with_ambiguous_prefix_says_so(registry):
     proc = cli("show", v1.uid[:12])
     assert proc.returncode == 1 and "ambiguous" in proc.stderr
     assert cli("show", v2.uid).returncode == 0
+
+
+def test_show_prints_keys_and_values_that_look_like_markup_as_they_are(registry, tmp_path):
+    run = ln.Run(ln.Transform(key="brackets.py", kind="script", version="[v1]").save(),
+                 params={"label": "[bold]ünï[/bold]"}).save()
+    for key in ("exp/[rep1]/counts.txt", "exp/counts[/b].txt"):
+        path = tmp_path / key.replace("/", "_")
+        path.write_text(key)
+        ln.Artifact(path, key=key, run=run).save()
+    proc = cli("show", run.uid)
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
+    for text in ("exp/[rep1]/counts.txt", "exp/counts[/b].txt", "[v1]", '"[bold]ünï[/bold]"'):
+        assert text in proc.stdout, (text, proc.stdout)

@@ -21,9 +21,17 @@ def _fmt_time(value: Any) -> str:
     return value.isoformat(sep=" ", timespec="seconds") if value is not None else "-"
 
 
+def _e(value: Any) -> str:
+    """A value as literal text in rich markup (a key like `exp/[rep1]/x.txt` is not a style)."""
+    from rich.markup import escape
+
+    return escape(str(value)) if value is not None else ""
+
+
 def _artifact_line(a: Any) -> str:
     size = f"{a.size:,} B" if a.size is not None else "size ?"
-    return f"{a.key or a.description or a.uid}  [dim]{a.uid} · {size} · {a.hash_type or 'hash'} {a.hash or '-'}[/dim]"
+    return (f"{_e(safe(a.key or a.description or a.uid))}  [dim]{a.uid} · {size} · {_e(a.hash_type or 'hash')} "
+            f"{_e(a.hash or '-')}[/dim]")
 
 
 def _add_fields(tree: Any, fields: list[tuple[str, Any]]) -> None:
@@ -56,7 +64,7 @@ def describe(record: Any, include: Any = None) -> str:
         if record.started_at and record.finished_at:
             info.add(f"duration: {(record.finished_at - record.started_at).total_seconds():.3f} s")
         if t is not None:
-            tree.add(f"transform: [bold]{escape(t.key)}[/bold] {t.version or ''} [dim]{t.uid} · {t.kind}[/dim]")
+            tree.add(f"transform: [bold]{escape(t.key)}[/bold] {_e(t.version or '')} [dim]{t.uid} · {_e(t.kind)}[/dim]")
         parent = record.initiated_by_run
         if parent is not None:
             tree.add(f"initiated_by_run: {parent.uid} [dim]{escape(parent.transform.key)} · {parent.status}[/dim]")
@@ -66,7 +74,7 @@ def describe(record: Any, include: Any = None) -> str:
         if record.params:
             params = tree.add("params")
             for k, v in record.params.items():
-                params.add(escape(safe(f"{k}: {json.dumps(v, default=str)[:200]}")))
+                params.add(escape(safe(f"{k}: {json.dumps(v, default=str, ensure_ascii=False)[:200]}")))
         feats = record.features.get_values()
         if feats:
             fnode = tree.add("features")
@@ -84,7 +92,7 @@ def describe(record: Any, include: Any = None) -> str:
             if a is not None:
                 tree.add(f"{label}: {_artifact_line(a)}")
     elif isinstance(record, Transform):
-        tree = Tree(f"[bold]Transform[/bold] {escape(record.key)} {record.version or ''} [dim]{record.uid}[/dim]")
+        tree = Tree(f"[bold]Transform[/bold] {escape(record.key)} {_e(record.version or '')} [dim]{record.uid}[/dim]")
         _add_fields(tree, [
             ("kind", record.kind), ("description", record.description), ("hash", record.hash),
             ("reference", f"{record.reference} ({record.reference_type})" if record.reference else None),
@@ -112,6 +120,7 @@ def describe(record: Any, include: Any = None) -> str:
         if isinstance(source, dict) and source.get("run"):  # a Nextflow publishDir copy or link
             task = Run.filter(uid=source["run"]).first()
             what = f"{task.uid} [dim]{escape(task.name or task.transform.key)} · {task.status}[/dim]" if task else source["run"]
+            what = what if task else _e(what)
             tree.add(f"published from task run: {what} [dim](by {escape(str(source.get('how', '?')))})[/dim]")
         n_in = record.input_of_runs.count()
         if n_in:
