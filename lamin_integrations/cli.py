@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from typing import Any
 
 import click
 
 
-def _fail(e: Exception) -> None:
+def _fail(e: Exception | str) -> None:
     click.echo(f"Error: {e}", err=True)
     sys.exit(1)
 
@@ -57,6 +58,12 @@ class _Group(click.Group):
             return super().invoke(ctx)
         except LaminIntegrationsError as e:
             _fail(e)
+        except OSError as e:  # an output path in a missing folder, under a file, not writable
+            where = f"{e.filename}: " if e.filename else ""
+            _fail(f"cannot write or read {where}{e.strerror or e}")
+
+
+_READING = {"info", "runs", "show", "lineage", "export", "report"}  # commands that only read
 
 
 @click.group(cls=_Group)
@@ -66,6 +73,13 @@ class _Group(click.Group):
 @click.pass_context
 def cli(ctx: click.Context, db: str | None, storage: str | None) -> None:
     """Lineage registry for Snakemake, Prefect, Nextflow and Python runs."""
+    if db and ctx.invoked_subcommand in _READING:
+        from .core.settings import sqlite_file
+
+        database = sqlite_file(db)
+        if database is not None and not os.path.exists(os.path.expanduser(database)):
+            # reading must not create an empty registry at a mistyped path
+            _fail(f"no registry at {database}: nothing has been recorded there (is the path right?)")
     if db or storage:
         from .core.instance import connect
 
@@ -131,7 +145,7 @@ def sync(dry_run: bool) -> None:
 @click.option("--status", help="Only runs with this status (started, completed, errored, ...).")
 @click.option("--transform", help="Only runs of the transform with this key.")
 @click.option("--reference-type", help="Only runs with this reference type (e.g. snakemake_job).")
-@click.option("--limit", type=click.IntRange(min=1), default=20, show_default=True)
+@click.option("--limit", type=click.IntRange(min=1, max=10**9), default=20, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.pass_context
 def runs(ctx: click.Context, status: str | None, transform: str | None, reference_type: str | None, limit: int, as_json: bool) -> None:

@@ -134,3 +134,24 @@ def test_show_prints_keys_and_values_that_look_like_markup_as_they_are(registry,
     assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
     for text in ("exp/[rep1]/counts.txt", "exp/counts[/b].txt", "[v1]", '"[bold]ünï[/bold]"'):
         assert text in proc.stdout, (text, proc.stdout)
+
+
+def test_bad_numbers_and_unwritable_outputs_are_one_line(registry, tmp_path):
+    top, _ = _pipeline()
+    (tmp_path / "afile").write_text("a file, not a folder")
+    for args in (("runs", "--limit", "99999999999999999999"), ("lineage", top.uid, "--depth", "99999999999999999999"),
+                 ("export", top.uid, "--format", "prov-json", "-o", str(tmp_path / "afile" / "out.json")),
+                 ("report", top.uid, "-o", str(tmp_path / "afile" / "report.html")),
+                 ("export", top.uid, "--format", "openlineage", "-o", "/proc/ol.jsonl")):
+        proc = cli(*args)
+        assert proc.returncode in (1, 2) and "Traceback" not in proc.stderr, (args, proc.stderr)
+        assert len(proc.stderr.strip().splitlines()) <= 4 and "Error:" in proc.stderr, (args, proc.stderr)
+
+
+def test_reading_commands_do_not_create_a_registry_at_a_mistyped_path(tmp_path):
+    typo = tmp_path / "typo_dir" / "lineage.db"
+    for args in (("runs",), ("info",), ("show", "abc"), ("lineage", "abc")):
+        proc = subprocess.run([CLI, "--db", f"sqlite:///{typo}", *args], capture_output=True, text=True,
+                              env=python_env(), timeout=60)
+        assert proc.returncode == 1 and f"no registry at {typo}" in proc.stderr, (args, proc.stderr)
+    assert not (tmp_path / "typo_dir").exists()

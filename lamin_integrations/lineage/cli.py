@@ -46,7 +46,7 @@ def _write_or_echo(text: str, output: str | None) -> None:
 @click.option("--upstream", "direction", flag_value="upstream", default=True, help="Where it came from (default).")
 @click.option("--downstream", "direction", flag_value="downstream", help="What came from it.")
 @click.option("--both", "direction", flag_value="both", help="Both ways.")
-@click.option("--depth", type=click.IntRange(min=0), help="At most this many edges from UID (default: all).")
+@click.option("--depth", type=click.IntRange(min=0, max=10**6), help="At most this many edges from UID (default: all).")
 @click.option("--format", "fmt", type=click.Choice(GRAPH_FORMATS), default="text", show_default=True)
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write to this file instead of the terminal.")
 def lineage(uid: str, direction: str, depth: int | None, fmt: str, output: str | None) -> None:
