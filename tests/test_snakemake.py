@@ -745,3 +745,64 @@ def test_included_rule_files_are_part_of_the_pipeline_code(sqlite_registry, tmp_
     assert second.transform.id != first.transform.id
     assert second.transform.uid[:12] == first.transform.uid[:12]
     assert second.transform.key == first.transform.key == "Snakefile"
+
+
+def test_a_temp_input_deleted_before_it_was_recorded_still_links_its_producer(sqlite_registry, tmp_path):
+    """A temp() file kept by a failed run and deleted right after the next run's short job
+    read it: the job's input is the file as the first run recorded it (by key, same workdir)."""
+    wd = tmp_path / "tmpres"
+    wd.mkdir()
+    (wd / "raw.txt").write_text("raw\n")
+    (wd / "Snakefile").write_text(textwrap.dedent("""
+        rule all:
+            input: "b.txt"
+        rule a:
+            input: "raw.txt"
+            output: temp("a.txt")
+            shell: "cat {input} > {output}; echo a >> {output}"
+        rule b:
+            input: "a.txt"
+            output: "b.txt"
+            shell: "test -e fixed; cat {input} > {output}"
+    """))
+    assert snakemake(wd, check=False).returncode != 0
+    (wd / "fixed").touch()
+    snakemake(wd)
+    assert not (wd / "a.txt").exists()
+    first, second = workflow_runs()
+    [a] = jobs(first)["a"]
+    [b] = jobs(second)["b"]
+    [a_txt] = a.output_artifacts.to_list()
+    assert [x.id for x in b.input_artifacts] == [a_txt.id]
+
+
+def test_quiet_keep_going_records_the_jobs_that_finished(sqlite_registry, tmp_path):
+    wd = tmp_path / "quietfail"
+    wd.mkdir()
+    (wd / "raw.txt").write_text("raw\n")
+    (wd / "Snakefile").write_text(textwrap.dedent("""
+        rule all:
+            input: "good.txt", "bad.txt"
+        rule good:
+            input: "raw.txt"
+            output: "good.txt"
+            shell: "cp {input} {output}"
+        rule bad:
+            input: "raw.txt"
+            output: "bad.txt"
+            shell: "exit 2"
+    """))
+    assert snakemake(wd, "--quiet", "--keep-going", check=False).returncode != 0
+    [wf] = workflow_runs()
+    by_name = jobs(wf)
+    assert by_name["good"][0].status == "completed"
+    assert [a.key for a in by_name["good"][0].output_artifacts] == ["good.txt"]
+    assert by_name["bad"][0].status == "errored" and wf.status == "errored"
+
+
+def test_touch_records_nothing(sqlite_registry, workflow):
+    snakemake(workflow, "--configfile", "config.yaml")
+    counts = (ln.Run.filter().count(), ln.Artifact.filter().count())
+    (workflow / "data" / "a.txt").write_text("alpha, edited\n")
+    snakemake(workflow, "--configfile", "config.yaml", "--touch")
+    assert (ln.Run.filter().count(), ln.Artifact.filter().count()) == counts

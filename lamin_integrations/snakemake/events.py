@@ -75,6 +75,10 @@ def translate(record: Any) -> dict[str, Any] | None:
             "host": header.get("host"), "user": header.get("user"),
             "config": _config(workflow),
             "included": _included(workflow),
+            "touch": _flag(lambda: bool(workflow.touch)),
+            # `--quiet` (progress): the scheduler sends no job_finished at all
+            "no_finish_events": _flag(lambda: any(getattr(q, "name", str(q)) in ("PROGRESS", "ALL")
+                                                  for q in (workflow.output_settings.quiet or ()))),
         }
     if name == "job_started":
         # a group job (pipe(), group:) is listed by its UUID; its members follow as job_info
@@ -177,6 +181,13 @@ def _snakefile(header: dict[str, Any]) -> str:
         if candidate and not str(candidate).endswith(os.path.join("snakemake", "workflow.py")):
             return str(candidate)
     return ""
+
+
+def _flag(read: Any) -> bool:
+    try:
+        return bool(read())
+    except Exception:  # private API: an older or newer Snakemake without it
+        return False
 
 
 def _included(workflow: Any) -> list[str]:

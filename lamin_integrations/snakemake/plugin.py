@@ -46,6 +46,9 @@ class LogHandler(LogHandlerBase):
             if event is None:
                 return
             if event["event"] == "workflow_started":
+                if event.get("touch"):  # --touch marks outputs up to date: nothing ran, nothing to record
+                    self._closed = True
+                    return
                 self._start()
             if self._recorder is not None:
                 self._recorder.put(event)

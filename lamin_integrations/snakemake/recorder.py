@@ -66,6 +66,7 @@ class State:
     total: int | None = None
     stats: dict[str, Any] | None = None
     nothing_to_do: bool = False
+    no_finish_events: bool = False  # --quiet: jobs end without job_finished
     interrupted: bool = False
     terminating: bool = False
     lost: bool = False  # the Snakemake process went away without closing the logger
@@ -85,7 +86,7 @@ class Recorder:
         self.pipeline: Any = None
         self.steps: dict[str, Any] = {}
         self.outputs: dict[str, Any] = {}  # absolute path -> artifact recorded in this workflow
-        self.piped: dict[str, list[Any]] = {}  # a pipe() not recorded yet -> runs reading it
+        self.awaited: dict[str, list[Any]] = {}  # an output of a running job -> runs that read it already
         self.disabled = False
         self._warned = False
         self.replaying = replay  # writing journaled events: no thread, unavailability raises
@@ -254,6 +255,7 @@ class Recorder:
         if not self.replaying and (self.config.db or self.config.storage):
             connect(self.config.db, self.config.storage)
         self.state.workflow_id = e["workflow_id"]
+        self.state.no_finish_events = bool(e.get("no_finish_events"))
         if self.config.project:
             context.use_project(self.config.project)
         source, git = e["snakefile_source"], e["git"]
@@ -425,16 +427,19 @@ class Recorder:
         still_open = [job for job in s.jobs.values() if job.open]
         for job in still_open:
             job.open = False
-        if status == "completed":
-            # Under --quiet Snakemake sends no job_finished; a workflow that succeeded finished
-            # every job it started, so record their outputs now (end time: the workflow's).
-            self._record_outputs([(job, job.outputs) for job in still_open])
-            close_runs([(job.run, "completed", None, {"end_time": "workflow end (no job_finished event)"})
-                        for job in still_open])
-        else:  # what the stopped jobs logged so far explains where they were
-            self._record_outputs([(job, [p for p in job.logs if os.path.exists(p)]) for job in still_open])
-            close_runs([(job.run, "aborted", None, {"error": "the workflow ended before this job finished"})
-                        for job in still_open])
+        # Under --quiet Snakemake sends no job_finished: a workflow that succeeded finished every
+        # job it started; in one that failed (--keep-going), a job finished if its outputs are
+        # there, written since it started (Snakemake deletes a failed job's outputs).
+        finished = [job for job in still_open if status == "completed"
+                    or (s.no_finish_events and not (s.interrupted or s.terminating or s.lost) and _wrote_outputs(job))]
+        stopped = [job for job in still_open if job not in finished]
+        self._record_outputs([(job, job.outputs) for job in finished])
+        close_runs([(job.run, "completed", None, {"end_time": "workflow end (no job_finished event)"})
+                    for job in finished])
+        # what the stopped jobs logged so far explains where they were
+        self._record_outputs([(job, [p for p in job.logs if os.path.exists(p)]) for job in stopped])
+        close_runs([(job.run, "aborted", None, {"error": "the workflow ended before this job finished"})
+                    for job in stopped])
         counts: dict[str, int] = {}
         for job in s.jobs.values():
             counts[job.run.status] = counts.get(job.run.status, 0) + 1
@@ -477,11 +482,34 @@ class Recorder:
             if gone:  # temp() outputs removed before we got to them, or outputs Snakemake deleted
                 recorded.update(_record_missing(job.run, gone, job.cwd, self.replaying))
         self.outputs.update(recorded)
-        waiting = [(run, recorded[p]) for p in list(self.piped) if p in recorded for run in self.piped.pop(p)]
-        if waiting:  # a pipe()'s reader started with its writer, before the pipe was recorded
+        waiting = [(run, recorded[p]) for p in list(self.awaited) if p in recorded for run in self.awaited.pop(p)]
+        if waiting:  # read before its writer finished: a pipe(), or any output under --quiet
             from ..core.pipeline import record_files
 
             record_files(links=waiting)
+
+    def _gone_inputs(self, job: Job, gone: list[str]) -> list[tuple[Any, Any]]:
+        """Inputs deleted before we got to them (a temp() file removed when its last reader
+        ended): the output of a job still running here is linked when that job is recorded;
+        else the file as this working directory's workflows last recorded it; else a record of
+        its path, not retained, so the run still lists it."""
+        from ..core.models import Artifact
+        from ..core.pipeline import artifact_key
+
+        running = {p for other in self.state.jobs.values() if other.open and other is not job for p in other.outputs}
+        links = []
+        for path in gone:
+            if path in running:
+                self.awaited.setdefault(path, []).append(job.run)
+                continue
+            key = artifact_key(path, job.cwd)
+            found = _recorded_here(key, job.cwd)
+            if found is None:
+                found = Artifact(key=key)
+                found._aux = {"not_retained": True, "path": path}
+                found.save()
+            links.append((job.run, found))
+        return links
 
     def _metadata_only(self, jobs: list[Job]) -> set[tuple[int, str]]:
         """(run id, key) of outputs recorded without content (not retained, not hashed) before a replay."""
@@ -501,11 +529,38 @@ class Recorder:
             others = [p for p in inputs if p not in self.outputs and ("://" in p or os.path.exists(p))]
             for p in [p for p in others if "://" not in p and not os.path.isfile(p) and not os.path.isdir(p)]:
                 others.remove(p)  # a pipe(): linked when the job writing it is recorded
-                self.piped.setdefault(p, []).append(job.run)
+                self.awaited.setdefault(p, []).append(job.run)
+            gone = [p for p in inputs if p not in self.outputs and "://" not in p and not os.path.lexists(p)]
+            if gone:
+                links += self._gone_inputs(job, gone)
             if others:
                 entries.append((job.run, others, job.cwd))
         if links or entries:
             record_files(inputs=entries, links=links, max_hash_size=self.config.max_hash_bytes, own_files_by_path=True)
+
+
+def _wrote_outputs(job: Job) -> bool:
+    """Every output of the job (not its logs) exists and was written after the job started."""
+    logs = set(job.logs)
+    outputs = [p for p in job.outputs if p not in logs and "://" not in p]
+    if not outputs:
+        return False
+    started = job.run.started_at.timestamp() - 1.0 if job.run.started_at else 0.0
+    try:
+        return all(os.lstat(p).st_mtime >= started for p in outputs)
+    except OSError:
+        return False
+
+
+def _recorded_here(key: str, cwd: str) -> Any:
+    """The artifact a workflow run in this working directory last recorded under `key`."""
+    from ..core.models import Artifact, Run
+
+    for artifact in Artifact.filter(key=key, run__isnull=False).order_by("-id")[:20]:
+        root = Run.filter(id=artifact.run.root_run_id or artifact.run_id).first()
+        if root is not None and root.reference_type == "snakemake_id" and (root.params or {}).get("workdir") == cwd:
+            return artifact
+    return None
 
 
 def _record_missing(run: Any, paths: list[str], cwd: str, replaying: bool = False) -> dict[str, Any]:
