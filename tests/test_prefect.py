@@ -8,6 +8,8 @@ the Runs, statuses, params and artifact links the hooks wrote.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
+import json
 import logging
 import os
 import subprocess
@@ -610,3 +612,28 @@ def test_pydantic_parameters_are_stored_as_their_fields(work: Path) -> None:
     [flow_run] = runs(reference_type="prefect_flow_run")
     assert flow_run.params["cfg"] == {"n": 5, "scale": 2.0}
     assert ln.Run.filter(reference_type="prefect_flow_run", params__cfg__n=5).count() == 1
+
+
+@task
+def connect(db: dict, api_token: str, values: list) -> int:
+    return len(values)
+
+
+@flow
+def secret_flow(db: dict, api_key: str, day: dt.date, values: list) -> int:
+    return connect(db, api_key, values)
+
+
+def test_parameters_are_stored_like_ln_track_stores_them(work: Path) -> None:
+    """Secret-looking names masked, dates as ISO text, a big list summarised (it would be
+    stored with every task run that takes it)."""
+    values = [float(i) for i in range(5_000)]
+    assert secret_flow({"host": "db.local", "password": "pg-pass"}, "sk-live-123", dt.date(2024, 1, 2), values) == 5_000
+    [flow_run] = runs(reference_type="prefect_flow_run")
+    [task_run] = runs(reference_type="prefect_task_run")
+    stored = json.dumps([flow_run.params, task_run.params])
+    assert "pg-pass" not in stored and "sk-live-123" not in stored
+    assert flow_run.params["db"] == {"host": "db.local", "password": "***"} and flow_run.params["api_key"] == "***"
+    assert flow_run.params["day"] == "2024-01-02" and ln.Run.filter(params__day="2024-01-02").count() == 1
+    assert task_run.params["api_token"] == "***"
+    assert task_run.params["values"] == "<list of 5,000 items: too many to record>"

@@ -806,3 +806,23 @@ def test_touch_records_nothing(sqlite_registry, workflow):
     (workflow / "data" / "a.txt").write_text("alpha, edited\n")
     snakemake(workflow, "--configfile", "config.yaml", "--touch")
     assert (ln.Run.filter().count(), ln.Artifact.filter().count()) == counts
+
+
+def test_secrets_are_masked_and_huge_params_summarised(sqlite_registry, tmp_path):
+    wd = tmp_path / "secrets"
+    wd.mkdir()
+    (wd / "Snakefile").write_text(textwrap.dedent("""
+        SAMPLES = [f"s{i}" for i in range(5000)]
+        rule all:
+            output: "out.txt"
+            params: api_key=config["api_key"], samples=SAMPLES, day="2024-01-02"
+            shell: "echo {params.day} > {output}"
+    """))
+    snakemake(wd, "--config", "api_key=SECRET123", "db_password=hunter2", "count=3")
+    [wf] = workflow_runs()
+    [job] = jobs(wf)["all"]
+    stored = json.dumps([wf.cli_args, wf.params, job.params])
+    assert "SECRET123" not in stored and "hunter2" not in stored
+    assert wf.params["config"] == {"api_key": "***", "db_password": "***", "count": 3}
+    assert job.params["params"]["api_key"] == "***" and job.params["params"]["day"] == "2024-01-02"
+    assert job.params["params"]["samples"] == "<list of 5,000 items: too many to record>"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import math
 import os
 from typing import Any
@@ -9,6 +10,11 @@ from typing import Any
 from ..errors import ValidationError
 
 MAX_DEPTH = 64
+# A parameter of a job or task is stored with every run of it: a list of 100,000 samples
+# passed to 200 jobs would be 200 copies (and converting them slows the engine's own
+# process). Bigger values are summarised; a workflow's config is stored whole, once.
+MAX_PARAM_ITEMS = 1_000
+MAX_PARAM_TEXT = 10_000
 
 
 def check_json(value: Any, where: str, _depth: int = 0) -> None:
@@ -86,6 +92,38 @@ def check_text(where: str, value: str) -> None:
                               "file name that is not UTF-8); databases store UTF-8 text only") from None
 
 
+def too_big(value: Any) -> str | None:
+    """A short description instead of a parameter value too big to store with every run."""
+    if isinstance(value, str) and len(value) > MAX_PARAM_TEXT:
+        return value[:MAX_PARAM_TEXT] + f"... ({len(value):,} characters, cut)"
+    if isinstance(value, (list, tuple, set, frozenset, dict)) and len(value) > MAX_PARAM_ITEMS:
+        return f"<{type(value).__name__} of {len(value):,} items: too many to record>"
+    return None
+
+
+def masked(value: Any) -> Any:
+    """`value` with the text under secret-looking keys (password, token, api_key, ...) as
+    `***`, at any depth: what adapters store from configs and parameters."""
+    from .settings import SECRET_NAME
+
+    if isinstance(value, dict):
+        return {k: "***" if isinstance(k, str) and SECRET_NAME.search(k) and isinstance(v, str) and v else masked(v)
+                for k, v in value.items()}
+    if isinstance(value, list):
+        return [masked(v) for v in value]
+    return value
+
+
+def param_json(params: Any) -> dict[str, Any]:
+    """An engine's parameters (a mapping) as stored on a job or task run: plain JSON, secrets
+    masked, values too big to store with every run summarised."""
+    out = {}
+    for k, v in list(params.items()):
+        summary = too_big(v)
+        out[_clean(str(k))] = summary if summary is not None else to_json(v)
+    return masked(out)
+
+
 def to_json(value: Any, _depth: int = 0) -> Any:
     """A plain-JSON copy of an engine's value: what is not JSON becomes its readable repr.
 
@@ -107,6 +145,8 @@ def to_json(value: Any, _depth: int = 0) -> Any:
         return [to_json(v, _depth + 1) for v in items]
     if isinstance(value, os.PathLike):
         return os.fspath(value)
+    if isinstance(value, (dt.date, dt.time)):  # a date parameter is found by its ISO text
+        return value.isoformat()
     return _repr(value)
 
 

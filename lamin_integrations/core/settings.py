@@ -58,6 +58,9 @@ _PASSWORD_IN_URL = re.compile(r"(?<![a-zA-Z0-9+.-])(?P<head>[a-zA-Z][a-zA-Z0-9+.
 # A parameter or option whose name says it holds a secret (`api_key`, `--password`, `auth-token`),
 # as a whole word of the name: `tokenizer` and `max_tokens` are not secrets.
 SECRET_NAME = re.compile(r"(?i)(?:^|[_.-])(?:password|passwd|pwd|secret|token|api_?key|access_?key|private_?key|credentials?)$")
+# `--config api_key=X db_password=Y` (Snakemake), `key=value` arguments generally
+_SECRET_ASSIGN = re.compile(r"(?i)(?<![\w.-])([\w.]*?(?:password|passwd|secret|token|api_?key|access_?key|private_?key)=)"
+                            r"(?!\*\*\*)[^\s'\"]+")
 _SECRET_OPTION = re.compile(r"(?i)(?<![\w-])(--?[\w.-]*?(?:password|passwd|secret|token|api[_-]?key|access[_-]?key|private[_-]?key)(?:=|\s+))(?!-)\S+")
 
 
@@ -68,6 +71,8 @@ def mask_text(text: str) -> str:
         text = _PASSWORD_IN_URL.sub(lambda m: m.group("head") + "***@", text)
     if "-" in text:
         text = _SECRET_OPTION.sub(lambda m: m.group(1) + "***", text)
+    if "=" in text:
+        text = _SECRET_ASSIGN.sub(lambda m: m.group(1) + "***", text)
     return text
 
 

@@ -24,9 +24,18 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def json_safe(value: Any) -> Any:
-    """A parameter value as JSON: plain values as they are, records by uid, others as repr."""
-    from .record import SQLRecord
+    """A parameter value as JSON: plain values as they are, records by uid, dates as ISO text,
+    secret-looking keys masked, values too big to store with every run summarised, others as
+    repr."""
+    import datetime as dt
 
+    from .jsonutil import too_big
+    from .record import SQLRecord
+    from .settings import SECRET_NAME
+
+    summary = too_big(value)
+    if summary is not None:
+        return summary
     if isinstance(value, SQLRecord):
         return f"{value.__class__.__name__}[{value.uid}]"  # __class__: a run not yet loaded says Run
     if isinstance(value, os.PathLike):
@@ -40,13 +49,23 @@ def json_safe(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [json_safe(v) for v in value]
     if isinstance(value, dict) and all(isinstance(k, str) for k in value):
-        return {k: json_safe(v) for k, v in value.items()}
+        return {k: "***" if SECRET_NAME.search(k) and isinstance(v, str) and v else json_safe(v) for k, v in value.items()}
+    if isinstance(value, (dt.date, dt.time)):
+        return value.isoformat()
     try:
         check_json(value, "value")
         return value
     except Exception:
         text = repr(value)
         return text if len(text) <= 200 else text[:197] + "..."
+
+
+def safe_params(params: Any) -> dict[str, Any]:
+    """Parameters by name, each as `json_safe` stores it; a secret-looking name is masked."""
+    from .settings import SECRET_NAME
+
+    return {str(k): "***" if SECRET_NAME.search(str(k)) and isinstance(v, str) and v else json_safe(v)
+            for k, v in params.items()}
 
 
 def bind_params(func: Callable[..., Any], args: tuple, kwargs: dict) -> dict[str, Any]:
@@ -59,9 +78,9 @@ def bind_params(func: Callable[..., Any], args: tuple, kwargs: dict) -> dict[str
     for name, value in bound.arguments.items():
         kind = inspect.signature(func).parameters[name].kind
         if kind is inspect.Parameter.VAR_KEYWORD:
-            params.update({k: json_safe(v) for k, v in value.items()})
+            params.update(safe_params(value))
         else:
-            params[name] = json_safe(value)
+            params.update(safe_params({name: value}))
     return params
 
 

@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from ..core.step import json_safe
+from ..core.step import safe_params
 
 # A parameter holding a huge list of paths is still linked, but we stop looking after this
 # many items: stat()-ing a million strings would cost more than the task.
@@ -52,7 +52,7 @@ def params_json(parameters: Mapping[str, Any] | None) -> dict[str, Any]:
     """JSON-safe params (plain values as they are, others as a readable repr)."""
     if not parameters:
         return {}
-    return {str(k): json_safe(v) for k, v in parameters.items()}
+    return safe_params(parameters)
 
 
 def _candidates(value: Any) -> Iterable[str]:

@@ -14,7 +14,7 @@ import re
 import sys
 from typing import Any
 
-from ..core.jsonutil import to_json
+from ..core.jsonutil import masked, param_json, to_json
 
 # Snakemake appends these to io strings (snakemake/io/fmt.py); a checkpoint target is "<TBD>".
 _ANNOTATION = re.compile(
@@ -206,7 +206,7 @@ def _included(workflow: Any) -> list[str]:
 
 def _config(workflow: Any) -> Any:
     try:
-        return to_json(dict(workflow.config)) if workflow is not None else None
+        return masked(to_json(dict(workflow.config))) if workflow is not None else None
     except Exception:
         return None
 
@@ -230,7 +230,7 @@ def _live_job(jobid: int) -> Any:
 
 def _params(job: Any) -> dict[str, Any] | None:
     try:
-        return {str(k): to_json(v) for k, v in list(job.params.items())} if job is not None else None
+        return param_json(job.params) if job is not None else None
     except Exception:
         return None
 
