@@ -637,3 +637,28 @@ def test_parameters_are_stored_like_ln_track_stores_them(work: Path) -> None:
     assert flow_run.params["day"] == "2024-01-02" and ln.Run.filter(params__day="2024-01-02").count() == 1
     assert task_run.params["api_token"] == "***"
     assert task_run.params["values"] == "<list of 5,000 items: too many to record>"
+
+
+def test_a_locked_registry_does_not_hold_the_flow_back(work: Path, monkeypatch: pytest.MonkeyPatch,
+                                                        caplog: pytest.LogCaptureFixture) -> None:
+    """Another process holds the SQLite write lock (a big ingest, a sync): recording gives up
+    after a few seconds, says so in one line, and skips the rest of the outage."""
+    import sqlite3
+    import time
+
+    assert mapped_flow(1) == ["m_0.txt"]  # the registry exists, Prefect is warm
+    monkeypatch.setattr(prefect_hooks, "outage", prefect_hooks.Outage())
+    lock = sqlite3.connect(work.parent / "lineage.db", isolation_level=None)
+    lock.execute("BEGIN EXCLUSIVE")
+    try:
+        started = time.monotonic()
+        with caplog.at_level(logging.WARNING, logger="lamin_integrations"):
+            assert mapped_flow(20) == [f"m_{i}.txt" for i in range(20)]
+        elapsed = time.monotonic() - started
+    finally:
+        lock.execute("ROLLBACK")
+        lock.close()
+    assert elapsed < 30, elapsed  # was minutes: eight retries of the 30 s busy timeout per write
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(warnings) == 1 and "stayed busy" in warnings[0] and "\n" not in warnings[0], warnings
+    assert prefect_hooks.outage.active()

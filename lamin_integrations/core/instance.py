@@ -8,6 +8,7 @@ under the user's data directory, created on first use without any command or net
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import logging
 import os
 import sys
@@ -242,15 +243,26 @@ class Instance:
                 del copied[mark:]
                 raise
         delay = 0.05
+        budget = _write_budget.get()
+        end = time.monotonic() + budget if budget is not None else None
         for attempt in range(8):
             try:
                 with _translate_errors(self), self.engine.connect() as conn:
-                    conn = conn.execution_options(lamin_write=True)
-                    with conn.begin():
-                        return fn(conn)
+                    if end is not None and self.dialect == "sqlite":
+                        _busy_timeout(conn, end - time.monotonic())
+                    try:
+                        conn = conn.execution_options(lamin_write=True)
+                        with conn.begin():
+                            return fn(conn)
+                    finally:
+                        if end is not None and self.dialect == "sqlite":
+                            _busy_timeout(conn, None)
             except sa.exc.DBAPIError as e:
                 if attempt == 7 or not _is_transient(e):
                     raise
+                if end is not None and time.monotonic() + delay >= end:
+                    raise RegistryUnavailable(f"the registry at {self.url} stayed busy (locked by another writer) "
+                                              f"for {budget:g} s") from None
             time.sleep(delay)
             delay = min(delay * 2, 2.0)
         raise AssertionError("unreachable")
@@ -292,6 +304,31 @@ def _json_dumps(value: Any) -> str:
     import json
 
     return json.dumps(value, ensure_ascii=False)
+
+
+_write_budget: contextvars.ContextVar[float | None] = contextvars.ContextVar("lamin_write_budget", default=None)
+
+
+@contextlib.contextmanager
+def write_budget(seconds: float) -> Iterator[None]:
+    """Writes in this context give up after about `seconds` of a busy (locked) SQLite
+    registry, raising RegistryUnavailable, instead of waiting out the busy timeout eight
+    times: for adapters writing from inside the user's pipeline, which must not stall."""
+    token = _write_budget.set(seconds)
+    try:
+        yield
+    finally:
+        _write_budget.reset(token)
+
+
+def _busy_timeout(conn: sa.Connection, seconds: float | None) -> None:
+    """Set SQLite's busy timeout on the connection's own DB-API connection (no transaction
+    begun): the budget's remainder, or the registry's default again."""
+    ms = SQLITE_BUSY_TIMEOUT_MS if seconds is None else max(1, min(SQLITE_BUSY_TIMEOUT_MS, int(seconds * 1000)))
+    try:
+        conn.connection.dbapi_connection.execute(f"PRAGMA busy_timeout = {ms}")  # type: ignore[union-attr]
+    except Exception as e:  # a closed or invalidated connection: the pool makes a new one
+        logger.debug("could not set the busy timeout: %s", e)
 
 
 def _is_transient(e: sa.exc.DBAPIError) -> bool:

@@ -22,19 +22,63 @@ _reported: set[str] = set()
 _reported_lock = threading.Lock()
 
 
+# A hook's writes give up after this long on a locked registry (instead of minutes of
+# retries inside the user's flow); after an outage is seen, hooks skip recording for a while.
+WRITE_SECONDS = 3.0
+OUTAGE_PAUSE_SECONDS = 60.0
+
+
+class Outage:
+    """When the registry was last found unavailable: hooks and the writer thread then skip
+    recording for OUTAGE_PAUSE_SECONDS, so a flow of thousands of tasks does not wait out a
+    timeout for each of them."""
+
+    def __init__(self) -> None:
+        self.until = 0.0
+
+    def active(self) -> bool:
+        import time
+
+        return time.monotonic() < self.until
+
+    def begin(self, error: Exception) -> None:
+        import time
+
+        first = not self.active()
+        self.until = time.monotonic() + OUTAGE_PAUSE_SECONDS
+        if first:
+            from ..core.instance import mask_text
+
+            reason = mask_text(f"{type(error).__name__}: {error}").splitlines()[0][:300]
+            logger.warning("lamin-integrations: the registry is unavailable (%s); Prefect runs are not recorded for "
+                           "the next %g s (the flow is not affected)", reason, OUTAGE_PAUSE_SECONDS)
+
+
+outage = Outage()
+
+
 def _guarded(what: str, fn: Callable[[Any, Any, Any], None], obj: Any, run: Any, state: Any) -> None:
+    if outage.active():
+        return
     try:
-        fn(obj, run, state)
+        from ..core.instance import write_budget
+
+        with write_budget(WRITE_SECONDS):
+            fn(obj, run, state)
     except Exception as e:
-        signature = type(e).__name__  # a down registry fails every hook alike: say it once
+        from ..core.journal import is_unavailable
+
+        if is_unavailable(e):
+            outage.begin(e)
+            return
+        signature = type(e).__name__  # a broken registry fails every hook alike: say it once
         with _reported_lock:
             first = signature not in _reported
             _reported.add(signature)
-        if first:
+        if first:  # one line; the traceback at debug level
             logger.warning("lamin-integrations: could not record %s of %s (the run itself is not affected): %s: %s",
-                           what, getattr(run, "name", run), type(e).__name__, e, exc_info=True)
-        else:
-            logger.debug("lamin-integrations: could not record %s: %s", what, e)
+                           what, getattr(run, "name", run), type(e).__name__, str(e).splitlines()[0][:300] if str(e) else "")
+        logger.debug("lamin-integrations: could not record %s", what, exc_info=e)
 
 
 def lamin_flow_running(flow: Any, flow_run: Any, state: Any) -> None:

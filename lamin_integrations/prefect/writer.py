@@ -98,9 +98,20 @@ class Writer:
                 batch, self._items = self._items[:MAX_BATCH], self._items[MAX_BATCH:]
                 self._busy = True
             try:
-                self._write(batch)
+                from ..core.instance import write_budget
+                from .hooks import WRITE_SECONDS, outage
+
+                if not outage.active():  # else dropped: the registry was just found unavailable
+                    with write_budget(WRITE_SECONDS):
+                        self._write(batch)
             except Exception as e:  # a broken registry must not stop later batches
-                self._report(e)
+                from ..core.journal import is_unavailable
+                from .hooks import outage
+
+                if is_unavailable(e):
+                    outage.begin(e)
+                else:
+                    self._report(e)
             finally:
                 with self._cond:
                     self._busy = False
@@ -113,7 +124,8 @@ class Writer:
             return
         self._reported.add(signature)
         logger.warning("lamin-integrations: could not record task runs (the flow is not affected): %s: %s",
-                       type(e).__name__, e, exc_info=True)
+                       type(e).__name__, str(e).splitlines()[0][:300] if str(e) else "")
+        logger.debug("lamin-integrations: could not record task runs", exc_info=e)
 
     def _write(self, batch: list[Any]) -> None:
         from ..core.bulk import save, update_all
