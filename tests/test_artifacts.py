@@ -425,3 +425,22 @@ def test_none_as_data_is_refused(registry):
     with pytest.raises(ValidationError, match="got None"):
         ln.Artifact(None, key="results/x.txt")
     assert ln.Artifact.filter().count() == 0
+
+
+def test_a_run_that_created_artifacts_is_not_deleted_for_good(registry, tmp_path):
+    """lamindb's Artifact.run is PROTECT: removing the run would leave its outputs without
+    their origin. Trashing it is fine; so is removing it once its artifacts are gone."""
+    pipeline = ln.Run(ln.Transform(key="wf", kind="pipeline").save()).save()
+    job = ln.Run(ln.Transform(key="wf:step", kind="step").save(), initiated_by_run=pipeline).save()
+    out = ln.Artifact(write(tmp_path / "out.txt", "made by the job"), key="out.txt", run=job).save()
+    for remove in (lambda: job.delete(permanent=True), lambda: pipeline.delete(permanent=True),
+                   lambda: ln.Run.filter(id=pipeline.id).delete(permanent=True)):
+        with pytest.raises(ln.errors.IntegrityError, match="created 1 artifact.*out.txt"):
+            remove()
+    assert ln.Run.filter(id__in=[pipeline.id, job.id]).count() == 2 and ln.Artifact.get(out.uid).run == job
+    job.delete()  # to the trash: kept, with its link
+    assert ln.Artifact.get(out.uid).run_id == job.id
+    out.delete(permanent=True)
+    ids = [pipeline.id, job.id]
+    assert pipeline.delete(permanent=True) == (1, {"lamindb.Run": 1})
+    assert ln.Run.filter(id__in=ids).count() == 0  # the job went with the run that initiated it

@@ -478,6 +478,9 @@ def test_soft_delete_and_restore(g):
     assert ln.Run.filter().count() == n - 2
 
     top = g["top"]
+    with pytest.raises(ln.errors.IntegrityError, match="created 3 artifact"):
+        top.delete(permanent=True)  # its runs' outputs would lose their origin (lamindb: PROTECT)
+    ln.Artifact.filter(key__in=["a.txt", "b.csv", "dir/c.txt"]).delete(permanent=True)
     top.delete(permanent=True)
     assert top.id is None
     with pytest.raises(ObjectDoesNotExist):

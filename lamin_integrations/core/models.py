@@ -470,6 +470,10 @@ class Run(SQLRecord):
         self._status_events(None, events)
         _link_current_project(conn, "run", self.id)
 
+    def _remove(self, conn: sa.Connection) -> None:
+        _protect_outputs(conn, sa.select(sa.literal(self.id)))
+        super()._remove(conn)
+
     def _update(self, conn: sa.Connection, events: list) -> None:
         before = self.__dict__.get("_orig", {}).get("_status_code")
         reparented = self.__dict__.get("initiated_by_run_id") != self.__dict__.get("_orig", {}).get("initiated_by_run_id")
@@ -533,6 +537,32 @@ class Run(SQLRecord):
         tree = _subtree(self.id)
         return Run._qs(self._db)._where(self.__table__.c.id.in_(sa.select(tree.c.id)))
 
+
+
+def _protect_outputs(conn: sa.Connection, run_ids: Any) -> None:
+    """Refuse to remove runs (and the runs they initiated, which go with them) that created
+    artifacts: the artifacts would lose the run they came from, as lamindb's PROTECT says."""
+    t, a = schema.run, schema.artifact
+    ids = [row[0] for row in conn.execute(run_ids)]
+    if not ids:
+        return
+    below = sa.select(t.c.id).where(t.c.root_run_id.in_(
+        sa.select(t.c.root_run_id).where(t.c.id.in_(ids))))  # candidates; the exact subtree below
+    tree = set(ids)
+    frontier = set(ids)
+    while frontier:
+        frontier = {row[0] for row in conn.execute(sa.select(t.c.id).where(t.c.initiated_by_run_id.in_(frontier),
+                                                                           t.c.id.in_(below)))} - tree
+        tree |= frontier
+    made = conn.execute(sa.select(a.c.key, a.c.uid).where(a.c.run_id.in_(tree)).limit(3)).all()
+    if made:
+        from ..errors import IntegrityError
+
+        n = conn.execute(sa.select(sa.func.count()).select_from(a).where(a.c.run_id.in_(tree))).scalar() or 0
+        examples = ", ".join(key or uid for key, uid in made)
+        raise IntegrityError(f"cannot delete: the run(s) created {n} artifact(s) ({examples}{', ...' if n > 3 else ''}) "
+                             "that would lose where they came from; delete those first, or trash the run "
+                             "(delete() without permanent=True)")
 
 
 def _subtree(run_id: int | None) -> Any:

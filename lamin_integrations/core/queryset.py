@@ -289,7 +289,15 @@ class QuerySet:
             stmt: Any = sa.delete(table).where(table.c.id.in_(ids))
         else:
             stmt = sa.update(table).where(table.c.id.in_(ids)).values(branch_id=-1)
-        return self.instance.write(lambda conn: conn.execute(stmt).rowcount)
+
+        def write(conn: sa.Connection) -> int:
+            if permanent and self.model.__name__ == "Run":
+                from .models import _protect_outputs
+
+                _protect_outputs(conn, sa.select(table.c.id).where(table.c.id.in_(ids)))
+            return int(conn.execute(stmt).rowcount)
+
+        return self.instance.write(write)
 
     def update(self, **values: Any) -> int:
         """Set fields on every matching record in one statement; returns the count."""
