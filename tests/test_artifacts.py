@@ -444,3 +444,14 @@ def test_a_run_that_created_artifacts_is_not_deleted_for_good(registry, tmp_path
     ids = [pipeline.id, job.id]
     assert pipeline.delete(permanent=True) == (1, {"lamindb.Run": 1})
     assert ln.Run.filter(id__in=ids).count() == 0  # the job went with the run that initiated it
+
+
+def test_a_key_names_the_same_kind_of_file_as_its_data(registry, tmp_path):
+    with pytest.raises(ln.errors.InvalidArgument, match="must end in .parquet"):
+        ln.Artifact(pd.DataFrame({"a": [1]}), key="results/counts.csv")
+    with pytest.raises(ln.errors.InvalidArgument, match="'.txt' does not match the file's '.csv'"):
+        ln.Artifact(write(tmp_path / "table.csv", "a,b\n"), key="results/table.txt")
+    assert ln.Artifact.filter().count() == 0
+    assert ln.Artifact(pd.DataFrame({"a": [1]}), key="results/counts.parquet").save().load().shape == (1, 1)
+    ln.Artifact(write(tmp_path / "reads.fastq.gz", "@r\n"), key="raw/reads.FASTQ.GZ").save()  # case aside: the same
+    ln.Artifact(write(tmp_path / "notes", "no suffix\n"), key="docs/notes.txt").save()  # a file without a suffix: any

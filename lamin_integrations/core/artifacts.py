@@ -143,6 +143,7 @@ def describe_source(artifact: Artifact, data: Any, key: str | None) -> None:
         artifact.__dict__["_key_is_virtual"] = False
     elif key is not None:
         st.check_key(key)
+        _check_suffix(key, text, source.is_dir)
     if key is not None:
         artifact.__dict__["key"] = key
     artifact.__dict__["suffix"] = "" if source.is_dir else st.suffix_of(key or location)
@@ -150,6 +151,19 @@ def describe_source(artifact: Artifact, data: Any, key: str | None) -> None:
         artifact.__dict__["size"] = source.stat.st_size
     artifact.__dict__["_source"] = source
     artifact.__dict__["_pending"] = True
+
+
+def _check_suffix(key: str, path: str, is_dir: bool) -> None:
+    """A key names the same kind of file as its data (lamindb refuses a mismatch too): a
+    DataFrame stored as parquet under `counts.csv` could not be read back by its name."""
+    from ..errors import InvalidArgument
+
+    wanted, have = st.suffix_of(key).lower(), st.suffix_of(path).lower()
+    if is_dir or not wanted or not have or wanted == have:
+        return
+    if have == ".parquet" and Path(path).parent.name == "dataframes":
+        raise InvalidArgument(f"a DataFrame is stored as parquet: its key must end in .parquet, not {wanted!r} ({key})")
+    raise InvalidArgument(f"the key's suffix {wanted!r} does not match the file's {have!r} ({key} for {path})")
 
 
 def compute_stats(artifact: Artifact, mode: str) -> None:
