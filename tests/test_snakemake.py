@@ -826,3 +826,23 @@ def test_secrets_are_masked_and_huge_params_summarised(sqlite_registry, tmp_path
     assert wf.params["config"] == {"api_key": "***", "db_password": "***", "count": 3}
     assert job.params["params"]["api_key"] == "***" and job.params["params"]["day"] == "2024-01-02"
     assert job.params["params"]["samples"] == "<list of 5,000 items: too many to record>"
+
+
+def test_script_jobs_whose_names_differ_only_after_150_characters_find_their_own_job(sqlite_registry, tmp_path):
+    wd = tmp_path / "longer"
+    (wd / "scripts").mkdir(parents=True)
+    (wd / "scripts" / "s.py").write_text("import lamin_integrations as ln\nln.track()\n"
+                                         "open(snakemake.output[0], 'w').write(snakemake.wildcards.s[-2:])\nln.finish()\n")
+    (wd / "Snakefile").write_text(textwrap.dedent("""
+        P = "x" * 160
+        rule all:
+            input: expand("out/{s}.txt", s=[P + "_A", P + "_B"])
+        rule r:
+            output: "out/{s}.txt"
+            script: "scripts/s.py"
+    """))
+    snakemake(wd, env=python_env(PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"))
+    [wf] = workflow_runs()
+    scripts = ln.Run.filter(transform__key="s.py").to_list()
+    assert sorted(r.initiated_by_run.params["wildcards"]["s"][-2:] for r in scripts) == ["_A", "_B"]
+    assert all(r.initiated_by_run.initiated_by_run_id == wf.id for r in scripts)

@@ -66,11 +66,21 @@ def parent_run_for_process(run: Any) -> Any:
         return None
     from ..core.models import Run
 
-    name = job_name(rule, getattr(job, "wildcards", None))[:150]  # as the recorder stores it (Run.name's length)
+    wildcards = getattr(job, "wildcards", None)
+    name = job_name(rule, wildcards)[:150]  # as the recorder stores it (Run.name's length)
+    try:
+        from ..core.jsonutil import to_json
+
+        wanted = to_json(dict(wildcards.items())) if wildcards else {}
+    except Exception:
+        wanted = None
     deadline = time.monotonic() + JOB_WAIT_SECONDS  # the logger records the job in the background
     while True:
-        found = (Run.filter(initiated_by_run=run, reference_type="snakemake_job", name=name, status="started")
-                 .order_by("-id").first())
+        candidates = (Run.filter(initiated_by_run=run, reference_type="snakemake_job", name=name, status="started")
+                      .order_by("-id").to_list())
+        # names are cut at 150 characters: jobs whose wildcards differ only after that are told
+        # apart by the wildcards the recorder keeps in params
+        found = next((c for c in candidates if wanted is None or (c.params or {}).get("wildcards", {}) == wanted), None)
         if found is not None or time.monotonic() >= deadline:
             return found
         time.sleep(0.1)
