@@ -846,3 +846,28 @@ def test_script_jobs_whose_names_differ_only_after_150_characters_find_their_own
     scripts = ln.Run.filter(transform__key="s.py").to_list()
     assert sorted(r.initiated_by_run.params["wildcards"]["s"][-2:] for r in scripts) == ["_A", "_B"]
     assert all(r.initiated_by_run.initiated_by_run_id == wf.id for r in scripts)
+
+
+def test_a_script_that_started_before_its_job_was_recorded_is_moved_under_it(sqlite_registry, tmp_path):
+    """The recorder was behind (hashing a big output): a script's ln.track() gave up waiting
+    for its job run and started under the workflow run with its job's name; when the job is
+    recorded, the script's run is moved under it."""
+    from lamin_integrations.snakemake.recorder import Config, Recorder
+
+    (tmp_path / "Snakefile").write_text("rule s:\n    output: 'x.txt'\n")
+    recorder = Recorder(Config(), "wfRunUidForTest02", replay=True)
+    base = {"created": time.time(), "cwd": str(tmp_path)}
+    recorder._process([dict(base, event="workflow_started", workflow_id=str(uuid.uuid4()),
+                            snakefile=str(tmp_path / "Snakefile"), configfiles=[], cmd="snakemake",
+                            snakemake_version="9", host="h", user="u", config={})])
+    [wf] = workflow_runs()
+    early = ln.Run(ln.Transform(key="s.py", kind="script").save(), initiated_by_run=wf).save()
+    early._aux = {"parent_hint": {"reference_type": "snakemake_job", "name": "s[i=1]"}}
+    early.save()
+    info = dict(base, event="job_info", rule="s", message=None, input=[], output=[], log=[], benchmark=[],
+                threads=1, resources={}, reason=None, priority=None, shellcmd=None, params=None, attempt=None)
+    recorder._process([dict(info, jobid=1, wildcards={"i": "1"}), dict(info, jobid=2, wildcards={"i": "2"})])
+    job = ln.Run.get(name="s[i=1]")
+    early = ln.Run.get(early.uid)
+    assert early.initiated_by_run_id == job.id and early.root_run_id == wf.id
+    assert "parent_hint" not in (early._aux or {})

@@ -91,6 +91,8 @@ def parent_run_from_env(environ: Any = None) -> Run | None:
             from . import plugins
 
             refined = plugins.fire("parent_run_for_process", run=run) if plugins.has_impls("parent_run_for_process") else []
+            if not refined:
+                run.__dict__["_unrefined"] = True  # a plugin may still say where it belongs (parent_hint)
             return refined[0] if refined else run
         if time.monotonic() >= deadline:
             break
@@ -285,8 +287,16 @@ class Context:
             run.host = socket.gethostname()[:255]
             run.pid = os.getpid()
             run.environment = environment
-            if git:
-                run._aux = {"git": git}
+            aux: dict[str, Any] = {"git": git} if git else {}
+            if parent is not None and parent.__dict__.get("_unrefined"):
+                from . import plugins
+
+                # the run it belongs to below `parent` was not recorded yet (an engine's job
+                # still being written): the engine's recorder adopts it when it is
+                hints = plugins.fire("parent_hint_for_process") if plugins.has_impls("parent_hint_for_process") else []
+                if hints:
+                    aux["parent_hint"] = hints[0]
+            run._aux = aux or None
             run.save()
         self._activate(transform_record, run)
         return run

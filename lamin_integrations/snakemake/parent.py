@@ -17,7 +17,9 @@ from typing import Any
 
 from ..core.hookspecs import hookimpl
 
-JOB_WAIT_SECONDS = 10.0
+# How long a script waits for its job run; after that it starts under the workflow run with
+# a hint, and the recorder moves it under the job when it records the job.
+JOB_WAIT_SECONDS = 3.0
 
 
 def job_name(rule: str, wildcards: Any) -> str:

@@ -349,6 +349,7 @@ class Recorder:
                 job.run = found.get(job.run.uid, job.run)
         if unsaved:
             save([job.run for job in unsaved])  # one insert: a script's ln.track() finds its job
+        self._adopt_scripts()
         closing: list[tuple[Any, str, Any, dict[str, Any]]] = []
         outputs, closed = [], []
         for e in ends:
@@ -424,6 +425,7 @@ class Recorder:
             status = "errored"
         else:
             status = "completed"
+        self._adopt_scripts()
         still_open = [job for job in s.jobs.values() if job.open]
         for job in still_open:
             job.open = False
@@ -510,6 +512,36 @@ class Recorder:
                 found.save()
             links.append((job.run, found))
         return links
+
+    def _adopt_scripts(self) -> None:
+        """Scripts that gave up waiting for their job run (the recorder was behind, hashing a
+        big output) started under the workflow run with their job's name: move each under
+        its job, now recorded."""
+        from ..core.bulk import update_all
+        from ..core.models import Run
+
+        if self.workflow_run is None or self.workflow_run.id is None:
+            return
+        waiting = Run.filter(initiated_by_run=self.workflow_run, _aux__parent_hint__isnull=False).to_list()
+        if not waiting:
+            return
+        by_name: dict[str, list[Any]] = {}
+        for job in self.state.jobs.values():
+            if job.run.id is not None:
+                by_name.setdefault(job.run.name, []).append(job.run)
+        moved = []
+        for run in waiting:
+            hint = (run._aux or {}).get("parent_hint") or {}
+            if not isinstance(hint, dict) or hint.get("reference_type") != "snakemake_job":
+                continue
+            jobs = [j for j in by_name.get(str(hint.get("name")), [])
+                    if j.started_at is None or run.started_at is None or j.started_at <= run.started_at]
+            if jobs:
+                run.initiated_by_run = max(jobs, key=lambda j: j.id)  # the latest attempt
+                run._aux = {k: v for k, v in (run._aux or {}).items() if k != "parent_hint"} or None
+                moved.append(run)
+        if moved:
+            update_all(moved)
 
     def _metadata_only(self, jobs: list[Job]) -> set[tuple[int, str]]:
         """(run id, key) of outputs recorded without content (not retained, not hashed) before a replay."""
