@@ -14,6 +14,7 @@ import logging
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -662,3 +663,41 @@ def test_a_locked_registry_does_not_hold_the_flow_back(work: Path, monkeypatch: 
     warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
     assert len(warnings) == 1 and "stayed busy" in warnings[0] and "\n" not in warnings[0], warnings
     assert prefect_hooks.outage.active()
+
+
+@task
+def discover(folder: Path) -> list[Path]:
+    return sorted(folder.glob("*.csv"))
+
+
+@task
+def save_summary(rows: int, out: Path) -> None:
+    out.write_text(f"rows\n{rows}\n{time.time_ns()}\n")  # new bytes each time: a new version
+
+
+@flow
+def listing_flow(folder: Path, out: Path) -> int:
+    found = discover(folder)
+    save_summary(len(found), out)
+    return len(found)
+
+
+def test_listed_files_are_not_outputs_and_a_path_written_without_return_is(work: Path) -> None:
+    """A task returning existing files it only listed did not make them; a task writing to
+    an `out: Path` parameter made it, whether the file existed before (rewritten) or not."""
+    raw = work / "raw"
+    raw.mkdir()
+    for i in range(2):
+        (raw / f"sample{i}.csv").write_text(f"id\n{i}\n")
+    time.sleep(0.1)  # the raw files are older than the runs
+    out = work / "results" / "summary.csv"
+    out.parent.mkdir()
+    for _ in range(2):
+        assert listing_flow(raw, out) == 2
+    tasks = runs(reference_type="prefect_task_run")
+    discovers = [r for r in tasks if r.transform.key.endswith(":discover")]
+    saves = [r for r in tasks if r.transform.key.endswith(":save_summary")]
+    assert len(discovers) == len(saves) == 2
+    assert all(r.output_artifacts.count() == 0 for r in discovers)  # listing is not making
+    assert [[a.key for a in r.output_artifacts] for r in saves] == [["results/summary.csv"]] * 2
+    assert ln.Artifact.filter(key="raw/sample0.csv", run__isnull=False).count() == 0

@@ -22,13 +22,14 @@ import os
 import socket
 import sys
 import threading
+import time
 from dataclasses import dataclass, field
 from types import FrameType
 from typing import Any
 
 from ..core.context import parent_run_from_env, reset_current_run, set_current_run
 from ..core.context import peek_current_run as get_current_run
-from .values import existing_paths, params_json, resolved
+from .values import absent_paths, existing_paths, params_json, resolved
 
 logger = logging.getLogger("lamin_integrations")
 
@@ -59,6 +60,12 @@ class _Open:
     facts: dict[str, Any] = field(default_factory=dict)  # Prefect facts (attempt, cached, ...)
     deferred: bool = False  # written by the background writer (see writer.py)
     engine: Any = None  # a flow run's Prefect engine: its `.state` is the run's live state
+    # When it started (ns since the epoch): a returned file not written since is no output
+    # (a task listing existing raw files returns them unchanged).
+    started_ns: int = field(default_factory=time.time_ns)
+    # Path parameters that did not exist at the start (`out: Path`): made by the run if they
+    # exist at its end, returned or not.
+    absent: list[str] = field(default_factory=list)
 
 
 _UNSET = object()
@@ -158,7 +165,9 @@ def _unset_current(entry: _Open) -> None:
 def _record_inputs(entry: _Open, values: Any) -> None:
     from ..core.pipeline import record_inputs
 
+    values = list(values)
     paths = existing_paths(values)
+    entry.absent = absent_paths(values)
     if paths:
         entry.inputs = _input_stats(paths)
         record_inputs(entry.run, paths, workdir=os.getcwd())
@@ -176,16 +185,35 @@ def _input_stats(paths: list[str]) -> dict[str, tuple[int, int] | None]:
     return {os.path.realpath(p): _stat(p) for p in paths}
 
 
+# File times come from the kernel's coarse clock, a few ms behind the time the run started.
+_CLOCK_SLACK_NS = 50_000_000
+
+
 def _written(path: str, entry: _Open) -> bool:
-    """A returned path is an output unless it was an input the task left as it was."""
+    """A returned path is an output if the run wrote it: an input it changed, or a file (or
+    folder) modified since the run started. An input left as it was, or an existing file it
+    only listed, is not."""
     real = os.path.realpath(path)
-    return real not in entry.inputs or _stat(real) != entry.inputs[real]
+    if real in entry.inputs:
+        return _stat(real) != entry.inputs[real]
+    stat = _stat(real)
+    return stat is not None and stat[0] >= entry.started_ns - _CLOCK_SLACK_NS
+
+
+def _produced(result: Any, entry: _Open, cached: bool = False) -> list[str]:
+    """What the run made: returned paths it wrote, path parameters it rewrote (an input
+    changed in place) and path parameters that did not exist at its start but do now. A
+    cache hit made what it returns (recorded as recreated), written now or not."""
+    out = [p for p in existing_paths([result]) if cached or _written(p, entry)]
+    out += [p for p in entry.inputs if p not in out and os.path.isfile(p) and _stat(p) != entry.inputs[p]]
+    out += [p for p in existing_paths(entry.absent) if p not in out]
+    return list(dict.fromkeys(out))
 
 
 def _record_outputs(run: Any, result: Any, entry: _Open) -> list[Any]:
     from ..core.pipeline import record_outputs
 
-    paths = [p for p in existing_paths([result]) if _written(p, entry)]
+    paths = _produced(result, entry)
     if not paths:
         return []
     return record_outputs(run, paths, workdir=os.getcwd())
@@ -621,6 +649,7 @@ def task_started(task: Any, task_run: Any, state_obj: Any) -> None:
     export_env()
     inputs = existing_paths(parameters.values()) if parameters else []
     entry.inputs = _input_stats(inputs)
+    entry.absent = absent_paths(parameters.values()) if parameters else []
     if entry.deferred:
         run.__dict__["_materialize"] = writer.flush
         writer.submit(Start(run, inputs, os.getcwd()))
@@ -667,7 +696,7 @@ def task_finished(task: Any, task_run: Any, state_obj: Any) -> None:
             facts["map_index"] = index
         params = _with_facts(entry.params, facts)
         if status == "completed":
-            outputs = [p for p in existing_paths([_result(state_obj)]) if _written(p, entry)]
+            outputs = _produced(_result(state_obj), entry, cached)
     finally:
         _unset_current(entry)
         export_env()

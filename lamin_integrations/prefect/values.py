@@ -8,6 +8,7 @@ plain data, what is a readable repr, and which values name files on disk.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -81,6 +82,30 @@ def _too_broad(path: str) -> bool:
     real = Path(os.path.realpath(path))
     cwd = Path.cwd()
     return real == cwd or real in cwd.parents or real == Path.home()
+
+
+_FILE_NAME = re.compile(r"[^/\\\s]\.[A-Za-z0-9]{1,10}$")  # ends in a suffix: `summary.csv`, `out/x.tar.gz`
+MAX_ABSENT = 100
+
+
+def absent_paths(values: Iterable[Any]) -> list[str]:
+    """Parameters naming files that do not exist yet: Path values, and strings that look like
+    a file name (a suffix). A task given `out: Path` that writes it made it, returned or not."""
+    out: list[str] = []
+    for value in values:
+        for text in _candidates(value):
+            if len(out) >= MAX_ABSENT:
+                return out
+            if not text or len(text) > _MAX_PATH_LEN or "\n" in text or "\x00" in text or "://" in text:
+                continue
+            if not (isinstance(value, os.PathLike) or _FILE_NAME.search(text)):
+                continue
+            try:
+                if not os.path.lexists(text) and text not in out:
+                    out.append(text)
+            except (OSError, ValueError):
+                continue
+    return out
 
 
 def existing_paths(values: Iterable[Any]) -> list[str]:
