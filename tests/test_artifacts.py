@@ -120,6 +120,23 @@ def test_stat_cache_reads_an_unchanged_file_once(registry, tmp_path):
     assert a.id == b.id
 
 
+def test_a_folder_hashed_again_in_one_process_is_answered_from_memory(registry, tmp_path, monkeypatch):
+    """A folder passed to each of many tasks: its files' hashes come from memory the second
+    time, without reading the files or asking the SQLite stat cache."""
+    folder = tmp_path / "reference"
+    for i in range(50):
+        f = write(folder / f"chr{i}.fa", f">chr{i}\nACGT\n")
+        os.utime(f, ns=(time.time_ns() - 10**10, time.time_ns() - 10**10))
+    first = hashing.hash_dir(folder)
+    cache = hashing.stat_cache()
+    monkeypatch.setattr(cache, "_conn", lambda: pytest.fail("asked SQLite although the answer is in memory"))
+    before = hashing.reads
+    assert hashing.hash_dir(folder) == first and hashing.reads == before
+    (folder / "chr0.fa").write_text(">chr0\nTTTT\n")  # changed: read again, a new folder hash
+    monkeypatch.setattr(cache, "_conn", lambda: None)
+    assert hashing.hash_dir(folder) != first and hashing.reads == before + 1
+
+
 def test_folder_hash_covers_paths_and_counts_files(registry, tmp_path):
     folder = tmp_path / "run1"
     write(folder / "a.txt", "A")
