@@ -453,3 +453,39 @@ ln.finish()
     assert "working on second" in flows[1].report.path.read_text()
     assert flows[2]._aux["end_reason"] == "RuntimeError: boom"
     assert flows[0].transform.kind == "script" and flows[0].transform.source_code == script.read_text()
+
+
+SAVE_BIG = textwrap.dedent("""
+    import sys
+    import lamin_integrations as ln
+    ln.track()
+    ln.Artifact(sys.argv[1], key="big.bin").save()
+    ln.finish()
+""")
+
+
+def test_sigterm_while_a_file_is_copied_into_storage_leaves_no_partial_copy(registry, tmp_path):
+    """SLURM and Kubernetes stop jobs with SIGTERM; the run is aborted and the partial copy
+    in storage removed (the default action kills the process before any `except` runs)."""
+    import glob
+    import signal
+
+    big = tmp_path / "big.bin"
+    with open(big, "wb") as f:
+        f.truncate(768 * 1024 * 1024)  # sparse: quick to make, still copied byte by byte
+    script = tmp_path / "save_big.py"
+    script.write_text(SAVE_BIG)
+    parts = f"{registry.storage_root}/.lamindb/*.part-*"
+    proc = subprocess.Popen([sys.executable, str(script), str(big)], env=python_env(), cwd=tmp_path,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while not glob.glob(parts) and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.001)
+    seen = bool(glob.glob(parts))
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(60)
+    if not seen:
+        pytest.skip("the copy finished before SIGTERM could be sent during it")
+    assert proc.returncode == -signal.SIGTERM
+    assert glob.glob(parts) == []
+    assert ln.Run.get(transform__key="save_big.py").status == "aborted"

@@ -175,6 +175,9 @@ class RunGuard:
             _rearm_interrupt_exit()
 
     def _on_sigterm(self, signum: int, frame: Any) -> None:
+        from .storage import remove_partial_copies
+
+        remove_partial_copies()  # the default action below kills the process before any cleanup
         if os.getpid() == self.pid:
             self.end("aborted", reason="SIGTERM")
         signal.signal(signal.SIGTERM, signal.SIG_DFL)

@@ -163,6 +163,7 @@ def put(source: str, destination: str, is_dir: bool) -> None:
 
         # Unique per call: threads of one process may store the same artifact at once.
         tmp = dest.with_name(f"{dest.name}.part-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+        _in_flight.add(tmp)
         try:
             if is_dir:
                 # Links to folders are not part of the folder (hashing.list_files does not
@@ -173,11 +174,10 @@ def put(source: str, destination: str, is_dir: bool) -> None:
                 shutil.copyfile(source, tmp)
                 os.replace(tmp, dest)
         except BaseException:
-            if tmp.is_dir():
-                shutil.rmtree(tmp, ignore_errors=True)
-            else:
-                tmp.unlink(missing_ok=True)
+            _remove_partial(tmp)
             raise
+        finally:
+            _in_flight.discard(tmp)
         return
     dest_fs, dest_path = filesystem(destination)
     if not is_url(source):
@@ -213,6 +213,26 @@ def _replace_dir(tmp: Path, dest: Path) -> None:
             if not dest.is_dir():
                 raise
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+_in_flight: set[Path] = set()  # partial copies being written by this process
+
+
+def _remove_partial(tmp: Path) -> None:
+    if tmp.is_dir():
+        shutil.rmtree(tmp, ignore_errors=True)
+    else:
+        tmp.unlink(missing_ok=True)
+
+
+def remove_partial_copies() -> None:
+    """Delete the partial copies this process is writing: it is about to be killed (SIGTERM
+    from SLURM or Kubernetes), and the `except` that would clean them up will not run."""
+    for tmp in list(_in_flight):
+        try:
+            _remove_partial(tmp)
+        except OSError:
+            pass
 
 
 def _linked_dirs(folder: str, names: list[str]) -> set[str]:
