@@ -387,3 +387,22 @@ def test_a_run_journaled_while_the_registry_is_unreachable_keeps_no_password(pos
     assert "pending journal events: 2" in info.stdout and sync.returncode != 0
     assert leaked(info.stdout + info.stderr + sync.stdout + sync.stderr) == []
     assert files_containing(home, PASSWORD) == []
+
+
+def test_secrets_in_a_scripts_source_are_redacted_as_lamindb_does(registry, tmp_path):
+    import subprocess
+    import sys
+
+    from tests.conftest import python_env
+
+    script = tmp_path / "connect.py"
+    script.write_text('import lamin_integrations as ln\nDB_PASSWORD = "hunter2"\napi_key: str = \'sk-live-123\'\n'
+                      'timeout = 30\nln.track()\nln.finish()\n')
+    for _ in range(2):  # the second run finds the same transform (the hash is of the redacted source)
+        proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=python_env(),
+                              cwd=tmp_path, timeout=120)
+        assert proc.returncode == 0, proc.stderr
+    [transform] = ln.Transform.filter(key="connect.py").to_list()
+    assert "hunter2" not in transform.source_code and "sk-live-123" not in transform.source_code
+    assert 'DB_PASSWORD = "***REDACTED***"' in transform.source_code and "timeout = 30" in transform.source_code
+    assert transform.runs.count() == 2

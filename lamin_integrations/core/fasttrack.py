@@ -107,7 +107,9 @@ def _start(transform: str | None, params: dict | None, path: str | None) -> tupl
     script = Path(path).expanduser().resolve() if path else _caller_file()
     source = key = None
     if script is not None and script.exists():
-        source = script.read_text(errors="replace")
+        from .settings import redact_source
+
+        source = redact_source(script.read_text(errors="replace"))  # as Transform() stores it
         key = script_key(script)
     elif transform is None:
         return None

@@ -252,6 +252,11 @@ class Transform(IsVersioned, SQLRecord):
             raise ValidationError("Transform() needs a key, e.g. Transform(key='my-pipeline', kind='pipeline')")
         if isinstance(fields.get("version"), (int, float)) and not isinstance(fields["version"], bool):
             fields["version"] = str(fields["version"])
+        code = fields.get("source_code")
+        if isinstance(code, str):
+            from .settings import redact_source
+
+            fields["source_code"] = redact_source(code)
         self._set_fields({k: v for k, v in fields.items() if v is not None or k == "version"})
         if self.source_code is not None and self.hash is None:
             from .hashing import hash_string

@@ -64,6 +64,20 @@ _SECRET_ASSIGN = re.compile(r"(?i)(?<![\w.-])([\w.]*?(?:password|passwd|secret|t
 _SECRET_OPTION = re.compile(r"(?i)(?<![\w-])(--?[\w.-]*?(?:password|passwd|secret|token|api[_-]?key|access[_-]?key|private[_-]?key)(?:=|\s+))(?!-)\S+")
 
 
+# `DB_PASSWORD = "hunter2"`, `api_key: str = '...'`, `"token": "..."` in code that is stored
+_SECRET_IN_SOURCE = re.compile(
+    r"""(?im)^([ \t]*[\w.\[\]"']*?(?:password|passwd|secret|token|api_?key|access_?key|private_?key)[\w"'\]]*"""
+    r"""[ \t]*(?::[ \t]*[\w.\[\], ]+?[ \t]*)?[=:][ \t]*[rbuf]?)(["'])(?!\*\*\*)([^"'\n]{3,})\2""")
+
+
+def redact_source(code: str) -> str:
+    """Source code as stored in the registry: string literals assigned to secret-looking names
+    replaced, as lamindb does (`DB_PASSWORD = "***REDACTED***"`), so exports do not ship them."""
+    if not any(word in code.lower() for word in ("password", "passwd", "secret", "token", "key")):
+        return code
+    return _SECRET_IN_SOURCE.sub(lambda m: f"{m.group(1)}{m.group(2)}***REDACTED***{m.group(2)}", code)
+
+
 def mask_text(text: str) -> str:
     """Free text (an error message, a command line) with the passwords of `scheme://user:password@`
     URLs and the values of secret-looking options (`--password X`, `--api-key=X`) hidden."""
