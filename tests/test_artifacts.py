@@ -472,3 +472,26 @@ def test_a_key_names_the_same_kind_of_file_as_its_data(registry, tmp_path):
     assert ln.Artifact(pd.DataFrame({"a": [1]}), key="results/counts.parquet").save().load().shape == (1, 1)
     ln.Artifact(write(tmp_path / "reads.fastq.gz", "@r\n"), key="raw/reads.FASTQ.GZ").save()  # case aside: the same
     ln.Artifact(write(tmp_path / "notes", "no suffix\n"), key="docs/notes.txt").save()  # a file without a suffix: any
+
+
+def test_the_max_hash_setting_keeps_big_files_and_folders_out_of_storage(registry, tmp_path, monkeypatch):
+    """LAMIN_INTEGRATIONS_MAX_HASH_MB: what adapters record above it is listed by path and size,
+    neither hashed nor copied (a Prefect task's 1 GB output or a reference folder parameter)."""
+    from lamin_integrations.core.pipeline import record_inputs, record_outputs
+
+    monkeypatch.setenv("LAMIN_INTEGRATIONS_MAX_HASH_MB", "1")
+    run = ln.Run(ln.Transform(key="flow", kind="pipeline").save()).save()
+    big = tmp_path / "big.bam"
+    big.write_bytes(os.urandom(2 * 1024 * 1024))
+    ref = tmp_path / "reference"
+    for i in range(3):
+        (ref / f"chr{i}.fa").parent.mkdir(exist_ok=True)
+        (ref / f"chr{i}.fa").write_bytes(os.urandom(512 * 1024))
+    small = write(tmp_path / "small.txt", "small")
+    [ref_artifact] = record_inputs(run, [ref], workdir=tmp_path)
+    outs = {a.key: a for a in record_outputs(run, [big, small], workdir=tmp_path)}
+    for artifact, size in ((outs["big.bam"], 2 * 1024 * 1024), (ref_artifact, 3 * 512 * 1024)):
+        assert artifact.hash is None and artifact.size == size and artifact._aux["not_hashed"]
+    assert outs["small.txt"].hash is not None and outs["small.txt"].path.read_text() == "small"
+    stored = [p for p in Path(registry.storage_root).rglob("*") if p.is_file()]
+    assert len(stored) == 1 and stored[0].read_text() == "small"

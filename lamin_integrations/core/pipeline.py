@@ -69,8 +69,8 @@ def _artifacts(paths: Iterable[str | os.PathLike], workdir: Any, run: Run | None
         in_place = any(st.relative_to_root(location, root) is not None for root in roots)
         key = None if in_place else artifact_key(text, workdir)  # in place: the storage's own key
         try:
-            if "://" not in text and max_hash_size is not None and not os.path.isdir(text):
-                size = os.stat(text).st_size
+            if "://" not in text and max_hash_size is not None:
+                size = _size(text)
                 if size > max_hash_size:
                     unhashed = _unhashed(text, key or artifact_key(text, workdir), size, run, kind, as_input)
                     unhashed.__dict__["_given_path"] = text
@@ -94,6 +94,20 @@ def _artifacts(paths: Iterable[str | os.PathLike], workdir: Any, run: Run | None
             artifact.__dict__["_same_key_only"] = True  # an output is the file at its path
         out.append(artifact)
     return out
+
+
+def _size(path: str) -> int:
+    """Bytes of a file, or of the files below a folder (links not followed, as hashing does)."""
+    if not os.path.isdir(path):
+        return os.stat(path).st_size
+    total = 0
+    for folder, _, names in os.walk(path):
+        for name in names:
+            try:
+                total += os.lstat(os.path.join(folder, name)).st_size
+            except OSError:
+                continue
+    return total
 
 
 def _unhashed(path: str, key: str, size: int, run: Run | None, kind: str | None, as_input: bool) -> Artifact:
@@ -134,7 +148,10 @@ def record_files(outputs: Iterable[tuple[Run, Files, Any]] = (), inputs: Iterabl
     runs made (or at its own path), for engines that record every file of a run at its path.
     """
     from .artifacts import save_artifacts
+    from .settings import max_hash_bytes
 
+    if max_hash_size is None:
+        max_hash_size = max_hash_bytes()  # LAMIN_INTEGRATIONS_MAX_HASH_MB: every adapter
     outs = [a for run, paths, workdir in outputs
             for a in _artifacts(paths, workdir, run, max_hash_size=max_hash_size, kind=kind, as_input=False)]
     ins, pairs = [], list(links)

@@ -23,6 +23,21 @@ SQLITE_BUSY_TIMEOUT_MS = 30_000
 SCHEMA_HEAD = "0004"  # the newest migration (core/migrations/versions); migrate.HEAD
 
 
+ENV_MAX_HASH_MB = "LAMIN_INTEGRATIONS_MAX_HASH_MB"
+
+
+def max_hash_bytes() -> int | None:
+    """The size above which adapters record a file or folder by name and size only (no hash,
+    no copy into storage): LAMIN_INTEGRATIONS_MAX_HASH_MB, unset = no limit."""
+    text = os.environ.get(ENV_MAX_HASH_MB, "").strip()
+    if not text:
+        return None
+    try:
+        return max(0, int(float(text) * 1024 * 1024))
+    except ValueError:
+        return None
+
+
 def data_dir() -> Path:
     """The per-user folder for the embedded registry (XDG on Linux, the OS convention elsewhere)."""
     if os.environ.get(ENV_HOME):
