@@ -489,3 +489,16 @@ def test_sigterm_while_a_file_is_copied_into_storage_leaves_no_partial_copy(regi
     assert proc.returncode == -signal.SIGTERM
     assert glob.glob(parts) == []
     assert ln.Run.get(transform__key="save_big.py").status == "aborted"
+
+
+def test_runs_starting_together_in_a_new_environment_all_record_it(registry, tmp_path):
+    """An array job right after a pip install: every process builds the environment file at
+    once; none may replace it under another that is storing it."""
+    from tests.conftest import race
+
+    race(tmp_path, "import lamin_integrations as ln\nln.track(params={'i': int(sys.argv[1])})\nln.finish()\n",
+         [[str(i)] for i in range(6)])
+    runs = ln.Run.filter(params__i__isnull=False).to_list()
+    assert len(runs) == 6 and all(r.status == "completed" for r in runs)
+    assert {r.environment_id for r in runs} != {None} and None not in {r.environment_id for r in runs}
+    assert len({r.environment_id for r in runs}) == 1

@@ -70,7 +70,17 @@ def _cached(cache_dir: Path, suffix: str, build: Callable[[], str]) -> Path:
         folder.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
         tmp.write_text(build())
-        os.replace(tmp, path)
-        old = os.stat(path)  # old enough for the stat cache to trust it next time
-        os.utime(path, ns=(old.st_atime_ns - 10**10, old.st_mtime_ns - 10**10))
+        old = os.stat(tmp)  # old enough for the stat cache to trust it next time
+        os.utime(tmp, ns=(old.st_atime_ns - 10**10, old.st_mtime_ns - 10**10))
+        # Published once and never replaced: processes starting together each build it, and a
+        # replace under one that is copying it into storage would change the bytes it copies.
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            pass  # another process published the same content first
+        except OSError:  # no hard links on this filesystem
+            if not path.exists():
+                os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
     return path
