@@ -502,3 +502,22 @@ def test_runs_starting_together_in_a_new_environment_all_record_it(registry, tmp
     assert len(runs) == 6 and all(r.status == "completed" for r in runs)
     assert {r.environment_id for r in runs} != {None} and None not in {r.environment_id for r in runs}
     assert len({r.environment_id for r in runs}) == 1
+
+
+def test_files_written_into_a_pythonpath_folder_keep_the_environment_cache(registry, tmp_path):
+    """The cache key is what is installed (dist-info names), not folder times: a pipeline
+    writing into a PYTHONPATH folder on each run does not rescan every distribution."""
+    import os
+
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    script = tmp_path / "env_job.py"
+    script.write_text("import lamin_integrations as ln\nln.track()\nln.finish()\n")
+    cache = Path(os.environ["LAMIN_INTEGRATIONS_HOME"]) / "cache" / "environments"
+    for i in range(3):
+        (lib / f"module_{i}.py").write_text("x = 1\n")
+        proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, cwd=tmp_path, timeout=120,
+                              env=python_env(PYTHONPATH=str(lib)))
+        assert proc.returncode == 0, proc.stderr
+    assert len(list(cache.glob("*.txt"))) == 1
+    assert len({r.environment_id for r in ln.Run.filter(transform__key="env_job.py")}) == 1

@@ -1,10 +1,11 @@
 """The run's environment: a requirements.txt of the installed distributions.
 
 Built from `importlib.metadata` (no `pip freeze` subprocess). Scanning every distribution
-costs ~100 ms, so the result is cached under a fingerprint of the import path (each
-sys.path folder and its modification time, which changes when packages are installed or
-removed); an unchanged environment is one stat per folder and the same file, which the
-artifact layer then deduplicates by hash into one shared artifact.
+costs ~100 ms, so the result is cached under a fingerprint of what is installed: the
+`*.dist-info` / `*.egg-info` names (which carry the versions) in each sys.path folder. Files
+written into a PYTHONPATH or source folder do not change it (a folder's modification time
+did, rescanning every distribution on every run); an unchanged environment is one listing
+per folder and the same file, which the artifact layer deduplicates into one shared artifact.
 """
 
 from __future__ import annotations
@@ -23,10 +24,11 @@ def _fingerprint() -> str:
     entries = sys.path if sys.flags.safe_path else sys.path[1:]
     for entry in entries:
         try:
-            st = os.stat(entry or ".")
+            with os.scandir(entry or ".") as it:
+                names = sorted(e.name for e in it if e.name.endswith((".dist-info", ".egg-info", ".egg-link")))
         except OSError:
             continue
-        parts.append(f"{entry}:{st.st_mtime_ns}")
+        parts.append(f"{entry}:{','.join(names)}")
     return hashlib.sha1("\n".join(parts).encode()).hexdigest()[:20]
 
 
@@ -83,4 +85,19 @@ def _cached(cache_dir: Path, suffix: str, build: Callable[[], str]) -> Path:
                 os.replace(tmp, path)
         finally:
             tmp.unlink(missing_ok=True)
+        _forget_old(folder, suffix)
     return path
+
+
+KEEP_ENVIRONMENTS = 20
+
+
+def _forget_old(folder: Path, suffix: str) -> None:
+    """Keep the newest few cached files: one per environment this machine used recently."""
+    try:
+        files = sorted((p for p in folder.glob(f"*{suffix}") if ".tmp" not in p.name),
+                       key=lambda p: p.stat().st_ctime, reverse=True)
+        for old in files[KEEP_ENVIRONMENTS:]:
+            old.unlink(missing_ok=True)
+    except OSError:
+        pass
