@@ -74,9 +74,9 @@ _READING = {"info", "runs", "show", "lineage", "export", "report"}  # commands t
 def cli(ctx: click.Context, db: str | None, storage: str | None) -> None:
     """Lineage registry for Snakemake, Prefect, Nextflow and Python runs."""
     if db and ctx.invoked_subcommand in _READING:
-        from .core.settings import sqlite_file
+        from .core.settings import as_url, sqlite_file
 
-        database = sqlite_file(db)
+        database = sqlite_file(as_url(db))
         if database is not None and not os.path.exists(os.path.expanduser(database)):
             # reading must not create an empty registry at a mistyped path
             _fail(f"no registry at {database}: nothing has been recorded there (is the path right?)")

@@ -155,3 +155,17 @@ def test_reading_commands_do_not_create_a_registry_at_a_mistyped_path(tmp_path):
                               env=python_env(), timeout=60)
         assert proc.returncode == 1 and f"no registry at {typo}" in proc.stderr, (args, proc.stderr)
     assert not (tmp_path / "typo_dir").exists()
+
+
+def test_a_registry_given_as_a_plain_file_path_is_that_sqlite_file(tmp_path):
+    """As `--logger-lamin-db reg.sqlite` takes it, so do `--db` and LAMIN_INTEGRATIONS_DB."""
+    script = tmp_path / "job.py"
+    script.write_text("import lamin_integrations as ln\nln.track()\nln.finish()\n")
+    env = python_env(LAMIN_INTEGRATIONS_DB="reg.sqlite")
+    env.pop("LAMIN_INTEGRATIONS_STORAGE", None)
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "reg.sqlite").is_file()
+    listed = subprocess.run([CLI, "--db", str(tmp_path / "reg.sqlite"), "runs"], capture_output=True, text=True,
+                            env=python_env(), timeout=60)
+    assert listed.returncode == 0 and "job.py" in listed.stdout, listed.stderr

@@ -130,10 +130,20 @@ def sqlite_file(db: str) -> str | None:
     return match.group(1) if match and match.group(1) != ":memory:" else None
 
 
+def as_url(db: str) -> str:
+    """A registry given as a plain file path (`lineage.db`, `~/reg.sqlite`) is that SQLite
+    file, as `--logger-lamin-db` takes it; URLs are left alone."""
+    if db and "://" not in db:
+        return "sqlite:///" + os.path.abspath(os.path.expanduser(db))
+    return db
+
+
 def resolve(db: str | None = None, storage: str | None = None) -> tuple[str, str]:
     """The (database URL, storage root) to use, by the documented order of precedence."""
     config = read_config() if not (db and storage) else {}
     db = db or os.environ.get(ENV_DB) or config.get("db")
+    if db:
+        db = as_url(db)
     storage = storage or os.environ.get(ENV_STORAGE) or config.get("storage")
     if not db:
         db = f"sqlite:///{data_dir() / 'lineage.db'}"
