@@ -871,3 +871,26 @@ def test_a_script_that_started_before_its_job_was_recorded_is_moved_under_it(sql
     early = ln.Run.get(early.uid)
     assert early.initiated_by_run_id == job.id and early.root_run_id == wf.id
     assert "parent_hint" not in (early._aux or {})
+
+
+def test_an_update_output_has_its_earlier_content_as_input(sqlite_registry, tmp_path):
+    wd = tmp_path / "upd"
+    wd.mkdir()
+    (wd / "Snakefile").write_text(textwrap.dedent("""
+        rule all:
+            input: "db.txt"
+        rule add:
+            input: "new.txt"
+            output: update("db.txt")
+            shell: "cat {input} >> {output}"
+    """))
+    for row in ("row1", "row2"):
+        (wd / "new.txt").write_text(row + "\n")
+        snakemake(wd, "--forcerun", "add")
+    first, second = workflow_runs()
+    [add1], [add2] = jobs(first)["add"], jobs(second)["add"]
+    [db1] = add1.output_artifacts.to_list()
+    [db2] = add2.output_artifacts.to_list()
+    assert db1.key == db2.key == "db.txt" and db1.id != db2.id
+    assert {a.key: a.id for a in add2.input_artifacts} == {"new.txt": add2.input_artifacts.get(key="new.txt").id,
+                                                            "db.txt": db1.id}

@@ -91,6 +91,8 @@ def translate(record: Any) -> dict[str, Any] | None:
             "rule": str(get("rule_name") or "unknown"),
             "message": get("rule_msg"),
             "input": paths(get("input")), "output": paths(get("output")),
+            # update() outputs are read as well as written: their earlier content is an input
+            "updated": paths(_updated(get("output"))),
             "log": paths(get("log")), "benchmark": paths(get("benchmark")),
             "wildcards": to_json(dict(get("wildcards") or {})),
             "threads": get("threads"),
@@ -120,6 +122,13 @@ def translate(record: Any) -> dict[str, Any] | None:
             if text.startswith(marker):
                 return {"event": kind, "created": created}
     return None
+
+
+def _updated(value: Any) -> list[str]:
+    """The outputs marked `(update)` (Snakemake's update() flag)."""
+    if value is None or isinstance(value, (str, os.PathLike)):
+        return []
+    return [str(v) for v in value if str(v).endswith(" (update)")]
 
 
 def _jobid(value: Any) -> int | str:

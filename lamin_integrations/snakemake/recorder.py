@@ -298,6 +298,7 @@ class Recorder:
         """Record a run of job events: new runs, outputs, inputs, ends (in that order)."""
         from ..core.bulk import save
         from ..core.models import Run
+        from ..core.pipeline import artifact_key
         from ..core.uids import derived
         from .parent import job_name
 
@@ -350,6 +351,10 @@ class Recorder:
         if unsaved:
             save([job.run for job in unsaved])  # one insert: a script's ln.track() finds its job
         self._adopt_scripts()
+        # an update() output's earlier content, as recorded before this job rewrote it (looked
+        # up before this segment records outputs: the job may have finished already)
+        earlier = [(self.state.jobs[e["jobid"]].run, found) for e in infos for p in e.get("updated") or []
+                   if (found := _recorded_here(artifact_key(p, e["cwd"]), e["cwd"])) is not None]
         closing: list[tuple[Any, str, Any, dict[str, Any]]] = []
         outputs, closed = [], []
         for e in ends:
@@ -371,6 +376,10 @@ class Recorder:
                                 {"error": error, "engine": e.get("aux") or None}))
         self._record_outputs(outputs)
         self._record_inputs(new_jobs)
+        if earlier:
+            from ..core.pipeline import record_files
+
+            record_files(links=earlier)
         if closing:
             from ..core.pipeline import close_runs
 
