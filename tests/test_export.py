@@ -226,3 +226,21 @@ def test_export_errors_are_one_line(wf, tmp_path):
     artifact = ln.Artifact.get(key="results/summary.txt")
     proc = cli("export", artifact.uid, "--format", "prov-json", "-o", str(tmp_path / "x.json"))
     assert proc.returncode == 1 and "not a run" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_a_folder_is_a_dataset_with_its_files_in_the_crate(registry, tmp_path):
+    from rocrate.rocrate import ROCrate
+
+    folder = tmp_path / "counts"
+    (folder / "sub").mkdir(parents=True)
+    (folder / "a.txt").write_text("a\n")
+    (folder / "sub" / "b.txt").write_text("b\n")
+    run = ln.Run(ln.Transform(key="make_counts.py", kind="script", source_code="print(1)\n").save()).save()
+    made = ln.Artifact(folder, key="results/counts", run=run).save()
+    proc = cli("export", run.uid, "--format", "ro-crate", "-o", str(tmp_path / "crate"))
+    assert proc.returncode == 0, proc.stderr
+    crate = ROCrate(tmp_path / "crate")
+    [dataset] = [e for e in crate.get_entities() if e.get("identifier") == made.uid]
+    assert dataset.type == "Dataset" and dataset.id == f"data/{made.uid}/counts/"
+    assert (tmp_path / "crate" / dataset.id / "sub" / "b.txt").read_text() == "b\n"
+    assert "file://" not in (tmp_path / "crate" / "ro-crate-metadata.json").read_text()

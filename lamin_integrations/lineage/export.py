@@ -148,6 +148,17 @@ def _local_bytes(artifact: Any) -> Path | None:
     return path if isinstance(path, Path) and path.is_file() else None
 
 
+def _local_folder(artifact: Any) -> Path | None:
+    """The artifact's local folder, if it is one and its files are here."""
+    if artifact.n_files is None:
+        return None
+    try:
+        path = artifact.path
+    except Exception:
+        return None
+    return path if isinstance(path, Path) and path.is_dir() else None
+
+
 def write_crate(data: LineageData, out: Path, include_data: bool = True) -> Path:
     """A Provenance Run Crate for the tree in `data`: a folder, or a zip if `out` ends with .zip.
 
@@ -202,15 +213,22 @@ def write_crate(data: LineageData, out: Path, include_data: bool = True) -> Path
         if a.size is not None:
             props["contentSize"] = str(a.size)
         local = _local_bytes(a) if include_data else None
+        folder = _local_folder(a) if include_data else None
         if local is not None:
             props["sha256"] = _sha256(local)
             entity = crate.add_file(local, dest_path=f"data/{a.uid}/{Path(a.key or local.name).name}", properties=props)
+        elif folder is not None:  # a Dataset with its files, as RO-Crate describes folders
+            if a.hash:
+                props["lamin:hash"] = f"{a.hash_type}:{a.hash}"
+            entity = crate.add_dataset(folder, dest_path=f"data/{a.uid}/{Path(a.key or folder.name).name}/",
+                                       properties=props)
         else:
             if a.hash:
                 props["lamin:hash"] = f"{a.hash_type}:{a.hash}"
             ident = _artifact_uri(a)
-            entity = crate.add_file(ident, fetch_remote=False, validate_url=False, properties=props) if "://" in ident \
-                else crate.add(ContextEntity(crate, ident, properties={"@type": "File", **props}))
+            kind = "Dataset" if a.n_files is not None else "File"
+            entity = crate.add_file(ident, fetch_remote=False, validate_url=False, properties=props) \
+                if "://" in ident and kind == "File" else crate.add(ContextEntity(crate, ident, properties={"@type": kind, **props}))
         files[a.id] = entity
         return entity
 
