@@ -169,3 +169,20 @@ def test_a_registry_given_as_a_plain_file_path_is_that_sqlite_file(tmp_path):
     listed = subprocess.run([CLI, "--db", str(tmp_path / "reg.sqlite"), "runs"], capture_output=True, text=True,
                             env=python_env(), timeout=60)
     assert listed.returncode == 0 and "job.py" in listed.stdout, listed.stderr
+
+
+def test_lineage_of_a_file_inside_a_recorded_folder_and_of_a_copy(registry, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "many").mkdir()
+    for i in range(3):
+        (tmp_path / "many" / f"f_{i}.txt").write_text(f"{i}\n")
+    run = ln.Run(ln.Transform(key="wf", kind="pipeline").save()).save()
+    folder = ln.Artifact(tmp_path / "many", key="many", run=run).save()
+    inside = subprocess.run([CLI, "show", "many/f_1.txt"], capture_output=True, text=True, env=python_env(),
+                            cwd=tmp_path, timeout=60)
+    assert inside.returncode == 0 and folder.uid in inside.stdout and "inside the recorded folder" in inside.stderr
+    (tmp_path / "copy.txt").write_text("1\n")  # the bytes of many/f_1.txt, under another name
+    ln.Artifact(tmp_path / "many" / "f_1.txt", key="f_1.txt").save()
+    copy = subprocess.run([CLI, "show", "copy.txt"], capture_output=True, text=True, env=python_env(),
+                          cwd=tmp_path, timeout=60)
+    assert copy.returncode == 0 and "f_1.txt" in copy.stdout and "same content" in copy.stderr

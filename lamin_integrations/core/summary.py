@@ -79,8 +79,29 @@ def find_artifact(path: str, instance: Instance | None = None) -> Any:
         if found:
             full = where.resolve().as_posix()
             tails = [a for a in found if a.key and (full == a.key or full.endswith("/" + a.key))]
-            return max(tails, key=lambda a: len(a.key)) if tails else found[0]
-    return artifacts.filter(key=path.removeprefix("./")).order_by("-id").first()
+            if tails:
+                return max(tails, key=lambda a: len(a.key))
+    key = path.removeprefix("./")
+    by_key = artifacts.filter(key=key).order_by("-id").first()
+    if by_key is not None:
+        return by_key
+    if on_disk and found:
+        import sys
+
+        sys.stderr.write(f"note: no artifact has the key {key!r}; showing {found[0].key or found[0].uid!r}, "
+                         "which has the same content\n")
+        return found[0]
+    # a file inside a recorded folder (a Snakemake directory() output): that folder
+    parent = Path(key).parent
+    while str(parent) not in (".", "/", ""):
+        folder = artifacts.filter(key=parent.as_posix(), n_files__isnull=False).order_by("-id").first()
+        if folder is not None:
+            import sys
+
+            sys.stderr.write(f"note: {key!r} is inside the recorded folder {folder.key!r}\n")
+            return folder
+        parent = parent.parent
+    return None
 
 
 def list_runs(status: str | None = None, transform: str | None = None, reference_type: str | None = None,
