@@ -701,3 +701,29 @@ def test_listed_files_are_not_outputs_and_a_path_written_without_return_is(work:
     assert all(r.output_artifacts.count() == 0 for r in discovers)  # listing is not making
     assert [[a.key for a in r.output_artifacts] for r in saves] == [["results/summary.csv"]] * 2
     assert ln.Artifact.filter(key="raw/sample0.csv", run__isnull=False).count() == 0
+
+
+@task
+def may_fail(x: int) -> int:
+    if x < 0:
+        raise ValueError("negative")
+    return x * 10
+
+
+@task
+def after(values: list) -> int:
+    return len(values)
+
+
+@flow
+def allow_failure_flow() -> int:
+    from prefect import allow_failure
+
+    good = may_fail.submit(2)
+    return after.submit([allow_failure(good)]).result()
+
+
+def test_allow_failure_records_the_value_not_a_future(work: Path) -> None:
+    assert allow_failure_flow() == 1
+    [run] = [r for r in runs(reference_type="prefect_task_run") if r.transform.key.endswith(":after")]
+    assert run.params["values"] == [20], run.params

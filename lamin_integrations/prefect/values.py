@@ -31,8 +31,11 @@ def resolved(parameters: Mapping[str, Any] | None) -> dict[str, Any]:
     if not parameters:
         return {}
     from prefect.futures import PrefectFuture
+    from prefect.utilities.annotations import BaseAnnotation
 
     def value(v: Any, depth: int = 0) -> Any:
+        if isinstance(v, BaseAnnotation):  # allow_failure(future), quote(x): the value inside
+            v = v.unwrap()
         if isinstance(v, PrefectFuture):
             try:
                 if v.state.is_completed():
@@ -40,9 +43,11 @@ def resolved(parameters: Mapping[str, Any] | None) -> dict[str, Any]:
             except Exception:
                 pass
             return v
-        if depth < 2 and isinstance(v, (list, tuple)) and any(isinstance(x, PrefectFuture) for x in v[:MAX_PATHS]):
+        if depth < 2 and isinstance(v, (list, tuple)) and not isinstance(v, BaseAnnotation) \
+                and any(isinstance(x, (PrefectFuture, BaseAnnotation)) for x in v[:MAX_PATHS]):
             return type(v)(value(x, depth + 1) for x in v) if isinstance(v, list) else tuple(value(x, depth + 1) for x in v)
-        if depth < 2 and isinstance(v, dict) and any(isinstance(x, PrefectFuture) for x in list(v.values())[:MAX_PATHS]):
+        if depth < 2 and isinstance(v, dict) and any(isinstance(x, (PrefectFuture, BaseAnnotation))
+                                                     for x in list(v.values())[:MAX_PATHS]):
             return {k: value(x, depth + 1) for k, x in v.items()}
         return v
 
