@@ -894,3 +894,28 @@ def test_an_update_output_has_its_earlier_content_as_input(sqlite_registry, tmp_
     assert db1.key == db2.key == "db.txt" and db1.id != db2.id
     assert {a.key: a.id for a in add2.input_artifacts} == {"new.txt": add2.input_artifacts.get(key="new.txt").id,
                                                             "db.txt": db1.id}
+
+
+def test_keep_incomplete_outputs_are_outputs_of_the_failed_job(sqlite_registry, tmp_path):
+    wd = tmp_path / "keepinc"
+    wd.mkdir()
+    (wd / "raw.txt").write_text("raw\n")
+    (wd / "Snakefile").write_text(textwrap.dedent("""
+        rule all:
+            input: "c.txt"
+        rule b:
+            input: "raw.txt"
+            output: "b.txt"
+            shell: "echo partial > {output}; exit 3"
+        rule c:
+            input: "b.txt"
+            output: "c.txt"
+            shell: "cat {input} > {output}"
+    """))
+    assert snakemake(wd, "--keep-incomplete", check=False).returncode != 0
+    snakemake(wd)  # b.txt is there: only c runs, on the partial file
+    first, second = workflow_runs()
+    [b] = jobs(first)["b"]
+    [c] = jobs(second)["c"]
+    assert b.status == "errored" and [a.key for a in b.output_artifacts] == ["b.txt"]
+    assert [a.run_id for a in c.input_artifacts] == [b.id]

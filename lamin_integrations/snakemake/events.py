@@ -76,6 +76,7 @@ def translate(record: Any) -> dict[str, Any] | None:
             "config": _config(workflow),
             "included": _included(workflow),
             "touch": _flag(lambda: bool(workflow.touch)),
+            "keep_incomplete": _flag(lambda: bool(workflow.execution_settings.keep_incomplete)),
             # `--quiet` (progress): the scheduler sends no job_finished at all
             "no_finish_events": _flag(lambda: any(getattr(q, "name", str(q)) in ("PROGRESS", "ALL")
                                                   for q in (workflow.output_settings.quiet or ()))),

@@ -67,6 +67,7 @@ class State:
     stats: dict[str, Any] | None = None
     nothing_to_do: bool = False
     no_finish_events: bool = False  # --quiet: jobs end without job_finished
+    keep_incomplete: bool = False  # --keep-incomplete: a failed job's outputs stay on disk
     interrupted: bool = False
     terminating: bool = False
     lost: bool = False  # the Snakemake process went away without closing the logger
@@ -256,6 +257,7 @@ class Recorder:
             connect(self.config.db, self.config.storage)
         self.state.workflow_id = e["workflow_id"]
         self.state.no_finish_events = bool(e.get("no_finish_events"))
+        self.state.keep_incomplete = bool(e.get("keep_incomplete"))
         if self.config.project:
             context.use_project(self.config.project)
         source, git = e["snakefile_source"], e["git"]
@@ -367,7 +369,10 @@ class Recorder:
                 outputs.append((job, job.outputs))
                 closing.append((job.run, "completed", _time(e["created"]), {}))
             else:  # the log explains the failure; Snakemake deletes the other outputs
-                outputs.append((job, [p for p in _absolute(e.get("log") or [], job.cwd) if os.path.exists(p)]))
+                kept = [p for p in _absolute(e.get("log") or [], job.cwd) if os.path.exists(p)]
+                if self.state.keep_incomplete:  # ...unless told to keep them: what it left is its output
+                    kept += [p for p in job.outputs if p not in kept and _written_since(p, job)]
+                outputs.append((job, kept))
                 error = e.get("error_text") or e.get("message") or "job failed"
                 # Ctrl-C in a terminal signals the whole process group: the job's command dies
                 # of it before Snakemake reports the interrupt. That job was stopped, not failed.
@@ -578,6 +583,14 @@ class Recorder:
                 entries.append((job.run, others, job.cwd))
         if links or entries:
             record_files(inputs=entries, links=links, max_hash_size=self.config.max_hash_bytes, own_files_by_path=True)
+
+
+def _written_since(path: str, job: Job) -> bool:
+    started = job.run.started_at.timestamp() - 1.0 if job.run.started_at else 0.0
+    try:
+        return "://" not in path and os.lstat(path).st_mtime >= started
+    except OSError:
+        return False
 
 
 def _wrote_outputs(job: Job) -> bool:
