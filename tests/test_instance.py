@@ -96,9 +96,12 @@ def test_cli_info_masks_password_and_fails_cleanly_when_unreachable(tmp_path):
     assert "Traceback" not in proc.stderr
 
 
-def test_bad_database_url_is_a_clear_error(tmp_path):
-    with pytest.raises(InstanceError, match="SQLAlchemy URL"):
-        ln.connect("not a url", str(tmp_path))
+def test_bad_database_url_is_a_clear_error(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    for wrong in ("not a url", "account/instance"):  # a lamindb instance slug is no file either
+        with pytest.raises(InstanceError, match="SQLAlchemy URL"):
+            ln.connect(wrong, str(tmp_path / "storage"))
+    assert sorted(p.name for p in tmp_path.iterdir()) == []  # nothing made in the working folder
 
 
 def test_registry_newer_than_the_package_is_refused(tmp_path):

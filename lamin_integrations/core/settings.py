@@ -131,9 +131,10 @@ def sqlite_file(db: str) -> str | None:
 
 
 def as_url(db: str) -> str:
-    """A registry given as a plain file path (`lineage.db`, `~/reg.sqlite`) is that SQLite
-    file, as `--logger-lamin-db` takes it; URLs are left alone."""
-    if db and "://" not in db:
+    """A registry given as a plain SQLite file path (`lineage.db`, `~/reg.sqlite`) is that
+    file, as `--logger-lamin-db` takes it. Anything else is left to the URL parser, so a
+    lamindb instance slug (`account/instance`) or a typo is an error, not a new file."""
+    if db and "://" not in db and db.lower().endswith((".db", ".sqlite", ".sqlite3")):
         return "sqlite:///" + os.path.abspath(os.path.expanduser(db))
     return db
 
