@@ -75,7 +75,8 @@ def translate(record: Any) -> dict[str, Any] | None:
             "host": header.get("host"), "user": header.get("user"),
             "config": _config(workflow),
             "included": _included(workflow),
-            "touch": _flag(lambda: bool(workflow.touch)),
+            # (not `workflow.touch`: it imports a module, which races the main thread's imports)
+            "touch": _flag(lambda: workflow.executor_plugin.executor.__module__ == "snakemake.executors.touch"),
             "keep_incomplete": _flag(lambda: bool(workflow.execution_settings.keep_incomplete)),
             # `--quiet` (progress): the scheduler sends no job_finished at all
             "no_finish_events": _flag(lambda: any(getattr(q, "name", str(q)) in ("PROGRESS", "ALL")
