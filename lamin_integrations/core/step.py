@@ -25,13 +25,11 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 def json_safe(value: Any) -> Any:
     """A parameter value as JSON: plain values as they are, records by uid, dates as ISO text,
-    secret-looking keys masked, values too big to store with every run summarised, others as
-    repr."""
+    values too big to store with every run summarised, others as repr."""
     import datetime as dt
 
     from .jsonutil import too_big
     from .record import SQLRecord
-    from .settings import SECRET_NAME
 
     summary = too_big(value)
     if summary is not None:
@@ -49,7 +47,7 @@ def json_safe(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [json_safe(v) for v in value]
     if isinstance(value, dict) and all(isinstance(k, str) for k in value):
-        return {k: "***" if SECRET_NAME.search(k) and isinstance(v, str) and v else json_safe(v) for k, v in value.items()}
+        return {k: json_safe(v) for k, v in value.items()}
     if isinstance(value, (dt.date, dt.time)):
         return value.isoformat()
     try:
@@ -61,11 +59,11 @@ def json_safe(value: Any) -> Any:
 
 
 def safe_params(params: Any) -> dict[str, Any]:
-    """Parameters by name, each as `json_safe` stores it; a secret-looking name is masked."""
-    from .settings import SECRET_NAME
+    """Parameters by name, each as `json_safe` stores it, text under secret-looking names (at
+    any depth) masked as `jsonutil.masked` masks what the other adapters store."""
+    from .jsonutil import masked
 
-    return {str(k): "***" if SECRET_NAME.search(str(k)) and isinstance(v, str) and v else json_safe(v)
-            for k, v in params.items()}
+    return masked({str(k): json_safe(v) for k, v in params.items()})
 
 
 def bind_params(func: Callable[..., Any], args: tuple, kwargs: dict) -> dict[str, Any]:

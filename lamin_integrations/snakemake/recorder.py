@@ -586,6 +586,7 @@ class Recorder:
 
 
 def _written_since(path: str, job: Job) -> bool:
+    """The local file exists and was written after the job started (a second of slack)."""
     started = job.run.started_at.timestamp() - 1.0 if job.run.started_at else 0.0
     try:
         return "://" not in path and os.lstat(path).st_mtime >= started
@@ -597,13 +598,7 @@ def _wrote_outputs(job: Job) -> bool:
     """Every output of the job (not its logs) exists and was written after the job started."""
     logs = set(job.logs)
     outputs = [p for p in job.outputs if p not in logs and "://" not in p]
-    if not outputs:
-        return False
-    started = job.run.started_at.timestamp() - 1.0 if job.run.started_at else 0.0
-    try:
-        return all(os.lstat(p).st_mtime >= started for p in outputs)
-    except OSError:
-        return False
+    return bool(outputs) and all(_written_since(p, job) for p in outputs)
 
 
 def _recorded_here(key: str, cwd: str) -> Any:
