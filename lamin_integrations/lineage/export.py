@@ -137,26 +137,19 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def _local_bytes(artifact: Any) -> Path | None:
-    """The artifact's local file, if its bytes are here (folders and object stores are referenced)."""
-    if artifact.n_files is not None or (artifact.hash is None and artifact.size is None):
+def _local(artifact: Any) -> Path | None:
+    """The artifact's local file or folder, if its bytes are here (object stores and
+    metadata-only records are referenced)."""
+    folder = artifact.n_files is not None
+    if not folder and artifact.hash is None and artifact.size is None:
         return None
     try:
         path = artifact.path
     except Exception:
         return None
-    return path if isinstance(path, Path) and path.is_file() else None
-
-
-def _local_folder(artifact: Any) -> Path | None:
-    """The artifact's local folder, if it is one and its files are here."""
-    if artifact.n_files is None:
+    if not isinstance(path, Path):
         return None
-    try:
-        path = artifact.path
-    except Exception:
-        return None
-    return path if isinstance(path, Path) and path.is_dir() else None
+    return path if (path.is_dir() if folder else path.is_file()) else None
 
 
 def write_crate(data: LineageData, out: Path, include_data: bool = True) -> Path:
@@ -212,8 +205,8 @@ def write_crate(data: LineageData, out: Path, include_data: bool = True) -> Path
                                  "alternateName": a.key or a.uid}
         if a.size is not None:
             props["contentSize"] = str(a.size)
-        local = _local_bytes(a) if include_data else None
-        folder = _local_folder(a) if include_data else None
+        here = _local(a) if include_data else None
+        local, folder = (None, here) if a.n_files is not None else (here, None)
         if local is not None:
             props["sha256"] = _sha256(local)
             entity = crate.add_file(local, dest_path=f"data/{a.uid}/{Path(a.key or local.name).name}", properties=props)
