@@ -267,6 +267,36 @@ def test_script_rule_tracking_becomes_child_of_its_job(sqlite_registry, tmp_path
     assert shell_tracked.transform.key == "x.py"  # a shell: command cannot name its job: workflow run
 
 
+def test_run_block_tracking_becomes_child_of_its_job_with_the_rule_as_transform(sqlite_registry, tmp_path):
+    """Code in a `run:` block is the rule's, not Snakemake's executor module; its run belongs
+    to the job that ran it (each job its own, also with jobs running side by side)."""
+    wd = tmp_path / "runblock"
+    wd.mkdir()
+    (wd / "Snakefile").write_text(textwrap.dedent("""
+        rule all:
+            input: expand("out/{s}.txt", s=["a", "b"])
+        rule make:
+            output: "out/{s}.txt"
+            run:
+                import lamin_integrations as ln
+                ln.track(params={"sample": wildcards.s})
+                with open(output[0], "w") as f:
+                    f.write(wildcards.s)
+                ln.Artifact(output[0], key=f"made/{wildcards.s}.txt").save()
+                ln.finish()
+    """))
+    snakemake(wd, "--cores", "2")
+    [wf] = workflow_runs()
+    by_name = jobs(wf)
+    for sample in ("a", "b"):
+        [job] = by_name[f"make[s={sample}]"]
+        [tracked] = ln.Run.filter(initiated_by_run=job).to_list()
+        assert tracked.params == {"sample": sample} and tracked.status == "completed"
+        assert tracked.transform == job.transform and tracked.transform.key.endswith(":make")
+        [saved] = ln.Artifact.filter(key=f"made/{sample}.txt").to_list()
+        assert saved.run == tracked
+
+
 def _wait_for(predicate, timeout: float = 60.0):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -248,10 +248,10 @@ class Context:
                new_run: bool | None, path: str | None, initiated_by_run: Run | None) -> Run:
         if project is not None:
             self.use_project(project)
-        transform_record = self._resolve_transform(transform, path)
         parent = initiated_by_run or _current_run.get() or parent_run_from_env()
         if parent is not None and parent.id is None and parent.__dict__.get("_materialize"):
             parent.__dict__["_materialize"]()  # an adapter's run still being written in the background
+        transform_record = self._resolve_transform(transform, path, parent)
         environment = _environment_artifact()
         script = Path(path).expanduser().resolve() if path else _caller_script()
         git = git_state(script) if script is not None else None
@@ -374,13 +374,18 @@ class Context:
         self._guard = RunGuard(run, data_dir().absolute() / "cache" / "run_logs" / f"run_{run.uid}.txt", journal)
         self._guard.install()
 
-    def _resolve_transform(self, transform: str | Transform | None, path: str | None) -> Transform:
+    def _resolve_transform(self, transform: str | Transform | None, path: str | None, parent: Run | None = None) -> Transform:
+        from . import plugins
         from .models import Transform
 
         if isinstance(transform, Transform):
             return transform if transform.id is not None else transform.save()
         if transform is not None and not isinstance(transform, str):
             raise InvalidArgument(f"track() takes a transform uid or a Transform record, got {transform!r}")
+        if transform is None and not path and parent is not None and plugins.has_impls("transform_for_process"):
+            found = plugins.fire("transform_for_process", run=parent)
+            if found:
+                return found[0]  # type: ignore[no-any-return]
         script = Path(path).expanduser().resolve() if path else _caller_script()
         if script is None or not script.exists():
             if transform is not None:

@@ -74,7 +74,9 @@ def eligible(new_run: bool | None, project: Any, initiated_by_run: Any) -> bool:
         return False
     if os.environ.get("LAMIN_INTEGRATIONS_OPENLINEAGE"):
         return False
-    return getattr(sys.modules.get("__main__"), "snakemake", None) is None  # the job's parent comes from a plugin
+    # A Snakemake job (a `script:`'s injected object, or any code in a Snakemake process such
+    # as a `run:` block): its parent run and transform come from a plugin.
+    return getattr(sys.modules.get("__main__"), "snakemake", None) is None and "snakemake.workflow" not in sys.modules
 
 
 def start(transform: str | None, params: dict | None, path: str | None) -> tuple[LiteRun, TransformRow] | None:

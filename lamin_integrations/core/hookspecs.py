@@ -58,3 +58,9 @@ def parent_hint_for_process() -> Any:
 @hookspec
 def original_script_path(path: Any) -> Any:
     """`path` runs as a script; return the file the user wrote if it is an engine's temporary copy, else None."""
+
+
+@hookspec
+def transform_for_process(run: Any) -> Any:
+    """`ln.track()` was called from code of `run` (the parent from the environment, refined)
+    that is no script file, such as a Snakemake `run:` block: return that code's Transform, or None."""

@@ -2,9 +2,11 @@
 
 The logger exports the workflow run's uid to every job, but all jobs share one environment,
 so it cannot say which job a process is. A `script:` directive can: Snakemake injects a
-`snakemake` object (rule, wildcards) into the script's `__main__`. With it, `ln.track()`
-in the script becomes a child of that job's run; a `shell:` command calling Python has no
-such object and its run stays a child of the workflow run.
+`snakemake` object (rule, wildcards) into the script's `__main__`. A `run:` block can too:
+it is the body of a function `__rule_<name>(..., wildcards, ..., rule, ...)` on the calling
+stack. With either, `ln.track()` becomes a child of that job's run (a `run:` block's run has
+the rule as its transform: its code is in the Snakefile); a `shell:` command calling Python
+has neither and its run stays a child of the workflow run.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import re
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 from ..core.hookspecs import hookimpl
@@ -34,7 +37,22 @@ def job_name(rule: str, wildcards: Any) -> str:
 
 
 def _job() -> Any:
-    return getattr(sys.modules.get("__main__"), "snakemake", None)
+    job = getattr(sys.modules.get("__main__"), "snakemake", None)
+    return job if job is not None else _run_block()
+
+
+def _run_block() -> Any:
+    """The job whose `run:` block is on this thread's stack (Snakemake compiles the block into
+    `def __rule_<name>(input, output, params, wildcards, ..., rule, ...)`), else None."""
+    frame: Any = sys._getframe(1)
+    while frame is not None:
+        code = frame.f_code
+        if code.co_name.startswith("__rule_") and {"rule", "wildcards"} <= set(code.co_varnames[:code.co_argcount]):
+            rule = frame.f_locals.get("rule")
+            if isinstance(rule, str):
+                return SimpleNamespace(rule=rule, wildcards=frame.f_locals.get("wildcards"), scriptdir=None)
+        frame = frame.f_back
+    return None
 
 
 @hookimpl
@@ -86,3 +104,20 @@ def parent_run_for_process(run: Any) -> Any:
         if found is not None or time.monotonic() >= deadline:
             return found
         time.sleep(0.1)
+
+
+@hookimpl
+def transform_for_process(run: Any) -> Any:
+    """A `run:` block's code is its rule's: the job's transform (the workflow's `<key>:<rule>`
+    as the recorder names it, when the job run was not found in time)."""
+    job = _run_block()
+    if job is None:
+        return None
+    if run.reference_type == "snakemake_job":
+        return run.transform
+    if run.reference_type != "snakemake_id":
+        return None
+    from ..core.models import Transform
+
+    pipeline = run.transform
+    return Transform(key=f"{pipeline.key}:{job.rule}", kind="step", hash=pipeline.hash, description=f"rule {job.rule}").save()
