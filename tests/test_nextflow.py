@@ -941,3 +941,67 @@ def test_a_result_another_launch_published_is_not_an_output_of_this_one(registry
     keys = {a.key for a in run.output_artifacts}
     assert "results/late.txt" not in keys
     assert any(k.startswith("results/") for k in keys)  # this launch's own results still are
+
+
+def _resume_beside(root: Path) -> Path:
+    """A `-resume` of the sample launch in its launch dir, as Nextflow leaves it: the earlier
+    log rotated, the resume's own log and history line, its trace (with a stamp of its own)
+    beside the earlier launch's trace and report, and no report of its own (still running, or killed)."""
+    info = root / "results" / "pipeline_info"
+    trace = info / "execution_trace_2024-03-05_09-00-00.txt"
+    shutil.copy(TRACES / "resumed.txt", trace)
+    (root / ".nextflow.log").rename(root / ".nextflow.log.1")
+    cached = [line.split("\t")[1:4:2] for line in trace.read_text().splitlines()[1:] if "\tCACHED\t" in line]
+    (root / ".nextflow.log").write_text(
+        "Mar-05 09:00:00.001 [main] DEBUG nextflow.cli.Launcher - $> nextflow run nf-demo/align -r v1.2.0 -resume\n"
+        "Mar-05 09:00:01.000 [main] DEBUG nextflow.Session - Run name: sad_darwin\n"
+        + "".join(f"Mar-05 09:00:02.000 [Actor Thread 3] INFO  nextflow.processor.TaskProcessor - [{h}] Cached process > {n}\n"
+                  for h, n in cached)
+        + "Mar-05 09:00:03.000 [Task submitter] INFO  nextflow.Session - [e0/f1a2b3] Submitted process > MULTIQC\n")
+    with open(root / ".nextflow" / "history", "a") as f:
+        f.write("2024-03-05 09:00:00\t-\tsad_darwin\t-\t1b8fe5b4e5\t4e5a1f0c-2b7d-4c1e-9f3a-8d6b5c4a3e21\t"
+                "nextflow run nf-demo/align -r v1.2.0 -resume\n")
+    return trace
+
+
+@pytest.mark.parametrize("resume_first", [False, True])
+def test_a_resume_beside_the_earlier_launch_is_not_merged_into_it(registry, tmp_path, resume_first):
+    """Its own log and history line name it, not the earlier launch's report (another stamp) or
+    the earlier log's lines; the earlier launch's log is found rotated. In either order."""
+    root = launch_dir(tmp_path)
+    resume = _resume_beside(root)
+    order = [resume, trace_of(root)] if resume_first else [trace_of(root), resume]
+    runs = {}
+    for trace in order:
+        run = ingest_trace(trace, timezone_name="UTC", record_files=False)
+        runs[trace] = run
+    original, resumed = runs[trace_of(root)], runs[resume]
+    assert (original.name, resumed.name) == ("tender_turing", "sad_darwin")
+    sources = resumed.__dict__["_ingest_sources"]
+    assert sources.report is None and sources.log == str(root / ".nextflow.log")
+    assert original.__dict__["_ingest_sources"].log == str(root / ".nextflow.log.1")
+    # the earlier launch's executions stay executions: no CACHED copy overwrote them
+    rows = len(trace_of(root).read_text().splitlines()) - 1
+    assert all(not r.params.get("cached") for r in tasks_of(original).values()) and len(tasks_of(original)) == rows
+    assert "e0/f1a2b3" in {r.params["hash"] for r in tasks_of(resumed).values()}
+    assert resumed.started_at.date() == dt.date(2024, 3, 5)  # its own rows' times, not the cached rows'
+
+
+def test_nf_core_params_file_is_found_beside_the_trace_with_secrets_masked(registry, tmp_path):
+    root = launch_dir(tmp_path)
+    info = root / "results" / "pipeline_info"
+    (info / f"params_{STAMP}.json").write_text(json.dumps({"input": "samples.csv", "github_token": "ghp_abc"}))
+    (info / "params_2024-01-01_00-00-00.json").write_text(json.dumps({"input": "another launch"}))
+    run = ingest_trace(trace_of(root), timezone_name="UTC", record_files=False)
+    assert run.params["params"] == {"input": "samples.csv", "github_token": "***"}
+    (info / f"params_{STAMP}.json").write_text("{not json")  # found, not given: a warning, not a failure
+    assert ingest_trace(trace_of(root), timezone_name="UTC", record_files=False).id == run.id
+
+
+def test_results_copied_off_the_launch_machine_get_keys_under_their_own_folder(registry, tmp_path):
+    root = launch_dir(tmp_path)  # its report names this launch dir, which still holds the originals
+    copied = tmp_path / "laptop" / "project"
+    shutil.copytree(root / "results", copied / "results", symlinks=False)
+    run = ingest_trace(copied / "results" / "pipeline_info" / f"execution_trace_{STAMP}.txt", timezone_name="UTC")
+    keys = {a.key for a in run.output_artifacts}
+    assert keys and all(k.startswith("results/") for k in keys), keys

@@ -215,25 +215,37 @@ def read_log(path: str | os.PathLike, tz: dt.tzinfo | None = None, year: int | N
     return launch
 
 
-_TASK_LINE = re.compile(r"\[([0-9a-f]{2}/[0-9a-f]{6})\] (?:Submitted|Cached|Re-submitted) process")
+_TASK_LINE = re.compile(r"\[([0-9a-f]{2}/[0-9a-f]{6})\] (Submitted|Cached|Re-submitted) process")
 
 
-def log_task_hashes(path: str | os.PathLike) -> set[str]:
-    """The short hashes of the tasks a `.nextflow.log` names (`[3f/a1b2c3] Submitted process > ...`)."""
+def log_task_hashes(path: str | os.PathLike) -> tuple[set[str], set[str]]:
+    """The short hashes of the tasks a `.nextflow.log` ran (`[3f/a1b2c3] Submitted process > ...`)
+    and of those it found in the cache (`Cached process >`)."""
+    ran: set[str] = set()
+    cached: set[str] = set()
     with open(path, encoding="utf-8", errors="replace") as f:
-        return {m.group(1) for line in f if "process >" in line and (m := _TASK_LINE.search(line))}
+        for line in f:
+            if "process >" in line and (m := _TASK_LINE.search(line)):
+                (cached if m.group(2) == "Cached" else ran).add(m.group(1))
+    return ran, cached
 
 
-def log_of_launch(path: str, hashes: set[str]) -> str | None:
+def log_of_launch(path: str, ran: set[str], cached: set[str] = frozenset()) -> str | None:  # type: ignore[assignment]
     """The discovered `.nextflow.log`, or the rotated `.nextflow.log.N` of an earlier launch, whose
-    tasks are the trace's: the launch dir's current log belongs to its latest launch (a resume,
-    say) and would name the wrong run. None when no log names any of these tasks."""
-    if not hashes:
+    tasks are the trace's (`ran`: hashes of rows that ran, `cached`: of CACHED rows): the launch
+    dir's current log belongs to its latest launch (a resume, say) and would name the wrong run.
+    A resume's log names the earlier launch's tasks too, as cached: a log matches by what it ran
+    as the trace ran it. None when no log names any of these tasks so."""
+    if not ran and not cached:
         return path
+    best, score = None, 0
     for candidate in [path, *(f"{path}.{i}" for i in range(1, 10))]:
-        if os.path.exists(candidate) and log_task_hashes(candidate) & hashes:
-            return candidate
-    return None
+        if os.path.exists(candidate):
+            log_ran, log_cached = log_task_hashes(candidate)
+            matched = len(log_ran & ran) + len(log_cached & cached)
+            if matched > score:
+                best, score = candidate, matched
+    return best
 
 
 # -- .nextflow/history ------------------------------------------------------------------------

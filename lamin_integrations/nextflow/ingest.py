@@ -23,7 +23,7 @@ from typing import Any, ParamSpec, TypeVar
 
 from ..errors import ValidationError
 from .launch import Launch
-from .trace import DATE_FIELDS, Task, Trace, full_hash, read_trace, short_hash
+from .trace import DATE_FIELDS, Task, Trace, TraceError, full_hash, read_trace, short_hash
 
 PIPELINE_REFERENCE = "nextflow_id"
 TASK_REFERENCE = "nextflow_task"
@@ -555,6 +555,7 @@ class Sources:
     work_dir: str | None = None
     outdir: str | None = None
     launch_dir: str | None = None
+    params: str | None = None  # nf-core's params_<stamp>.json
 
 
 def discover(sources: Sources) -> Sources:
@@ -564,9 +565,14 @@ def discover(sources: Sources) -> Sources:
     if sources.report is None:
         stamp = trace.stem.removeprefix("execution_trace").removeprefix("trace")
         candidates = sorted(folder.glob("execution_report*.html")) + sorted(folder.glob("report*.html"))
+        # Nextflow (since 22.10) and nf-core stamp the trace and the report alike: a report with
+        # another stamp is another launch's (the resume running now has none yet).
         exact = [c for c in candidates if stamp and c.stem.endswith(stamp)]
-        chosen = exact or (candidates if len(candidates) == 1 else [])
+        chosen = exact or (candidates if len(candidates) == 1 and not stamp else [])
         sources.report = str(chosen[0]) if chosen else None
+        if sources.params is None and stamp:
+            found = folder / f"params{stamp}.json"
+            sources.params = str(found) if found.is_file() else None
     launch_dir = Path(sources.launch_dir) if sources.launch_dir else None
     if launch_dir is None:
         for candidate in (folder, folder.parent, folder.parent.parent):
@@ -634,17 +640,29 @@ def ingest_trace(path: str | os.PathLike, *, report: str | os.PathLike | None = 
     tasks = trace.tasks
     if log is None and sources.log:  # found, not given: is it this launch's?
         found = sources.log
-        sources.log = log_of_launch(found, {h for t in tasks if (h := t.fields.get("hash"))})
+        sources.log = log_of_launch(found, {h for t in tasks if (h := t.fields.get("hash")) and t.fields.get("status") != "CACHED"},
+                                    {h for t in tasks if (h := t.fields.get("hash")) and t.fields.get("status") == "CACHED"})
         if sources.log is None:
             logger.warning("lamin-integrations: %s (and its rotated copies) is the log of another launch: not used", found)
+    if params is None and sources.params:
+        try:
+            params = params_file(sources.params)
+        except TraceError as e:  # found, not given: the launch is recorded without it
+            logger.warning("lamin-integrations: not using %s: %s", sources.params, e)
     given = Launch(run_name=run_name, session_id=session_id, pipeline=pipeline, revision=revision,
                    params=params_file(params) if isinstance(params, (str, os.PathLike)) else params)
     launch = Launch(sources=[])
     if sources.report:
         report_launch, report_tasks = read_report(sources.report, tz)
+        if report is None and not _covers(report_tasks, tasks):
+            logger.warning("lamin-integrations: %s is the report of another launch (it lists other tasks): not used",
+                           sources.report)
+            sources.report, report_launch, report_tasks = None, Launch(), []
         launch.merge(report_launch)
         tasks = merge_tasks(tasks, report_tasks)
-    submits = [t.fields["submit"] for t in tasks if t.fields.get("submit") is not None]
+    # CACHED rows carry the times of the launch that ran them: this launch's times are its own rows'
+    submits = [t.fields["submit"] for t in tasks if t.fields.get("submit") is not None and t.fields.get("status") != "CACHED"] \
+        or [t.fields["submit"] for t in tasks if t.fields.get("submit") is not None]
     if sources.log:
         year = min(submits).astimezone().year if submits else None
         launch.merge(read_log(sources.log, tz, year))
@@ -657,13 +675,34 @@ def ingest_trace(path: str | os.PathLike, *, report: str | os.PathLike | None = 
     if not final:  # still running: whatever a history or log line says about an outcome is not this yet
         launch.status, launch.finished_at, launch.error = None, None, None
     launch.launch_dir = launch.launch_dir or sources.launch_dir
-    files = Files(base=launch.launch_dir or str(Path(sources.trace).resolve().parent), max_hash_size=max_hash_size)
+    files = Files(base=_base(launch.launch_dir, sources), max_hash_size=max_hash_size)
     if record_files:
         files.work_dir, files.outdir = sources.work_dir, sources.outdir
     identity = {"trace_file": str(Path(sources.trace).resolve())}
     run = Recorder(files).record(launch, tasks, final=final, identity=identity)
     run.__dict__["_ingest_sources"] = sources
     return run
+
+
+def _base(recorded: str | None, sources: Sources) -> str:
+    """The folder file keys are relative to: the launch dir the report or log names when the
+    files are under it, else the one found here (results copied off the cluster), else the
+    folder holding the outdir, else the trace's."""
+    here = [os.path.abspath(p) for p in (sources.outdir, sources.work_dir, sources.trace) if p]
+    for candidate in (recorded, sources.launch_dir):
+        folder = os.path.abspath(candidate) if candidate else None
+        if folder and any(p == folder or p.startswith(folder.rstrip(os.sep) + os.sep) for p in here):
+            return candidate  # type: ignore[return-value]
+    if sources.launch_dir:
+        return sources.launch_dir
+    return os.path.dirname(here[0]) if sources.outdir else str(Path(sources.trace).resolve().parent)
+
+
+def _covers(report_tasks: list[Task], tasks: list[Task]) -> bool:
+    """Can a found report be this trace's launch's? It is written when the launch ends and lists
+    every task of its trace (unless it lists none: over `report.maxTasks`, it cannot tell)."""
+    listed = {h for t in report_tasks if (h := t.fields.get("hash"))}
+    return not listed or {h for t in tasks if (h := t.fields.get("hash"))} <= listed
 
 
 def merge_tasks(trace_tasks: list[Task], report_tasks: list[Task]) -> list[Task]:

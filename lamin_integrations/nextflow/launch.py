@@ -51,7 +51,9 @@ class Launch:
 
     def engine_facts(self) -> dict[str, Any]:
         """What goes into the pipeline run's params (facts without a Run field)."""
-        facts = {"session_id": self.session_id, "command_line": self.command_line, "params": self.params,
+        from ..core.jsonutil import masked
+
+        facts = {"session_id": self.session_id, "command_line": self.command_line, "params": masked(self.params),
                  "revision": self.revision, "script_id": self.script_id, "launch_dir": self.launch_dir,
                  "work_dir": self.work_dir, "project_dir": self.project_dir, "nextflow_version": self.nextflow_version,
                  "profile": self.profile, "container": self.container, "exit_status": self.exit_status,
