@@ -132,6 +132,7 @@ def test_a_failed_scripts_error_is_shown_in_its_report_and_exports(registry, tmp
     run = ln.Run.get(transform__key="fails.py")
     assert run.status == "errored"
     assert "reference genome not found: hg38.fa" in build_report(run)
+    assert "error: RuntimeError: reference genome not found: hg38.fa" in run.describe(return_str=True)  # `show`
     events = [json.loads(line) for line in export_run(run, "openlineage", tmp_path / "ol.jsonl").read_text().splitlines()]
     [fail] = [e for e in events if e["eventType"] == "FAIL"]
     assert "reference genome not found" in fail["run"]["facets"]["errorMessage"]["message"]

@@ -63,6 +63,13 @@ def describe(record: Any, include: Any = None) -> str:
         ])
         if record.started_at and record.finished_at:
             info.add(f"duration: {(record.finished_at - record.started_at).total_seconds():.3f} s")
+        from .summary import run_error
+
+        error = run_error(record)
+        if error:
+            aux = record._aux if isinstance(record._aux, dict) else {}
+            code = f" (exit {aux['exit']})" if isinstance(aux.get("exit"), int) and str(aux["exit"]) not in error else ""
+            tree.add(f"[bold red]error[/bold red]: {escape(safe(error[:2000]))}{code}")
         if t is not None:
             tree.add(f"transform: [bold]{escape(t.key)}[/bold] {_e(t.version or '')} [dim]{t.uid} · {_e(t.kind)}[/dim]")
         parent = record.initiated_by_run
