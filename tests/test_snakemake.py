@@ -401,6 +401,13 @@ def test_settings_flags_and_environment(sqlite_registry, tmp_path, workflow):
     assert other.status == "completed"
     assert ln.Artifact.filter(key="results/summary.txt").one().path.is_relative_to(other_storage)
 
+    # a relative sqlite:/// URL is relative to where snakemake was started, also with -d
+    (tmp_path / "launch").mkdir()
+    snakemake(tmp_path / "launch", "-s", str(workflow / "Snakefile"), "-d", str(workflow), "--configfile",
+              str(workflow / "config.yaml"), "--forceall", "--logger-lamin-db", "sqlite:///rel.db",
+              "--logger-lamin-storage", str(other_storage))
+    assert (tmp_path / "launch" / "rel.db").exists() and not (workflow / "rel.db").exists()
+
 
 def test_max_hash_size_records_big_outputs_by_size_only(sqlite_registry, workflow):
     snakemake(workflow, "--configfile", "config.yaml", "--logger-lamin-max-hash-mb", "0")

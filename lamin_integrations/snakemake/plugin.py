@@ -135,8 +135,13 @@ def _config(settings: Any) -> Any:
         return getattr(settings, name, None) if settings is not None else None
 
     db, storage = get("db"), get("storage")
+    # relative to where snakemake was started, not to its `-d` working directory
     if db and "://" not in db:
-        db = "sqlite:///" + os.path.abspath(os.path.expanduser(db))  # relative to where snakemake was started
+        db = "sqlite:///" + os.path.abspath(os.path.expanduser(db))
+    elif db and db.startswith("sqlite:///") and not db.startswith("sqlite:////"):
+        path, sep, query = db.removeprefix("sqlite:///").partition("?")
+        if path and path != ":memory:":
+            db = "sqlite:///" + os.path.abspath(os.path.expanduser(path)) + sep + query
     if storage and "://" not in storage:
         storage = os.path.abspath(os.path.expanduser(storage))
     max_mb = get("max_hash_mb")
