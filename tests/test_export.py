@@ -173,8 +173,8 @@ def test_openlineage_export_has_start_and_end_per_run_with_parent_and_root(wf, t
     tracked = ln.Run.filter(transform__key="count.py").first()
     [start, end] = by_run[run_id(tracked)]
     parent = end["run"]["facets"]["parent"]
-    assert parent["run"]["runId"] == run_id(tracked.initiated_by_run) and parent["job"]["name"] == "Snakefile:count"
-    assert parent["root"]["run"]["runId"] == run_id(wf) and parent["root"]["job"]["name"] == "Snakefile"
+    assert parent["run"]["runId"] == run_id(tracked.initiated_by_run) and parent["job"]["name"] == "wf/Snakefile:count"
+    assert parent["root"]["run"]["runId"] == run_id(wf) and parent["root"]["job"]["name"] == "wf/Snakefile"
     assert "parent" not in by_run[run_id(wf)][0]["run"]["facets"]
     summary_job = ln.Run.get(reference_type="snakemake_job", name="summary")
     end = by_run[run_id(summary_job)][1]

@@ -93,7 +93,7 @@ def test_success_records_workflow_jobs_inputs_outputs(registry, workflow):
     snakemake(workflow, "--configfile", "config.yaml")
     [wf] = workflow_runs()
     assert wf.status == "completed" and wf.finished_at >= wf.started_at
-    assert wf.transform.kind == "pipeline" and wf.transform.key == "Snakefile"
+    assert wf.transform.kind == "pipeline" and wf.transform.key == "wf/Snakefile"  # its project folder, then its path
     assert wf.transform.source_code == WORKFLOW
     uuid.UUID(wf.reference)  # the workflow_id
     assert wf.params["config"] == {"fail": 0, "samples": ["a", "b"]}
@@ -104,7 +104,7 @@ def test_success_records_workflow_jobs_inputs_outputs(registry, workflow):
     by_name = jobs(wf)
     assert set(by_name) == {"all", "raw[s=a]", "raw[s=b]", "upper[s=a]", "upper[s=b]", "plots", "summary"}
     [up] = by_name["upper[s=a]"]
-    assert up.transform.key == "Snakefile:upper" and up.transform.kind == "step"
+    assert up.transform.key == "wf/Snakefile:upper" and up.transform.kind == "step"
     assert up.status == "completed" and up.started_at <= up.finished_at
     assert up.reference.startswith(wf.reference + "/") and up.reference.endswith("/1")
     assert up.params["wildcards"] == {"s": "a"}
@@ -468,7 +468,7 @@ def test_replay_success_sample(sqlite_registry):
     _replay("success")
     [wf] = workflow_runs()
     assert wf.reference == "ffdb451a-8812-4348-a5b8-e5b58d23ec4e" or uuid.UUID(wf.reference)
-    assert wf.status == "completed" and wf.transform.key == "Snakefile"
+    assert wf.status == "completed" and wf.transform.key == "ok/Snakefile"  # the sample ran in a folder "ok"
     by_name = jobs(wf)
     assert set(by_name) == {"all", "make_raw[sample=a]", "make_raw[sample=b]", "upper[sample=a]", "upper[sample=b]",
                             "summary"}
@@ -666,7 +666,25 @@ def test_the_recommended_layout_names_the_run_after_the_project(sqlite_registry,
     (project / "workflow" / "Snakefile").write_text('rule all:\n    output: "done.txt"\n    shell: "touch {output}"\n')
     snakemake(project)  # Snakemake finds workflow/Snakefile itself
     [wf] = workflow_runs()
-    assert wf.name == "rnaseq-project" and wf.transform.key == "workflow/Snakefile"
+    assert wf.name == "rnaseq-project" and wf.transform.key == "rnaseq-project/workflow/Snakefile"
+
+
+def test_unrelated_projects_outside_git_are_not_versions_of_one_pipeline(sqlite_registry, tmp_path):
+    """Every project's Snakefile is called Snakefile: outside a git repository its key starts
+    with its project folder, so two projects sharing one registry stay two transforms."""
+    for name, body in (("alpha", "echo a"), ("beta", "echo b")):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "Snakefile").write_text(f'rule all:\n    output: "x.txt"\n    shell: "{body} > {{output}}"\n')
+        snakemake(tmp_path / name)
+    layout = tmp_path / "gamma"
+    (layout / "workflow").mkdir(parents=True)
+    (layout / "workflow" / "Snakefile").write_text('rule all:\n    output: "y.txt"\n    shell: "touch {output}"\n')
+    snakemake(tmp_path, "-s", str(layout / "workflow" / "Snakefile"), "-d", str(layout / "work"))
+    alpha, beta, gamma = (wf.transform for wf in workflow_runs())
+    assert (alpha.key, beta.key, gamma.key) == ("alpha/Snakefile", "beta/Snakefile", "gamma/workflow/Snakefile")
+    assert len({t.uid[:12] for t in (alpha, beta, gamma)}) == 3 and alpha.is_latest and beta.is_latest
+    assert {r.transform.key for r in ln.Run.filter(reference_type="snakemake_job")} == {
+        "alpha/Snakefile:all", "beta/Snakefile:all", "gamma/workflow/Snakefile:all"}
 
 
 def test_a_pipe_group_is_recorded_and_its_reader_linked_to_its_writer(sqlite_registry, tmp_path):
@@ -781,7 +799,7 @@ def test_included_rule_files_are_part_of_the_pipeline_code(sqlite_registry, tmp_
     # the same Snakefile, another included rule: a new version of the pipeline, not the same one
     assert second.transform.id != first.transform.id
     assert second.transform.uid[:12] == first.transform.uid[:12]
-    assert second.transform.key == first.transform.key == "Snakefile"
+    assert second.transform.key == first.transform.key == "inc/Snakefile"
 
 
 def test_a_temp_input_deleted_before_it_was_recorded_still_links_its_producer(sqlite_registry, tmp_path):

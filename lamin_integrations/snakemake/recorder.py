@@ -653,30 +653,40 @@ def _absolute(paths: list[str], cwd: str) -> list[str]:
     return [p if "://" in p or os.path.isabs(p) else os.path.join(cwd, p) for p in paths]
 
 
-def _workflow_name(snakefile: Path, workdir: str) -> str:
-    """The project's folder: the Snakefile's, or its parent's in the recommended layout
+def _project_folder(snakefile: Path, workdir: str) -> Path:
+    """The Snakefile's folder, or its parent's in the recommended layout
     (`<project>/workflow/Snakefile`, where every workflow's folder is called "workflow")."""
     folder = (Path(workdir) / snakefile).parent
     if folder.name == "workflow" and folder.parent.name:
         folder = folder.parent
-    return (folder.name or snakefile.name or "Snakefile")[:150]
+    return folder
+
+
+def _workflow_name(snakefile: Path, workdir: str) -> str:
+    """The project's folder name."""
+    return (_project_folder(snakefile, workdir).name or snakefile.name or "Snakefile")[:150]
 
 
 def _pipeline_key(snakefile: Path, workdir: str) -> str:
-    """The Snakefile's path relative to its git root, else to the working directory, else its name."""
+    """The Snakefile's path relative to its git root (as scripts are keyed); outside git,
+    relative to its project folder's parent (`rnaseq/workflow/Snakefile`): the bare
+    `Snakefile` of every project run from its own folder would make unrelated workflows
+    versions of one transform, in a registry shared by all of a user's projects."""
     from ..core.gitinfo import git_root
 
     if not snakefile.name:  # Snakemake did not say
         return "Snakefile"
-    root = git_root(snakefile.resolve()) if snakefile.exists() else None
-    for base in (root, Path(workdir)):
+    path = (Path(workdir) / snakefile).resolve()
+    root = git_root(path) if path.exists() else None
+    project = _project_folder(snakefile, workdir).resolve()
+    for base in (root, project.parent if project.name else None):
         if base is None:
             continue
         try:
-            return snakefile.resolve().relative_to(Path(base).resolve()).as_posix()
+            return path.relative_to(Path(base).resolve()).as_posix()
         except ValueError:
             continue
-    return snakefile.name or "Snakefile"
+    return snakefile.name
 
 
 def replay(entries: list[dict[str, Any]]) -> bool:
