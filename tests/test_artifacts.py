@@ -495,3 +495,19 @@ def test_the_max_hash_setting_keeps_big_files_and_folders_out_of_storage(registr
     assert outs["small.txt"].hash is not None and outs["small.txt"].path.read_text() == "small"
     stored = [p for p in Path(registry.storage_root).rglob("*") if p.is_file()]
     assert len(stored) == 1 and stored[0].read_text() == "small"
+
+
+def test_a_tiny_input_is_not_taken_for_another_runs_output_with_the_same_bytes(registry, tmp_path):
+    """A threshold file holding "4" is not the count another pipeline wrote: inputs of a few
+    bytes are matched by location; longer content is still found wherever it was made."""
+    from lamin_integrations.core.pipeline import record_inputs, record_outputs
+
+    producer = ln.Run(ln.Transform(key="counting", kind="pipeline").save()).save()
+    consumer = ln.Run(ln.Transform(key="filtering", kind="pipeline").save()).save()
+    table = "sample,reads\n" + "".join(f"S{i},{i * 1000}\n" for i in range(10))
+    record_outputs(producer, [write(tmp_path / "a" / "S1.n", "4\n"), write(tmp_path / "a" / "t.csv", table)], workdir=tmp_path / "a")
+    inputs = {a.key: a for a in record_inputs(consumer, [write(tmp_path / "b" / "threshold.txt", "4\n"),
+                                                          write(tmp_path / "b" / "copy.csv", table)], workdir=tmp_path / "b")}
+    assert inputs["threshold.txt"].run is None  # its own record, made by no run
+    assert inputs["t.csv"].run == producer  # the same table, copied: lineage crosses pipelines
+    assert record_inputs(consumer, [tmp_path / "b" / "threshold.txt"], workdir=tmp_path / "b")[0] == inputs["threshold.txt"]

@@ -86,6 +86,7 @@ def _artifacts(paths: Iterable[str | os.PathLike], workdir: Any, run: Run | None
         artifact.__dict__["_given_path"] = text  # lets callers map results back to their paths
         if as_input:
             artifact.__dict__["_no_lineage"] = True  # an input is not an output of this run
+            artifact.__dict__["_small_by_location"] = True  # see match.DISTINCT_BYTES
             if own_files_by_path and run is not None and run.id is not None:
                 # A file with the bytes of another file this pipeline run made (a `cp` job's
                 # input, a part of a checkpoint folder) is itself, not that other file.

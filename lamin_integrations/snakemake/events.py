@@ -76,7 +76,9 @@ def translate(record: Any) -> dict[str, Any] | None:
             "config": _config(workflow),
             "included": _included(workflow),
             # (not `workflow.touch`: it imports a module, which races the main thread's imports)
-            "touch": _flag(lambda: workflow.executor_plugin.executor.__module__ == "snakemake.executors.touch"),
+            # The executor may not be set yet when this record is handled: the command line says it too.
+            "touch": _flag(lambda: workflow.executor_plugin.executor.__module__ == "snakemake.executors.touch")
+            or any(arg in ("--touch", "-t") for arg in sys.argv[1:]),
             "keep_incomplete": _flag(lambda: bool(workflow.execution_settings.keep_incomplete)),
             # `--quiet` (progress): the scheduler sends no job_finished at all
             "no_finish_events": _flag(lambda: any(getattr(q, "name", str(q)) in ("PROGRESS", "ALL")
