@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from typing import Any
 
-
 # A pipeline input this small ("4", "ok", a header line) is no fingerprint: the same few
 # bytes written by an unrelated run elsewhere would make that run its producer.
 DISTINCT_BYTES = 64
