@@ -662,7 +662,66 @@ def test_a_locked_registry_does_not_hold_the_flow_back(work: Path, monkeypatch: 
     assert elapsed < 30, elapsed  # was minutes: eight retries of the 30 s busy timeout per write
     warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
     assert len(warnings) == 1 and "stayed busy" in warnings[0] and "\n" not in warnings[0], warnings
+    assert "journal" in warnings[0] and "lamin-integrations sync" in warnings[0]
     assert prefect_hooks.outage.active()
+    # nothing was lost: the runs of the outage are in the journal, and `sync` writes them
+    assert len(runs(reference_type="prefect_flow_run")) == 1
+    from lamin_integrations.core.journal import pending_count, sync
+
+    assert pending_count() > 0
+    result = sync()
+    assert not result.errors and pending_count() == 0, result
+    first, flow_run = runs(reference_type="prefect_flow_run")
+    assert flow_run.status == "completed" and flow_run.params["n"] == 20 and flow_run._aux["journaled"]
+    tasks = [r for r in runs(reference_type="prefect_task_run") if r.initiated_by_run_id == flow_run.id]
+    assert len(tasks) == 20 and all(r.status == "completed" for r in tasks)
+    assert sorted(facts(r)["map_index"] for r in tasks) == list(range(20))
+    # m_0.txt, with the same bytes, was made by the first flow: recreated now, as it would be live
+    assert {a.key for a in ln.Artifact.filter(run__in=tasks)} == {f"m_{i}.txt" for i in range(1, 20)}
+    assert {r.id for r in ln.Artifact.get(key="m_0.txt").recreating_runs} & {r.id for r in tasks}
+    assert sync().replayed == 0  # again: nothing twice
+    assert ln.Run.filter(reference_type="prefect_task_run").count() == 21
+
+
+@task
+def locking_task() -> str:
+    """Another process takes the registry's write lock while the flow runs (a big ingest)."""
+    import sqlite3
+
+    LOCKS.append(sqlite3.connect(LOCKED[0], isolation_level=None, check_same_thread=False))
+    LOCKS[-1].execute("BEGIN EXCLUSIVE")
+    return "locked"
+
+
+LOCKS: list = []
+LOCKED: list[str] = []
+
+
+@flow
+def outage_midway() -> list[str]:
+    first = write_item(1, prefix="before")
+    locking_task()
+    return [first, write_item(2, prefix="during")]
+
+
+def test_runs_that_started_before_an_outage_get_their_ends_from_the_journal(work: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(prefect_hooks, "outage", prefect_hooks.Outage())
+    try:
+        LOCKED[:] = [str(work.parent / "lineage.db")]
+        assert outage_midway() == ["before_1.txt", "during_2.txt"]
+    finally:
+        for lock in LOCKS:
+            lock.execute("ROLLBACK")
+            lock.close()
+        LOCKS.clear()
+    from lamin_integrations.core.journal import sync
+
+    assert not sync().errors
+    [flow_run] = runs(reference_type="prefect_flow_run")
+    assert flow_run.status == "completed"
+    task_runs = runs(reference_type="prefect_task_run")
+    assert len(task_runs) == 3 and all(r.status == "completed" and r.initiated_by_run_id == flow_run.id for r in task_runs)
+    assert {a.key for a in ln.Artifact.filter(run__in=task_runs)} == {"before_1.txt", "during_2.txt"}
 
 
 @task

@@ -44,11 +44,14 @@ logger = logging.getLogger("lamin_integrations")
 REPLAYERS: dict[str, str] = {
     "snakemake": "lamin_integrations.snakemake.recorder:replay",
     "track": "lamin_integrations.core.journal:replay_track",
+    "prefect": "lamin_integrations.prefect.offline:replay",
 }
 # Streams are event-sourced: they are replayed whole, once their end is journaled (or their
 # writer is gone). Other kinds are replayed as they are, and later lines update the records.
 STREAMS = {"snakemake"}
-_ORDER = {"snakemake": 0, "track": 1}  # parents first: a script's run may point at a workflow run
+# Workflows first (a script's run may point at a workflow run), then in the order they were
+# journaled: a run's start is journaled after its parent's.
+_ORDER = {"snakemake": 0, "track": 1, "prefect": 1}
 
 _SQLITE_UNAVAILABLE = ("database is locked", "database table is locked", "disk i/o error", "disk is full",
                        "unable to open database", "readonly database", "no space left")
@@ -129,14 +132,19 @@ class Journal:
 
     def append(self, kind: str, group: str, events: list[dict[str, Any]]) -> None:
         """Append one line per event of run `group`, durably (fsync) and atomically per call."""
+        self.append_groups(kind, [(group, event) for event in events])
+
+    def append_groups(self, kind: str, events: list[tuple[str, dict[str, Any]]]) -> None:
+        """Append (group, event) lines, durably (fsync) and atomically per call."""
         if not events:
             return
-        head = {"v": 1, "kind": kind, "group": group, "registry": self.registry, "host": socket.gethostname(),
+        head = {"v": 1, "kind": kind, "registry": self.registry, "host": socket.gethostname(),
                 "pid": os.getpid(), "at": dt.datetime.now(dt.UTC).isoformat()}
         from .instance import mask_text
 
         # A password in any URL of an event (a command line naming the registry) never reaches the disk.
-        data = "".join(mask_text(json.dumps({**head, **event}, default=str, ensure_ascii=False)) + "\n" for event in events)
+        data = "".join(mask_text(json.dumps({**head, "group": group, **event}, default=str, ensure_ascii=False)) + "\n"
+                       for group, event in events)
         with self._locked():
             created = not self.path.exists()
             fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
@@ -252,8 +260,9 @@ def sync(instance: Instance | None = None, *, dry_run: bool = False, only: str |
         consumed = sum(len(line) for line in lines)  # the file's prefix that this sync read
         groups = _parse(lines, result)
         removed: set[int] = set()
+        written: set[str] = set()  # runs written now
         for group in sorted(groups.values(), key=lambda g: (_ORDER.get(g.kind, 9), g.lines[0])):
-            if only is not None and group.uid != only:
+            if only is not None and run_uid(group.uid) != only:
                 continue
             n = len(group.lines)
             if group.kind in STREAMS and not _ended(group):
@@ -275,13 +284,21 @@ def sync(instance: Instance | None = None, *, dry_run: bool = False, only: str |
                 result.present += n
             else:
                 result.replayed += n
-                result.runs += 1
+                if run_uid(group.uid) not in written:
+                    written.add(run_uid(group.uid))
+                    result.runs += 1
             # Only after the commit: a crash before this line replays the group again, harmlessly.
             removed.update(group.lines)
             kept = [line for i, line in enumerate(lines) if i not in removed]
             journal._rewrite(kept, consumed)
             consumed = sum(len(line) for line in kept)
     return result
+
+
+def run_uid(group: str) -> str:
+    """The run a group belongs to: a group is a run (`uid`) or one event of it (`uid/n`, Prefect:
+    replayed in the order they happened, so a task's end is written before the next task's start)."""
+    return group.split("/", 1)[0]
 
 
 def _parse(lines: list[bytes], result: SyncResult) -> dict[tuple[str, str], _Group]:
@@ -338,7 +355,7 @@ def _replay(instance: Instance, group: _Group) -> bool:
 
     # A replayer logs and skips what it cannot record, like the live adapter; if that left a
     # PostgreSQL transaction failed, the commit silently rolled back: check before forgetting.
-    run = Run.connect(instance).filter(uid=group.uid).one_or_none()
+    run = Run.connect(instance).filter(uid=run_uid(group.uid)).one_or_none()
     if run is None or (group.kind in STREAMS and run.status == "started"):
         raise IntegrityError(f"run {group.uid} is not recorded after its replay; its lines stay in the journal")
     return present

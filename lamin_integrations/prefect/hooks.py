@@ -50,16 +50,28 @@ class Outage:
             from ..core.instance import mask_text
 
             reason = mask_text(f"{type(error).__name__}: {error}").splitlines()[0][:300]
-            logger.warning("lamin-integrations: the registry is unavailable (%s); Prefect runs are not recorded for "
-                           "the next %g s (the flow is not affected)", reason, OUTAGE_PAUSE_SECONDS)
+            try:
+                from ..core.journal import Journal
+
+                where = f" {Journal.of(recorder.state.instance).path}"
+            except Exception:
+                where = ""
+            logger.warning("lamin-integrations: the registry is unavailable (%s); Prefect runs go to the journal%s "
+                           "for the next %g s, for `lamin-integrations sync` (the flow is not affected)",
+                           reason, where, OUTAGE_PAUSE_SECONDS)
 
 
 outage = Outage()
 
 
 def _guarded(what: str, fn: Callable[[Any, Any, Any], None], obj: Any, run: Any, state: Any) -> None:
-    if outage.active():
+    from . import offline
+
+    if outage.active() or offline.owns(run):
+        _offline(what, fn, obj, run, state)
         return
+    ref = str(getattr(run, "id", ""))
+    before = recorder.state.open.get(ref)  # an end hook takes it out before writing
     try:
         from ..core.instance import write_budget
 
@@ -70,6 +82,10 @@ def _guarded(what: str, fn: Callable[[Any, Any, Any], None], obj: Any, run: Any,
 
         if is_unavailable(e):
             outage.begin(e)
+            if before is not None:
+                with recorder.state.lock:
+                    recorder.state.open.setdefault(ref, before)
+            _offline(what, fn, obj, run, state)
             return
         signature = type(e).__name__  # a broken registry fails every hook alike: say it once
         with _reported_lock:
@@ -79,6 +95,16 @@ def _guarded(what: str, fn: Callable[[Any, Any, Any], None], obj: Any, run: Any,
             logger.warning("lamin-integrations: could not record %s of %s (the run itself is not affected): %s: %s",
                            what, getattr(run, "name", run), type(e).__name__, str(e).splitlines()[0][:300] if str(e) else "")
         logger.debug("lamin-integrations: could not record %s", what, exc_info=e)
+
+
+def _offline(what: str, fn: Callable[[Any, Any, Any], None], obj: Any, run: Any, state: Any) -> None:
+    """The registry is unavailable: the same hook into the journal (offline.py), never raising."""
+    from . import offline
+
+    try:
+        offline.HOOKS[fn](obj, run, state)
+    except Exception as e:
+        logger.debug("lamin-integrations: could not journal %s", what, exc_info=e)
 
 
 def lamin_flow_running(flow: Any, flow_run: Any, state: Any) -> None:

@@ -66,6 +66,9 @@ class _Open:
     # Path parameters that did not exist at the start (`out: Path`): made by the run if they
     # exist at its end, returned or not.
     absent: list[str] = field(default_factory=list)
+    # Recorded in the journal (the registry was unavailable when it started): see offline.py.
+    offline: bool = False
+    parent_uid: str | None = None
 
 
 _UNSET = object()
@@ -514,6 +517,21 @@ def close_leftovers() -> None:
         if not state.open or state.instance is None or instance_module._current is not state.instance:
             return
         writer.flush(EXIT_FLUSH_SECONDS)
+        from . import offline
+        from .hooks import outage
+
+        reason = "the process exited before this run reported a final state"
+        if outage.active():  # nothing can be written now: their ends go to the journal too
+            offline.close_all(reason)
+            return
+        for parent in [e for e in list(state.open.values()) if e.offline]:
+            offline.close_children(parent, reason)
+        with state.lock:
+            ended = [(r, e) for r, e in state.open.items() if e.offline]
+            for r, _ in ended:
+                state.open.pop(r, None)
+        for _, entry in ended:
+            offline._end(entry, "aborted", None, entry.run.params, reason, [])
         close_unreported()
         with state.lock:
             flows = sorted(((r, e) for r, e in state.open.items() if e.run.reference_type == FLOW_RUN),

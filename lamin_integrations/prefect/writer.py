@@ -101,7 +101,11 @@ class Writer:
                 from ..core.instance import write_budget
                 from .hooks import WRITE_SECONDS, outage
 
-                if not outage.active():  # else dropped: the registry was just found unavailable
+                if outage.active():  # the registry was just found unavailable: to the journal
+                    from .offline import journal_batch
+
+                    journal_batch(batch)
+                else:
                     with write_budget(WRITE_SECONDS):
                         self._write(batch)
             except Exception as e:  # a broken registry must not stop later batches
@@ -110,12 +114,21 @@ class Writer:
 
                 if is_unavailable(e):
                     outage.begin(e)
+                    self._journal(batch)
                 else:
                     self._report(e)
             finally:
                 with self._cond:
                     self._busy = False
                     self._cond.notify_all()
+
+    def _journal(self, batch: list[Any]) -> None:
+        try:
+            from .offline import journal_batch
+
+            journal_batch(batch)  # runs written before the failure are found by uid when replayed
+        except Exception as e:
+            self._report(e)
 
     def _report(self, e: Exception) -> None:
         signature = type(e).__name__
