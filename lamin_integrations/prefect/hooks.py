@@ -70,8 +70,13 @@ def _guarded(what: str, fn: Callable[[Any, Any, Any], None], obj: Any, run: Any,
     if outage.active() or offline.owns(run):
         _offline(what, fn, obj, run, state)
         return
+    # End hooks take runs out of the open ones before writing them (a flow's end, its children
+    # too): if the write fails, the journal needs them back.
     ref = str(getattr(run, "id", ""))
-    before = recorder.state.open.get(ref)  # an end hook takes it out before writing
+    with recorder.state.lock:
+        before = {ref: recorder.state.open[ref]} if ref in recorder.state.open else {}
+        if fn is recorder.flow_finished and before:
+            before.update(offline.children(before[ref]))
     try:
         from ..core.instance import write_budget
 
@@ -82,9 +87,9 @@ def _guarded(what: str, fn: Callable[[Any, Any, Any], None], obj: Any, run: Any,
 
         if is_unavailable(e):
             outage.begin(e)
-            if before is not None:
-                with recorder.state.lock:
-                    recorder.state.open.setdefault(ref, before)
+            with recorder.state.lock:
+                for key, entry in before.items():
+                    recorder.state.open.setdefault(key, entry)
             _offline(what, fn, obj, run, state)
             return
         signature = type(e).__name__  # a broken registry fails every hook alike: say it once

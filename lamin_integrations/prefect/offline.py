@@ -335,14 +335,19 @@ def flow_finished(flow: Any, flow_run: Any, state_obj: Any) -> None:
         recorder.export_env()
 
 
+def children(parent: _Open) -> dict[str, _Open]:
+    """The open runs of this process directly under `parent` (call with state.lock held)."""
+    uid = parent.run.uid
+    return {r: e for r, e in state.open.items() if (e.parent_uid or _parent_uid_of(e.run)) == uid
+            or (parent.run.id is not None and e.run.initiated_by_run_id == parent.run.id)}
+
+
 def close_children(parent: _Open, reason: str) -> None:
     """Open runs of this process under `parent` that never reported an end: aborted."""
     from ..core.schema import now
 
-    uid = parent.run.uid
     with state.lock:
-        mine = [(r, e) for r, e in state.open.items() if (e.parent_uid or _parent_uid_of(e.run)) == uid
-                or (parent.run.id is not None and e.run.initiated_by_run_id == parent.run.id)]
+        mine = list(children(parent).items())
         for ref, _ in mine:
             state.open.pop(ref, None)
     for _, child in mine:
