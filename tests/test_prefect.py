@@ -688,9 +688,30 @@ def locking_task() -> str:
     """Another process takes the registry's write lock while the flow runs (a big ingest)."""
     import sqlite3
 
+    from lamin_integrations.errors import RegistryUnavailable
+
     LOCKS.append(sqlite3.connect(LOCKED[0], isolation_level=None, check_same_thread=False))
     LOCKS[-1].execute("BEGIN EXCLUSIVE")
+    # what the next write would find out after its 3 s, now: the tasks after this one run in the outage
+    prefect_hooks.outage.begin(RegistryUnavailable("the registry is locked by the test"))
     return "locked"
+
+
+@task
+def unlocking_task() -> None:
+    """Once recording has noticed the outage, the lock goes, and the outage pause passes."""
+    deadline = time.monotonic() + 20
+    while not prefect_hooks.outage.active() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    _release_locks()
+    time.sleep(prefect_hooks.OUTAGE_PAUSE_SECONDS + 0.5)
+
+
+def _release_locks() -> None:
+    for lock in LOCKS:
+        lock.execute("ROLLBACK")
+        lock.close()
+    LOCKS.clear()
 
 
 LOCKS: list = []
@@ -698,30 +719,42 @@ LOCKED: list[str] = []
 
 
 @flow
+def sub_of_outage(i: int) -> str:
+    return write_item(i, prefix="sub")
+
+
+@flow
 def outage_midway() -> list[str]:
     first = write_item(1, prefix="before")
     locking_task()
-    return [first, write_item(2, prefix="during")]
+    during = write_item(2, prefix="during")
+    unlocking_task()
+    return [first, during, sub_of_outage(3)]
 
 
-def test_runs_that_started_before_an_outage_get_their_ends_from_the_journal(work: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_an_outage_that_begins_and_ends_mid_flow_loses_nothing(work: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Runs written before it get their ends from the journal; the flow whose tasks were
+    journaled, and a subflow it starts after the registry is back, are journaled to the end,
+    so `sync` writes everything in the order it happened (a task's output is the task's)."""
     monkeypatch.setattr(prefect_hooks, "outage", prefect_hooks.Outage())
+    monkeypatch.setattr(prefect_hooks, "OUTAGE_PAUSE_SECONDS", 1.0)
+    LOCKED[:] = [str(work.parent / "lineage.db")]
     try:
-        LOCKED[:] = [str(work.parent / "lineage.db")]
-        assert outage_midway() == ["before_1.txt", "during_2.txt"]
+        assert outage_midway() == ["before_1.txt", "during_2.txt", "sub_3.txt"]
     finally:
-        for lock in LOCKS:
-            lock.execute("ROLLBACK")
-            lock.close()
-        LOCKS.clear()
+        _release_locks()
     from lamin_integrations.core.journal import sync
 
     assert not sync().errors
-    [flow_run] = runs(reference_type="prefect_flow_run")
-    assert flow_run.status == "completed"
+    flow_run, sub = (ln.Run.get(reference_type="prefect_flow_run", transform__key=k) for k in ("outage-midway", "sub-of-outage"))
+    assert flow_run.status == sub.status == "completed" and sub.initiated_by_run == flow_run
     task_runs = runs(reference_type="prefect_task_run")
-    assert len(task_runs) == 3 and all(r.status == "completed" and r.initiated_by_run_id == flow_run.id for r in task_runs)
-    assert {a.key for a in ln.Artifact.filter(run__in=task_runs)} == {"before_1.txt", "during_2.txt"}
+    assert len(task_runs) == 5 and all(r.status == "completed" for r in task_runs)
+    assert sum(r.initiated_by_run_id == flow_run.id for r in task_runs) == 4
+    for key, parent in (("before_1.txt", flow_run), ("during_2.txt", flow_run), ("sub_3.txt", sub)):
+        made_by = ln.Artifact.get(key=key).run
+        assert made_by.reference_type == "prefect_task_run" and made_by.initiated_by_run == parent, key
+    assert {a.key for a in flow_run.recreated_artifacts} == {"before_1.txt", "during_2.txt", "sub_3.txt"}
 
 
 @task

@@ -32,6 +32,7 @@ logger = logging.getLogger("lamin_integrations")
 KIND = "prefect"
 _reported: set[str] = set()
 _ended: dict[str, str] = {}  # Prefect task run id -> run uid, ended here: its map index may come later
+_journaled_under: set[str] = set()  # uids of runs with journaled children: their ends go to the journal too
 
 
 # -- the journal's lines -------------------------------------------------------------------
@@ -40,15 +41,17 @@ _ended: dict[str, str] = {}  # Prefect task run id -> run uid, ended here: its m
 _sequence = itertools.count()
 
 
-def _append(uid: str, events: list[dict[str, Any]]) -> None:
+def _append(uid: str, events: list[dict[str, Any]], parent: str | None = None) -> None:
     """Each event is its own group (`<run uid>/<pid>-<n>`): `sync` replays them in the order they
     happened, as the live recorder would have written them (a task's outputs before the next
     task reads them, before its flow returns them), each once."""
-    _append_all([(uid, event) for event in events])
+    _append_all([(uid, event) for event in events], {parent})
 
 
-def _append_all(events: list[tuple[str, dict[str, Any]]]) -> None:
+def _append_all(events: list[tuple[str, dict[str, Any]]], parents: set[str | None] = frozenset()) -> None:  # type: ignore[assignment]
     from ..core.journal import Journal
+
+    _journaled_under.update(p for p in parents if p)
 
     try:
         journal = Journal.of(state.instance)
@@ -103,8 +106,10 @@ def journal_batch(batch: list[Any]) -> None:
     from .writer import End, Start, Update
 
     events: list[tuple[str, dict[str, Any]]] = []
+    parents: set[str | None] = set()
     for item in batch:
         run = item.run
+        parents.add(_parent_uid_of(run))
         if isinstance(item, Start):
             event = start_event(run, _parent_uid_of(run), item.inputs, item.workdir)
         elif isinstance(item, Update):
@@ -116,18 +121,28 @@ def journal_batch(batch: list[Any]) -> None:
         else:
             continue
         events.append((run.uid, event))
-    _append_all(events)
+    _append_all(events, parents)
 
 
 # -- hooks while offline --------------------------------------------------------------------
 
 
 def owns(prefect_run: Any) -> bool:
-    """Is this Prefect run (or the flow run, or task run, it belongs to) recorded offline?"""
-    for ref in (getattr(prefect_run, "id", None), getattr(prefect_run, "flow_run_id", None),
-                getattr(prefect_run, "parent_task_run_id", None)):
+    """Does this Prefect run go to the journal even after the outage? When it started offline,
+    runs of it were journaled (its end must be replayed after theirs), or it runs inside a
+    run that started offline (its parent exists only in the journal)."""
+    from prefect.context import FlowRunContext, TaskRunContext
+
+    refs = [getattr(prefect_run, "id", None), getattr(prefect_run, "flow_run_id", None)]
+    for ctx, attr in ((TaskRunContext.get(), "task_run"), (FlowRunContext.get(), "flow_run")):
+        inner = getattr(ctx, attr, None) if ctx is not None else None
+        refs.append(getattr(inner, "id", None))
+    current = get_current_run()
+    if current is not None and current.reference_type in (FLOW_RUN, TASK_RUN):
+        refs.append(current.reference)
+    for ref in refs:
         entry = state.open.get(str(ref)) if ref is not None else None
-        if entry is not None and entry.offline:
+        if entry is not None and (entry.offline or entry.run.uid in _journaled_under):
             return True
     return False
 
@@ -177,7 +192,8 @@ def _end(entry: _Open, status: str, finished_at: Any, params: Any, error: str | 
     if entry.deferred and entry.run.id is None and not entry.offline:
         writer.submit(End(entry.run, status, finished_at, params, error, outputs, os.getcwd()))
         return
-    _append(entry.run.uid, [end_event(status, finished_at, params, error, outputs, os.getcwd())])
+    _append(entry.run.uid, [end_event(status, finished_at, params, error, outputs, os.getcwd())],
+            entry.parent_uid or _parent_uid_of(entry.run))
     if entry.run.reference_type == TASK_RUN:
         _ended[str(entry.run.reference)] = entry.run.uid
 
@@ -194,6 +210,12 @@ def flow_started(flow: Any, flow_run: Any, state_obj: Any) -> None:
         if attempt > entry.attempt:  # a flow retry: same run, next attempt
             entry.attempt = attempt
             _restart(entry, recorder._with_facts(_own_params(entry.run), {**recorder._facts_of(entry.run), "attempt": attempt}))
+        elif not entry.offline:  # written, then the outage began: its inputs were not
+            values = list((flow_run.parameters or {}).values())
+            inputs = existing_paths(values)
+            entry.inputs, entry.absent = recorder._input_stats(inputs), absent_paths(values)
+            if inputs:
+                _append(entry.run.uid, [start_event(entry.run, _parent_uid_of(entry.run), inputs, os.getcwd())])
         return
     transform = Transform(key=str(flow.name)[:1024], kind="pipeline", version=flow.version,
                           source_code=recorder._source(flow.fn), description=flow.description)
@@ -210,7 +232,7 @@ def flow_started(flow: Any, flow_run: Any, state_obj: Any) -> None:
         state.open[ref] = entry
     recorder._set_current(entry)
     recorder.export_env()
-    _append(run.uid, [start_event(run, parent_uid, inputs, os.getcwd())])
+    _append(run.uid, [start_event(run, parent_uid, inputs, os.getcwd())], parent_uid)
 
 
 def _own_params(run: Any) -> dict[str, Any]:
@@ -272,7 +294,7 @@ def task_started(task: Any, task_run: Any, state_obj: Any) -> None:
         state.open[ref] = entry
     recorder._set_current(entry)
     recorder.export_env()
-    _append(run.uid, [start_event(run, parent_uid, inputs, os.getcwd())])
+    _append(run.uid, [start_event(run, parent_uid, inputs, os.getcwd())], parent_uid)
 
 
 def task_finished(task: Any, task_run: Any, state_obj: Any) -> None:
@@ -391,11 +413,10 @@ def replay(entries: list[dict[str, Any]]) -> bool:
     for event in entries:
         kind = event.get("event")
         if kind == "start":
-            if run is not None:
-                continue
-            run, present = _create(uid, event), False
+            if run is None:
+                run, present = _create(uid, event), False
             inputs = _paths(event.get("inputs"), event.get("workdir"))
-            if inputs:
+            if inputs:  # also for a run written before: its inputs may not have been (linking is idempotent)
                 record_inputs(run, inputs, workdir=event.get("workdir"))
             continue
         if run is None:

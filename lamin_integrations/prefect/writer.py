@@ -169,10 +169,15 @@ class Writer:
         close_runs([(e.run, e.status, e.finished_at, {"error": e.error}) for e in ends])
 
     def _guard(self, fn: Any, **kwargs: Any) -> None:
-        """Files are recorded on their own: a failure there still lets the runs be closed."""
+        """Files are recorded on their own: a failure there still lets the runs be closed (an
+        outage, though, sends the whole batch to the journal, files included)."""
         try:
             fn(**kwargs)
         except Exception as e:
+            from ..core.journal import is_unavailable
+
+            if is_unavailable(e):
+                raise
             self._report(e)
 
 
