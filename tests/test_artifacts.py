@@ -511,3 +511,13 @@ def test_a_tiny_input_is_not_taken_for_another_runs_output_with_the_same_bytes(r
     assert inputs["threshold.txt"].run is None  # its own record, made by no run
     assert inputs["t.csv"].run == producer  # the same table, copied: lineage crosses pipelines
     assert record_inputs(consumer, [tmp_path / "b" / "threshold.txt"], workdir=tmp_path / "b")[0] == inputs["threshold.txt"]
+
+
+def test_saving_known_content_under_another_key_says_the_existing_artifact_is_returned(registry, tmp_path, caplog):
+    """lamindb's rule (one artifact per content) and its warning: the new key is not silently dropped."""
+    first = ln.Artifact(write(tmp_path / "a.txt", "the same bytes in two files\n"), key="raw/data.txt").save()
+    with caplog.at_level("WARNING", logger="lamin_integrations"):
+        second = ln.Artifact(write(tmp_path / "b.txt", "the same bytes in two files\n"), key="other/dup.txt").save()
+    assert second == first and second.key == "raw/data.txt"
+    [message] = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert first.uid in message and "'other/dup.txt'" in message and "not used" in message

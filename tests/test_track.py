@@ -208,6 +208,36 @@ def test_child_scripts_become_child_runs(registry, tmp_path):
     assert ln.Run.get(params__i=3).initiated_by_run is None
 
 
+def test_a_second_track_in_one_script_starts_beside_the_first_not_under_it(registry, tmp_path):
+    """As in lamindb: tracking again starts a new run of the script; the first one ends
+    (completed), and both have the parent the process was started with."""
+    script = tmp_path / "twice.py"
+    script.write_text("import lamin_integrations as ln\nln.track(params={'n': 1})\nln.track(params={'n': 2})\nln.finish()\n")
+    launcher = ln.Run(ln.Transform(key="launcher", kind="pipeline").save()).save()
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, cwd=tmp_path, timeout=120,
+                          env=python_env(LAMIN_INTEGRATIONS_RUN_UID=launcher.uid))
+    assert proc.returncode == 0, proc.stderr
+    first, second = ln.Run.get(params__n=1), ln.Run.get(params__n=2)
+    assert first.status == second.status == "completed"
+    assert first.initiated_by_run == launcher and second.initiated_by_run == launcher
+
+
+def test_an_artifacts_run_is_the_tracked_run_itself(registry, tmp_path):
+    """As in lamindb: after `ln.finish()`, `artifact.run` shows the run completed (it was a
+    copy read before, still `started`)."""
+    script = tmp_path / "made.py"
+    script.write_text(textwrap.dedent("""
+        import lamin_integrations as ln
+        ln.track()
+        open("made.txt", "w").write("content made by this script\\n")
+        artifact = ln.Artifact("made.txt", key="made.txt").save()
+        assert artifact.run is ln.context.run
+        ln.finish()
+        print("status:", artifact.run.status)
+    """))
+    assert "status: completed" in run_script(script, check=True).stdout
+
+
 def test_lamindb_environment_variable_is_honoured(registry, tmp_path):
     t = ln.Transform(key="launcher", kind="pipeline").save()
     launcher = ln.Run(t, status="started").save()

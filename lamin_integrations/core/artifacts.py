@@ -249,6 +249,8 @@ def save_artifacts(artifacts: Sequence[Artifact], run: Run | None = None) -> Non
     """
     from . import plugins
     from .context import get_current_run
+    from .models import Run
+
     for a in artifacts:
         if a.id is not None:
             a._save_metadata()
@@ -268,6 +270,8 @@ def save_artifacts(artifacts: Sequence[Artifact], run: Run | None = None) -> Non
         if run is not None and a.__dict__.get("run_id") is None and "run" not in a.__dict__.get("_related", {}) \
                 and not a.__dict__.get("_no_lineage"):
             a.__dict__["run_id"] = run.id
+            if isinstance(run, Run):  # `artifact.run` is the tracked run itself, as in lamindb (not a stale copy)
+                a.__dict__.setdefault("_related", {})["run"] = run
         a._prepare(instance)
     table = schema.artifact
     roots = _roots(instance)
@@ -302,6 +306,10 @@ def save_artifacts(artifacts: Sequence[Artifact], run: Run | None = None) -> Non
                 candidates = [r for r in candidates if r["key"] == d.get("key") or roots.get(r["run_id"]) != d["_own_root"]]
             match = existing_match(d, candidates)
             if match is not None:
+                if d.get("key") and match["key"] != d["key"] and not d.get("_no_lineage") and not d.get("_own_root"):
+                    # lamindb's rule, and its warning: the same content is the same artifact
+                    logger.warning("returning the existing artifact %s with the same content (key %r): key %r and the "
+                                   "other values given are not used", match["uid"], match["key"], d["key"])
                 d.update(dict(match))
                 existing.append(a)
                 if match["_storage_ongoing"]:

@@ -210,6 +210,8 @@ class Context:
 
             if not isinstance(initiated_by_run, Run):
                 raise ValidationError(f"initiated_by_run expects a Run, got {initiated_by_run!r}")
+        if self._run is not None and _current_run.get() is self._run:
+            self._supersede()
         from . import fasttrack
 
         uid, version, description = (None if mine == activated else mine for mine, activated in
@@ -356,6 +358,18 @@ class Context:
         finally:
             _unblock_signals(blocked)
         return run
+
+    def _supersede(self) -> None:
+        """A second `ln.track()` in one process: the first run ends (completed) and the new one
+        starts where the first did, under the same parent, not as the first run's child."""
+        if self._guard is not None:
+            self._guard.end("completed", reason="superseded by a new ln.track()")
+            self._guard = None
+        _current_run.set(None)
+        if self._parent_env:
+            os.environ[ENV_RUN_UID] = self._parent_env
+        else:
+            os.environ.pop(ENV_RUN_UID, None)
 
     def _activate(self, transform_record: Transform, run: Run, journal: Any = None) -> None:
         """Make `run` the current run, exported to child processes and guarded until it ends."""

@@ -733,6 +733,8 @@ class Artifact(IsVersioned, SQLRecord):
             current_run = get_current_run()
             if current_run is not None and current_run.id is not None:
                 d["run_id"] = current_run.id
+                if isinstance(current_run, Run):  # `artifact.run` is the tracked run itself, as in lamindb
+                    d.setdefault("_related", {})["run"] = current_run
 
     def _insert(self, conn: sa.Connection, events: list) -> None:
         super()._insert(conn, events)
