@@ -511,6 +511,12 @@ def test_a_tiny_input_is_not_taken_for_another_runs_output_with_the_same_bytes(r
     assert inputs["threshold.txt"].run is None  # its own record, made by no run
     assert inputs["t.csv"].run == producer  # the same table, copied: lineage crosses pipelines
     assert record_inputs(consumer, [tmp_path / "b" / "threshold.txt"], workdir=tmp_path / "b")[0] == inputs["threshold.txt"]
+    # an empty folder (a results folder not written yet) is no other empty folder either
+    (tmp_path / "a" / "plots").mkdir()
+    (tmp_path / "b" / "tables").mkdir()
+    [empty_a] = record_inputs(producer, [tmp_path / "a" / "plots"], workdir=tmp_path / "a")
+    [empty_b] = record_inputs(consumer, [tmp_path / "b" / "tables"], workdir=tmp_path / "b")
+    assert empty_a.n_files == 0 and (empty_a.key, empty_b.key) == ("plots", "tables")
 
 
 def test_saving_known_content_under_another_key_says_the_existing_artifact_is_returned(registry, tmp_path, caplog):

@@ -16,9 +16,11 @@ DISTINCT_BYTES = 64
 
 def existing_match(d: dict[str, Any], rows: list[Any]) -> Any:
     """The existing artifact this content is: same place for in-place files, else same hash."""
-    tiny = d.get("n_files") is None and (d.get("size") == 0 or d.get("_small_by_location") and (d.get("size") or 0) < DISTINCT_BYTES)
+    tiny = d.get("n_files") == 0 or d.get("n_files") is None and (
+        d.get("size") == 0 or d.get("_small_by_location") and (d.get("size") or 0) < DISTINCT_BYTES)
     if not rows or tiny:
-        # Empty files all share one hash (and tiny inputs may by chance); identify them by location instead.
+        # Empty files and empty folders all share one hash (and tiny inputs may by chance):
+        # identify them by location instead.
         return next((r for r in rows if r["key"] == d.get("key") and r["storage_id"] == d.get("storage_id")), None) if rows else None
     if d.get("_key_is_virtual") is False or d.get("_same_key_only"):
         # In-place files, and pipeline outputs: a file at another path is another artifact,
