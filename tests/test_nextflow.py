@@ -1005,3 +1005,22 @@ def test_results_copied_off_the_launch_machine_get_keys_under_their_own_folder(r
     run = ingest_trace(copied / "results" / "pipeline_info" / f"execution_trace_{STAMP}.txt", timezone_name="UTC")
     keys = {a.key for a in run.output_artifacts}
     assert keys and all(k.startswith("results/") for k in keys), keys
+
+
+def test_results_a_later_launch_copied_into_the_shared_outdir_are_not_an_earlier_ones(registry, tmp_path):
+    """nf-core reuses `results/` across resumes and publishes by copy: an earlier launch
+    ingested after its resume does not claim the files the resume's own tasks made later."""
+    root = launch_dir(tmp_path)
+    resume = _resume_beside(root)
+    work = root / "work" / "e0" / ("f1a2b3" + "c" * 26)  # the resume's MULTIQC, run again
+    work.mkdir(parents=True)
+    (work / ".command.run").write_text("#!/bin/bash\n")
+    (work / "multiqc_data.json").write_text('{"report": "made by the resume, one day later"}\n')
+    shutil.copy(work / "multiqc_data.json", root / "results" / "multiqc" / "multiqc_data.json")
+    resumed = ingest_trace(resume, timezone_name="UTC")
+    made = ln.Artifact.get(key="results/multiqc/multiqc_data.json")
+    assert made in resumed.output_artifacts.to_list() or made in resumed.recreated_artifacts.to_list()
+    original = ingest_trace(trace_of(root), timezone_name="UTC")
+    keys = {a.key for a in original.output_artifacts} | {a.key for a in original.recreated_artifacts}
+    assert "results/multiqc/multiqc_data.json" not in keys
+    assert "results/align/a.bam" in keys  # its own copied result still is

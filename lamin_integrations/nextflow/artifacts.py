@@ -70,6 +70,8 @@ def record_task_files(files: Any, pipeline: Any, touched: list[tuple[Any, Any]],
             published = []
         if launch_hashes is not None:
             published = [p for p in published if _published_by(p, launch_hashes)]
+        later = _published_later(published, pipeline, files.max_hash_size)
+        published = [p for p in published if p not in later]
         if not published:
             return
         artifacts = record_files(outputs=[(pipeline, published, base)], max_hash_size=files.max_hash_size)[0]
@@ -111,6 +113,35 @@ def _published_by(path: str, launch_hashes: set[str]) -> bool:
             return short_hash(found) in launch_hashes
         folder = os.path.dirname(folder)
     return True  # not into a work dir
+
+
+def _published_later(paths: list[str], pipeline: Any, max_hash_size: int | None) -> set[str]:
+    """Copies (publishDir `mode: 'copy'`) whose content a task of another launch made after this
+    launch ended: that launch published them into the shared results folder (this launch is
+    ingested after it), so they are not this launch's outputs."""
+    end = pipeline.finished_at
+    copies = [p for p in paths if "://" not in p and not os.path.islink(p) and os.path.isfile(p)]
+    if end is None or not copies:
+        return set()
+    from ..core.hashing import hash_file
+    from ..core.models import Artifact
+
+    mode = pipeline._db.hash_mode
+    by_hash: dict[str, list[str]] = {}
+    for path in copies:
+        try:
+            if max_hash_size is None or os.path.getsize(path) <= max_hash_size:
+                by_hash.setdefault(hash_file(path, mode)[0], []).append(path)  # cached: recording reuses it
+        except OSError:
+            continue
+    later: set[str] = set()
+    if not by_hash:
+        return later
+    for artifact in Artifact.filter(hash__in=list(by_hash), run__reference_type="nextflow_task"):
+        run = artifact.run
+        if run.initiated_by_run_id != pipeline.id and run.started_at is not None and run.started_at > end:
+            later.update(by_hash[artifact.hash])
+    return later
 
 
 def _run_of(path: str, by_work_dir: dict[str, Any]) -> Any:
