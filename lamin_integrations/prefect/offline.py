@@ -19,6 +19,7 @@ import datetime as dt
 import itertools
 import logging
 import os
+from collections.abc import Iterable
 from typing import Any
 
 from ..core.context import ENV_LAMINDB_RUN_UID, ENV_RUN_UID
@@ -33,12 +34,10 @@ KIND = "prefect"
 _reported: set[str] = set()
 _ended: dict[str, str] = {}  # Prefect task run id -> run uid, ended here: its map index may come later
 _journaled_under: set[str] = set()  # uids of runs with journaled children: their ends go to the journal too
+_sequence = itertools.count()
 
 
 # -- the journal's lines -------------------------------------------------------------------
-
-
-_sequence = itertools.count()
 
 
 def _append(uid: str, events: list[dict[str, Any]], parent: str | None = None) -> None:
@@ -48,11 +47,11 @@ def _append(uid: str, events: list[dict[str, Any]], parent: str | None = None) -
     _append_all([(uid, event) for event in events], {parent})
 
 
-def _append_all(events: list[tuple[str, dict[str, Any]]], parents: set[str | None] = frozenset()) -> None:  # type: ignore[assignment]
+def _append_all(events: list[tuple[str, dict[str, Any]]], parents: Iterable[str | None] = ()) -> None:
+    """`parents`: the runs these events are under; their own ends go to the journal from now on."""
     from ..core.journal import Journal
 
     _journaled_under.update(p for p in parents if p)
-
     try:
         journal = Journal.of(state.instance)
         journal.append_groups(KIND, [(f"{uid}/{os.getpid()}-{next(_sequence)}", event) for uid, event in events])
@@ -61,7 +60,6 @@ def _append_all(events: list[tuple[str, dict[str, Any]]], parents: set[str | Non
             _reported.add("journal")
             logger.warning("lamin-integrations: could not journal Prefect runs either (they are not recorded): %s: %s",
                            type(e).__name__, str(e).splitlines()[0][:300] if str(e) else "")
-        return
 
 
 def _transform_of(run: Any) -> dict[str, Any]:
@@ -377,15 +375,18 @@ def close_children(parent: _Open, reason: str) -> None:
         _end(child, "aborted", now(), child.run.params, reason, [])
 
 
-def close_all(reason: str) -> None:
-    """At exit during an outage: every run still open here ends aborted, in the journal."""
+def close_at_exit(reason: str, everything: bool) -> None:
+    """At exit: the runs still open here that started offline (`everything`: all of them,
+    during an outage) end aborted, in the journal."""
     from ..core.schema import now
 
     with state.lock:
-        entries = list(state.open.values())
-        state.open.clear()
-    for entry in entries:
+        ended = [(r, e) for r, e in state.open.items() if everything or e.offline]  # runs under offline ones are offline
+        for ref, _ in ended:
+            state.open.pop(ref, None)
+    for _, entry in ended:
         _end(entry, "aborted", now(), entry.run.params, reason, [])
+
 
 
 HOOKS: dict[Any, Any] = {

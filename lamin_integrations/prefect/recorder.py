@@ -520,18 +520,8 @@ def close_leftovers() -> None:
         from . import offline
         from .hooks import outage
 
-        reason = "the process exited before this run reported a final state"
-        if outage.active():  # nothing can be written now: their ends go to the journal too
-            offline.close_all(reason)
-            return
-        for parent in [e for e in list(state.open.values()) if e.offline]:
-            offline.close_children(parent, reason)
-        with state.lock:
-            ended = [(r, e) for r, e in state.open.items() if e.offline]
-            for r, _ in ended:
-                state.open.pop(r, None)
-        for _, entry in ended:
-            offline._end(entry, "aborted", None, entry.run.params, reason, [])
+        # what started offline ends there; during an outage, everything does
+        offline.close_at_exit("the process exited before this run reported a final state", everything=outage.active())
         close_unreported()
         with state.lock:
             flows = sorted(((r, e) for r, e in state.open.items() if e.run.reference_type == FLOW_RUN),

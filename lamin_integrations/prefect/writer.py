@@ -102,9 +102,7 @@ class Writer:
                 from .hooks import WRITE_SECONDS, outage
 
                 if outage.active():  # the registry was just found unavailable: to the journal
-                    from .offline import journal_batch
-
-                    journal_batch(batch)
+                    self._journal(batch)
                 else:
                     with write_budget(WRITE_SECONDS):
                         self._write(batch)
