@@ -127,6 +127,8 @@ class RunGuard:
                 # Only when nobody handles SIGTERM: a program's own handler keeps control.
                 self._saved["sigterm"] = previous
                 signal.signal(signal.SIGTERM, self._on_sigterm)
+                if hasattr(os, "register_at_fork"):
+                    os.register_at_fork(after_in_child=self._forget_in_child)
         atexit.register(self._at_exit)
         if HEARTBEAT_SECONDS > 0 and self.journal is None:
             threading.Thread(target=self._heartbeat, name="lamin-heartbeat", daemon=True).start()
@@ -175,13 +177,26 @@ class RunGuard:
             _rearm_interrupt_exit()
 
     def _on_sigterm(self, signum: int, frame: Any) -> None:
-        from .storage import remove_partial_copies
-
-        remove_partial_copies()  # the default action below kills the process before any cleanup
         if os.getpid() == self.pid:
+            from .storage import remove_partial_copies
+
+            remove_partial_copies()  # the default action below kills the process before any cleanup
             self.end("aborted", reason="SIGTERM")
+        # A forked child (a Pool's worker, terminated when the pool closes) does nothing here:
+        # the partial copies are its parent's, and an import in a child forked from a threaded
+        # parent can wait forever on a lock another thread held at the fork.
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         os.kill(os.getpid(), signal.SIGTERM)
+
+    def _forget_in_child(self) -> None:
+        """A forked child does not own the run: SIGTERM ends it as it would without us. (With
+        a Python-level SIGTERM handler, a Pool's workers can hang `Pool.terminate()` under load:
+        CPython's own race, seen with a bare handler too.)"""
+        try:
+            if signal.getsignal(signal.SIGTERM) == self._on_sigterm:
+                signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        except (ValueError, OSError):
+            pass
 
     def _at_exit(self) -> None:
         if os.getpid() != self.pid:
