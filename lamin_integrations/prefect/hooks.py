@@ -107,7 +107,7 @@ def _offline(what: str, fn: Callable[[Any, Any, Any], None], obj: Any, run: Any,
     from . import offline
 
     try:
-        offline.HOOKS[fn](obj, run, state)
+        offline.dispatch(fn, obj, run, state)
     except Exception as e:
         logger.debug("lamin-integrations: could not journal %s", what, exc_info=e)
 

@@ -35,6 +35,7 @@ _reported: set[str] = set()
 _ended: dict[str, str] = {}  # Prefect task run id -> run uid, ended here: its map index may come later
 _journaled_under: set[str] = set()  # uids of runs with journaled children: their ends go to the journal too
 _sequence = itertools.count()
+_used = False  # set once anything was journaled here
 
 
 # -- the journal's lines -------------------------------------------------------------------
@@ -51,6 +52,8 @@ def _append_all(events: list[tuple[str, dict[str, Any]]], parents: Iterable[str 
     """`parents`: the runs these events are under; their own ends go to the journal from now on."""
     from ..core.journal import Journal
 
+    global _used
+    _used = True
     _journaled_under.update(p for p in parents if p)
     try:
         journal = Journal.of(state.instance)
@@ -129,6 +132,8 @@ def owns(prefect_run: Any) -> bool:
     """Does this Prefect run go to the journal even after the outage? When it started offline,
     runs of it were journaled (its end must be replayed after theirs), or it runs inside a
     run that started offline (its parent exists only in the journal)."""
+    if not _used:  # nothing journaled by this process yet: the common case, on every hook
+        return False
     from prefect.context import FlowRunContext, TaskRunContext
 
     refs = [getattr(prefect_run, "id", None), getattr(prefect_run, "flow_run_id", None)]
@@ -395,6 +400,13 @@ HOOKS: dict[Any, Any] = {
     recorder.task_started: task_started,
     recorder.task_finished: task_finished,
 }
+
+
+def dispatch(live_hook: Any, obj: Any, prefect_run: Any, state_obj: Any) -> None:
+    """Run the offline version of a recorder hook."""
+    global _used
+    _used = True  # before any run is opened offline: `owns` must see it from other threads at once
+    HOOKS[live_hook](obj, prefect_run, state_obj)
 
 
 # -- replay ------------------------------------------------------------------------------------
