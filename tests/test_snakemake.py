@@ -67,6 +67,15 @@ def snakemake(workdir: Path, *args: str, env: dict | None = None, check: bool = 
     return proc
 
 
+def new_workflow(folder: Path, snakefile: str, files: dict[str, str] | None = None) -> Path:
+    """A workflow folder: its Snakefile (dedented) and the input files named in `files`."""
+    folder.mkdir(parents=True)
+    for name, text in (files or {}).items():
+        (folder / name).write_text(text)
+    (folder / "Snakefile").write_text(textwrap.dedent(snakefile))
+    return folder
+
+
 @pytest.fixture
 def workflow(tmp_path: Path) -> Path:
     wd = tmp_path / "wf"
@@ -151,13 +160,11 @@ def test_failing_rule_with_keep_going(registry, workflow):
 
 
 def test_retries_give_one_run_per_attempt(sqlite_registry, tmp_path):
-    wd = tmp_path / "retry"
-    wd.mkdir()
-    (wd / "Snakefile").write_text(textwrap.dedent("""
+    wd = new_workflow(tmp_path / "retry", """
         rule flaky:
             output: "out.txt"
             shell: "if [ ! -e marker ]; then touch marker; exit 1; fi; echo ok > {output}"
-    """))
+    """)
     snakemake(wd, "--retries", "1")
     [wf] = workflow_runs()
     runs = jobs(wf)["flaky"]
@@ -270,9 +277,7 @@ def test_script_rule_tracking_becomes_child_of_its_job(sqlite_registry, tmp_path
 def test_run_block_tracking_becomes_child_of_its_job_with_the_rule_as_transform(sqlite_registry, tmp_path):
     """Code in a `run:` block is the rule's, not Snakemake's executor module; its run belongs
     to the job that ran it (each job its own, also with jobs running side by side)."""
-    wd = tmp_path / "runblock"
-    wd.mkdir()
-    (wd / "Snakefile").write_text(textwrap.dedent("""
+    wd = new_workflow(tmp_path / "runblock", """
         rule all:
             input: expand("out/{s}.txt", s=["a", "b"])
         rule make:
@@ -284,7 +289,7 @@ def test_run_block_tracking_becomes_child_of_its_job_with_the_rule_as_transform(
                     f.write(wildcards.s)
                 ln.Artifact(output[0], key=f"made/{wildcards.s}.txt").save()
                 ln.finish()
-    """))
+    """)
     snakemake(wd, "--cores", "2")
     [wf] = workflow_runs()
     by_name = jobs(wf)
@@ -310,9 +315,7 @@ def _wait_for(predicate, timeout: float = 60.0):
 @pytest.mark.parametrize(("sig", "group"), [(signal.SIGINT, False), (signal.SIGTERM, False), (signal.SIGINT, True)])
 def test_signals_while_a_job_runs(sqlite_registry, tmp_path, sig, group):
     """`group`: Ctrl-C in a terminal, which signals the job's shell as well as Snakemake."""
-    wd = tmp_path / "sleepy"
-    wd.mkdir()
-    (wd / "Snakefile").write_text(textwrap.dedent("""
+    wd = new_workflow(tmp_path / "sleepy", """
         rule all:
             input: "b.txt"
         rule slow:
@@ -323,7 +326,7 @@ def test_signals_while_a_job_runs(sqlite_registry, tmp_path, sig, group):
             input: "a.txt"
             output: "b.txt"
             shell: "cp {input} {output}"
-    """))
+    """)
     proc = subprocess.Popen([sys.executable, "-m", "snakemake", "--cores", "1", "--logger", "lamin"], cwd=wd,
                             env=python_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             start_new_session=group)
@@ -353,9 +356,7 @@ def test_signals_while_a_job_runs(sqlite_registry, tmp_path, sig, group):
 
 def test_sigkill_of_snakemake_is_recorded_as_aborted(sqlite_registry, tmp_path):
     """The recorder lives in its own process: it sees Snakemake vanish and closes the runs."""
-    wd = tmp_path / "killed"
-    wd.mkdir()
-    (wd / "Snakefile").write_text('rule slow:\n    output: "a.txt"\n    shell: "sleep 30; touch {output}"\n')
+    wd = new_workflow(tmp_path / "killed", 'rule slow:\n    output: "a.txt"\n    shell: "sleep 30; touch {output}"\n')
     proc = subprocess.Popen([sys.executable, "-m", "snakemake", "--cores", "1", "--logger", "lamin"], cwd=wd,
                             env=python_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
@@ -576,9 +577,7 @@ CHECKPOINT_WORKFLOW = textwrap.dedent("""
 def test_files_inside_a_produced_folder_lead_back_to_its_producer(sqlite_registry, tmp_path):
     """A checkpoint writes a folder; later jobs read files inside it. Those jobs used the folder,
     so the lineage of the final output reaches the checkpoint's job."""
-    wd = tmp_path / "cp"
-    wd.mkdir()
-    (wd / "Snakefile").write_text(CHECKPOINT_WORKFLOW)
+    wd = new_workflow(tmp_path / "cp", CHECKPOINT_WORKFLOW)
     snakemake(wd)
     [wf] = workflow_runs()
     [split] = jobs(wf)["split"]
@@ -691,9 +690,7 @@ def test_a_pipe_group_is_recorded_and_its_reader_linked_to_its_writer(sqlite_reg
     """pipe() makes a group job (listed by a UUID in job_started) whose members run together;
     the pipe is a FIFO that must never be opened by the recorder (it would block, or take the
     reader's bytes)."""
-    wd = tmp_path / "piped"
-    wd.mkdir()
-    (wd / "Snakefile").write_text(textwrap.dedent("""
+    wd = new_workflow(tmp_path / "piped", """
         rule all:
             input: "counted.txt", "after.txt"
         rule produce:
@@ -707,7 +704,7 @@ def test_a_pipe_group_is_recorded_and_its_reader_linked_to_its_writer(sqlite_reg
             input: "counted.txt"
             output: "after.txt"
             shell: "echo failing >&2; exit 1"
-    """))
+    """)
     proc = snakemake(wd, check=False)
     assert proc.returncode != 0 and "lamin-integrations:" not in proc.stderr, proc.stderr[-2000:]
     assert (wd / "counted.txt").read_text().strip() == "1000"  # the reader got every line
@@ -763,9 +760,7 @@ def test_a_segment_that_fails_part_way_is_recorded_once(sqlite_registry, tmp_pat
 def test_a_job_that_leaves_an_output_missing_failed(sqlite_registry, tmp_path):
     """MissingOutputException comes as an `error` record only (no job_error): the job errored,
     it was not stopped by the end of the workflow."""
-    wd = tmp_path / "missing"
-    wd.mkdir()
-    (wd / "Snakefile").write_text(textwrap.dedent("""
+    wd = new_workflow(tmp_path / "missing", """
         rule all:
             input: "b.txt"
         rule a:
@@ -775,7 +770,7 @@ def test_a_job_that_leaves_an_output_missing_failed(sqlite_registry, tmp_path):
             input: "a.txt"
             output: "b.txt"
             shell: "cp {input} {output}"
-    """))
+    """)
     proc = snakemake(wd, "--latency-wait", "1", check=False)
     assert proc.returncode != 0 and "lamin-integrations:" not in proc.stderr
     [wf] = workflow_runs()
@@ -805,10 +800,7 @@ def test_included_rule_files_are_part_of_the_pipeline_code(sqlite_registry, tmp_
 def test_a_temp_input_deleted_before_it_was_recorded_still_links_its_producer(sqlite_registry, tmp_path):
     """A temp() file kept by a failed run and deleted right after the next run's short job
     read it: the job's input is the file as the first run recorded it (by key, same workdir)."""
-    wd = tmp_path / "tmpres"
-    wd.mkdir()
-    (wd / "raw.txt").write_text("raw\n")
-    (wd / "Snakefile").write_text(textwrap.dedent("""
+    wd = new_workflow(tmp_path / "tmpres", """
         rule all:
             input: "b.txt"
         rule a:
@@ -819,7 +811,7 @@ def test_a_temp_input_deleted_before_it_was_recorded_still_links_its_producer(sq
             input: "a.txt"
             output: "b.txt"
             shell: "test -e fixed; cat {input} > {output}"
-    """))
+    """, files={"raw.txt": "raw\n"})
     assert snakemake(wd, check=False).returncode != 0
     (wd / "fixed").touch()
     snakemake(wd)
@@ -832,10 +824,7 @@ def test_a_temp_input_deleted_before_it_was_recorded_still_links_its_producer(sq
 
 
 def test_quiet_keep_going_records_the_jobs_that_finished(sqlite_registry, tmp_path):
-    wd = tmp_path / "quietfail"
-    wd.mkdir()
-    (wd / "raw.txt").write_text("raw\n")
-    (wd / "Snakefile").write_text(textwrap.dedent("""
+    wd = new_workflow(tmp_path / "quietfail", """
         rule all:
             input: "good.txt", "bad.txt"
         rule good:
@@ -846,7 +835,7 @@ def test_quiet_keep_going_records_the_jobs_that_finished(sqlite_registry, tmp_pa
             input: "raw.txt"
             output: "bad.txt"
             shell: "exit 2"
-    """))
+    """, files={"raw.txt": "raw\n"})
     assert snakemake(wd, "--quiet", "--keep-going", check=False).returncode != 0
     [wf] = workflow_runs()
     by_name = jobs(wf)
@@ -864,15 +853,13 @@ def test_touch_records_nothing(sqlite_registry, workflow):
 
 
 def test_secrets_are_masked_and_huge_params_summarised(sqlite_registry, tmp_path):
-    wd = tmp_path / "secrets"
-    wd.mkdir()
-    (wd / "Snakefile").write_text(textwrap.dedent("""
+    wd = new_workflow(tmp_path / "secrets", """
         SAMPLES = [f"s{i}" for i in range(5000)]
         rule all:
             output: "out.txt"
             params: api_key=config["api_key"], samples=SAMPLES, day="2024-01-02"
             shell: "echo {params.day} > {output}"
-    """))
+    """)
     snakemake(wd, "--config", "api_key=SECRET123", "db_password=hunter2", "count=3")
     [wf] = workflow_runs()
     [job] = jobs(wf)["all"]
@@ -929,16 +916,14 @@ def test_a_script_that_started_before_its_job_was_recorded_is_moved_under_it(sql
 
 
 def test_an_update_output_has_its_earlier_content_as_input(sqlite_registry, tmp_path):
-    wd = tmp_path / "upd"
-    wd.mkdir()
-    (wd / "Snakefile").write_text(textwrap.dedent("""
+    wd = new_workflow(tmp_path / "upd", """
         rule all:
             input: "db.txt"
         rule add:
             input: "new.txt"
             output: update("db.txt")
             shell: "cat {input} >> {output}"
-    """))
+    """)
     for row in ("row1", "row2"):
         (wd / "new.txt").write_text(row + "\n")
         snakemake(wd, "--forcerun", "add")
@@ -952,10 +937,7 @@ def test_an_update_output_has_its_earlier_content_as_input(sqlite_registry, tmp_
 
 
 def test_keep_incomplete_outputs_are_outputs_of_the_failed_job(sqlite_registry, tmp_path):
-    wd = tmp_path / "keepinc"
-    wd.mkdir()
-    (wd / "raw.txt").write_text("raw\n")
-    (wd / "Snakefile").write_text(textwrap.dedent("""
+    wd = new_workflow(tmp_path / "keepinc", """
         rule all:
             input: "c.txt"
         rule b:
@@ -966,7 +948,7 @@ def test_keep_incomplete_outputs_are_outputs_of_the_failed_job(sqlite_registry, 
             input: "b.txt"
             output: "c.txt"
             shell: "cat {input} > {output}"
-    """))
+    """, files={"raw.txt": "raw\n"})
     assert snakemake(wd, "--keep-incomplete", check=False).returncode != 0
     snakemake(wd)  # b.txt is there: only c runs, on the partial file
     first, second = workflow_runs()
