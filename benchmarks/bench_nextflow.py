@@ -62,6 +62,7 @@ def ours(trace: Path, folder: Path) -> float:
     import lamin_integrations as ln
     from lamin_integrations.nextflow import ingest_trace
 
+    folder.mkdir()
     ln.connect(f"sqlite:///{folder / 'lineage.db'}", str(folder / "storage"))
     ln.Transform(key="warm-up", kind="pipeline").save()  # schema created, user registered: not part of the figure
     start = time.perf_counter()
@@ -115,10 +116,11 @@ def main() -> None:
         trace = folder / "execution_trace.txt"
         write_trace(trace, args.rows)
         os.environ["LAMIN_INTEGRATIONS_HOME"] = str(folder / "home")
+        # the best of three for each: on a shared machine the slowest runs measure the neighbours
         plain = min(baseline(trace, folder / f"baseline{i}.db") for i in range(3))
-        parsing = min(parse_only(trace) for _ in range(2))
-        mine = ours(trace, folder)
-        floor = insert_only(folder / "lineage.db")
+        parsing = min(parse_only(trace) for _ in range(3))
+        mine = min(ours(trace, folder / f"registry{i}") for i in range(3))
+        floor = min(insert_only(folder / f"registry{i}" / "lineage.db") for i in range(3))
     ratio = mine / plain
     emit([Row(f"nextflow ingest of a {args.rows:,}-row trace", mine * 1000, "ms", plain * 1000,
               "csv + sqlite3 executemany", "ratio <= 3", ratio <= 3),
