@@ -26,7 +26,7 @@ test: lint
 
 demo: $(STAMP)
 	rm -rf $(DEMO)
-	LAMIN_INTEGRATIONS_DB=sqlite:///$(DEMO)/lineage.db LAMIN_INTEGRATIONS_STORAGE=$(DEMO)/storage \
+	LAMIN_INTEGRATIONS_DB=sqlite:///$(DEMO)/lineage.db LAMIN_INTEGRATIONS_STORAGE=$(DEMO)/storage DEMO_OUT=$(DEMO) \
 		PATH="$(CURDIR)/$(BIN):$$PATH" bash examples/demo.sh
 
 bench: $(STAMP)

@@ -5,6 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")"
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
+out=${DEMO_OUT:-$work}  # the report and export are kept there (make demo: .demo/)
 
 echo "== plain Python: a tracked script launching two tracked child scripts"
 (cd "$work" && python "$OLDPWD/python/pipeline.py")
@@ -27,14 +28,8 @@ lamin-integrations runs --reference-type prefect_task_run --limit 10
 
 echo
 echo "== Nextflow: ingest a launch's trace, with the report, log, history, work dir and results found next to it"
+# The launch ran in /nf/launch on another machine; its log and work dirs still name that folder.
 cp -r nextflow "$work/nextflow"
-python - "$work/nextflow" <<'PY'
-import pathlib, sys
-root = pathlib.Path(sys.argv[1])
-for path in root.rglob("*"):
-    if path.is_file() and "/nf/launch" in path.read_text(errors="replace"):
-        path.write_text(path.read_text().replace("/nf/launch", str(root)))
-PY
 lamin-integrations nextflow ingest "$work/nextflow/results/pipeline_info/execution_trace_2024-03-04_21-05-58.txt" --timezone UTC
 echo "-- the same trace again: nothing new"
 lamin-integrations nextflow ingest "$work/nextflow/results/pipeline_info/execution_trace_2024-03-04_21-05-58.txt" --timezone UTC
@@ -59,5 +54,5 @@ echo "== lineage: where the Snakemake summary came from (one recursive query), a
 summary=$(python -c 'import lamin_integrations as ln; print(ln.Artifact.get(key="results/summary.tsv").uid)')
 lamin-integrations lineage "$summary" --depth 4
 workflow=$(lamin-integrations runs --reference-type snakemake_id --limit 1 --json | python -c 'import json,sys; print(json.load(sys.stdin)[0]["uid"])')
-lamin-integrations report "$workflow" -o "$work/report.html"
-lamin-integrations export "$workflow" --format prov-json -o "$work/provenance.json"
+lamin-integrations report "$workflow" -o "$out/report.html"
+lamin-integrations export "$workflow" --format prov-json -o "$out/provenance.json"

@@ -49,6 +49,11 @@ def test_load_refuses_unknown_formats_and_names_alternatives(registry, tmp_path)
     assert config.load() == {"lr": 0.01, "layers": [64, 32]}
     params = ln.Artifact(write(tmp_path / "params.yaml", "genome: GRCh38\nreads: [a.fq, b.fq]\n"), key="params.yaml").save()
     assert params.load() == {"genome": "GRCh38", "reads": ["a.fq", "b.fq"]}
+    # as lamindb: text as a str (a run's report too), a picture or page as its local path
+    assert ln.Artifact(write(tmp_path / "log.txt", "done\n"), key="log.txt").save().load() == "done\n"
+    assert ln.Artifact(write(tmp_path / "ref.fasta", ">chr1\nACGT\n"), key="ref.fasta").save().load() == ">chr1\nACGT\n"
+    plot = ln.Artifact(write(tmp_path / "plot.svg", "<svg/>"), key="plot.svg").save()
+    assert plot.load() == plot.cache() and plot.load().read_text() == "<svg/>"
 
 
 def test_dataframe_is_saved_as_parquet(registry):
@@ -56,6 +61,7 @@ def test_dataframe_is_saved_as_parquet(registry):
     artifact = ln.Artifact(df, key="counts.parquet").save()
     assert artifact.suffix == ".parquet" and artifact.otype == "DataFrame"
     assert artifact.load().equals(df)
+    assert artifact.n_observations == 2 and ln.Artifact.get(artifact.id).n_observations == 2
 
 
 def test_same_content_returns_existing_and_records_recreation(registry, tmp_path):
@@ -95,6 +101,26 @@ def test_new_content_under_a_key_is_a_new_version(registry, tmp_path):
     assert [a.uid for a in v2.versions] == [v1.uid, v2.uid]
     assert ln.Artifact.get(v1.uid[:16]) == v2  # a family stem gives the latest version
     assert v1.path.read_text() == "v1" and v2.path.read_text() == "version two"
+    v3 = ln.Artifact(write(tmp_path / "other.txt", "three"), revises=v2).save()
+    assert v3.key == "model.txt" and v3.is_latest and not v2.is_latest  # the object given, as the registry has it
+
+
+def test_get_by_the_path_of_the_bytes(registry, tmp_path):
+    copied = ln.Artifact(write(tmp_path / "a.txt", "a"), key="a.txt").save()
+    inside = write(Path(registry.storage_root) / "results" / "b.txt", "b")
+    in_place = ln.Artifact(inside).save()
+    folder = write(tmp_path / "d" / "f.txt", "f").parent
+    dir_v1 = ln.Artifact(folder, key="d").save()
+    write(folder / "g.txt", "g")
+    dir_v2 = ln.Artifact(folder, key="d").save()
+    assert ln.Artifact.get(path=copied.path) == copied
+    assert ln.Artifact.get(path=str(copied.path)) == copied
+    assert ln.Artifact.get(path=inside) == in_place
+    assert dir_v1.path == dir_v2.path and ln.Artifact.get(path=dir_v1.path) == dir_v2  # versions share the place
+    with pytest.raises(ln.Artifact.DoesNotExist, match="no registered storage holds"):
+        ln.Artifact.get(path=tmp_path / "a.txt")  # where it came from, not where it is stored
+    with pytest.raises(ln.Artifact.DoesNotExist, match="no artifact is stored at"):
+        ln.Artifact.get(path=Path(registry.storage_root) / "results" / "nothing.txt")
 
 
 def test_changed_file_is_rehashed(registry, tmp_path):
@@ -353,7 +379,25 @@ def test_reading_tracks_inputs_but_get_does_not(registry, tmp_path):
         ln.settings.track_run_inputs = True
         reset_current_run(token)
     assert list(quiet.input_artifacts) == [other]
+    # as lamindb: get(..., is_run_input=True) links what it fetches
+    token = set_current_run(quiet)
+    try:
+        assert ln.Artifact.get(key="d.csv", is_run_input=True) == artifact
+    finally:
+        reset_current_run(token)
+    assert set(quiet.input_artifacts) == {other, artifact}
     assert "track_run_inputs=True" in repr(ln.settings) and ln.settings.instance == registry.url
+
+
+def test_settings_name_the_user_and_the_storage_root(registry):
+    assert ln.settings.user == registry.user and ln.settings.user.handle
+    assert ln.settings.storage == registry.storage_root == ln.settings.storage.root_as_str
+    assert ln.settings.storage.root == Path(registry.storage_root)
+    mine = ln.Artifact(key="mine.txt").save()
+    assert ln.Artifact.filter(created_by=ln.settings.user).one() == mine
+    assert ln.settings.verbosity == "warning"
+    with pytest.raises(ValueError, match="verbosity"):
+        ln.settings.verbosity = "loud"
 
 
 SAVE_AS = """

@@ -228,6 +228,19 @@ def test_export_errors_are_one_line(wf, tmp_path):
     assert proc.returncode == 1 and "not a run" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
 
 
+def test_a_pipeline_keyed_by_its_repository_url_has_a_workflow_file(registry, tmp_path):
+    from rocrate.rocrate import ROCrate
+
+    pipeline = ln.Transform(key="https://github.com/nf-demo/align", kind="pipeline", version="1.2").save()
+    run = ln.Run(pipeline, name="happy_turing", reference="happy_turing", reference_type="nextflow_id").save()
+    proc = cli("export", run.uid, "--format", "ro-crate", "-o", str(tmp_path / "crate"))
+    assert proc.returncode == 0, proc.stderr
+    main = ROCrate(tmp_path / "crate").mainEntity
+    # was `https` (the key cut at its first colon), with a file of that name
+    assert main.id == "main.nf" and main["name"] == pipeline.key
+    assert (tmp_path / "crate" / "main.nf").is_file() and not (tmp_path / "crate" / "https").exists()
+
+
 def test_a_folder_is_a_dataset_with_its_files_in_the_crate(registry, tmp_path):
     from rocrate.rocrate import ROCrate
 

@@ -34,12 +34,16 @@ STAMP = "2024-03-04_21-05-58"
 UTC = dt.UTC
 
 
-def launch_dir(tmp_path: Path) -> Path:
-    """The sample launch under tmp_path, its absolute paths rewritten, with staged links and published results."""
+def launch_dir(tmp_path: Path, moved: bool = False) -> Path:
+    """The sample launch under tmp_path, its absolute paths rewritten, with staged links and published results.
+
+    `moved`: the launch folder as copied off the machine it ran on: its files and links still
+    name /nf/launch, where it ran (the links dangle here)."""
     root = tmp_path / "launch"
     shutil.copytree(DATA / "run", root)
+    ran_in = Path("/nf/launch") if moved else root
     for path in root.rglob("*"):
-        if path.is_file() and not path.is_symlink():
+        if path.is_file() and not path.is_symlink() and not moved:
             text = path.read_text()
             if "/nf/launch" in text:
                 path.write_text(text.replace("/nf/launch", str(root)))
@@ -51,7 +55,7 @@ def launch_dir(tmp_path: Path) -> Path:
             (run_file.parent / name).symlink_to(source)
     results = root / "results"
     (results / "multiqc").mkdir()
-    (results / "multiqc" / "multiqc_report.html").symlink_to(work / "1b" / "2c3d4e5f60718293a4b5c6d7e8f9a0" / "multiqc_report.html")
+    (results / "multiqc" / "multiqc_report.html").symlink_to(ran_in / "work" / "1b" / "2c3d4e5f60718293a4b5c6d7e8f9a0" / "multiqc_report.html")
     (results / "align").mkdir()
     shutil.copy(work / "5e" / "6f7a8b9c0d1e2f3a4b5c6d7e8f9a0b" / "a.bam", results / "align" / "a.bam")
     return root
@@ -187,6 +191,26 @@ def test_ingest_with_discovered_report_log_history_work_dir_and_outdir(registry,
     result = CliRunner().invoke(cli, ["lineage", os.path.relpath(bam)])
     assert result.exit_code == 0, result.output
     assert f"recreated by run https://github.com/nf-demo/align:ALIGN (ALIGN (a)) [{align_a.uid}" in result.output
+
+
+def test_a_launch_folder_moved_off_the_machine_it_ran_on_keeps_its_task_files(registry, tmp_path, caplog):
+    # the log, the staging commands and the links name /nf/launch, where it ran; it is here now
+    root = launch_dir(tmp_path, moved=True)
+    run = ingest_trace(trace_of(root), timezone_name="UTC")
+    tasks = tasks_of(run)
+    fastqc_a, align_a, multiqc = tasks["1"], tasks["3"], tasks["6"]
+    # were: no task inputs or outputs at all (the work dirs the log names are not here)
+    assert fastqc_a.output_artifacts.one().key == "work/3f/a1b2c3d4e5f60718293a4b5c6d7e8f/a_fastqc.txt"
+    assert {a.key for a in align_a.input_artifacts} == {"data/a.fastq", "data/ref.fa"}
+    assert {a.key for a in multiqc.input_artifacts} == {
+        "work/3f/a1b2c3d4e5f60718293a4b5c6d7e8f/a_fastqc.txt", "work/7c/0d1e2f3a4b5c6d7e8f90a1b2c3d4e5/b_fastqc.txt",
+        "work/5e/6f7a8b9c0d1e2f3a4b5c6d7e8f9a0b/a.bam", "work/d4/e5f60718293a4b5c6d7e8f9a0b1c2d/b.bam"}
+    assert fastqc_a.params["workdir"] == "/nf/launch/work/3f/a1b2c3d4e5f60718293a4b5c6d7e8f"  # as Nextflow recorded it
+    bam = run.output_artifacts.get(key="results/align/a.bam")
+    assert bam._aux["published_from"]["run"] == align_a.uid and align_a in ln.lineage.upstream(bam).runs
+    # a published link into where the launch ran dangles here: said, not recorded
+    assert run.output_artifacts.filter(key="results/multiqc/multiqc_report.html").count() == 0
+    assert "results/multiqc/multiqc_report.html -> /nf/launch/work/1b/" in caplog.text
 
 
 def test_ingesting_twice_adds_nothing_and_a_grown_trace_adds_only_new_rows(registry, tmp_path):

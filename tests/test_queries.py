@@ -95,6 +95,18 @@ def test_json_paths_with_mixed_types(lineage):
     assert names(ln.Run.filter(params__learning_rate__in=[0.01, "fast"])) == {"top", "align[B]"}
 
 
+def test_json_key_presence_as_in_django(lineage):
+    ln.Run(lineage["other"], name="nulled", params={"tag": None}).save()
+    # a key is there whatever its value, JSON null included; it was read as params["has_key"] == "tag"
+    assert names(ln.Run.filter(params__has_key="tag")) == {"top", "align[A]", "nulled"}
+    assert names(ln.Run.filter(params__pre__has_key="norm")) == {"top"}
+    assert names(ln.Run.filter(params__has_keys=["tag", "pre"])) == {"top"}
+    assert names(ln.Run.filter(params__has_any_keys=["pre", "learning_rate"])) == {"top", "align[A]", "align[B]"}
+    assert names(ln.Run.exclude(params__has_key="learning_rate")) == {"lone", "nulled"}
+    with pytest.raises(ValidationError, match="a list of keys"):
+        ln.Run.filter(params__has_keys="tag").count()
+
+
 def test_q_objects_and_status(lineage):
     Q = ln.Q
     assert names(ln.Run.filter(Q(name="top") | Q(name="lone"))) == {"top", "lone"}
@@ -166,6 +178,28 @@ def test_get_by_id_uid_prefix_and_lookups(lineage):
         ln.Run.get(name__startswith="align")
     with pytest.raises(ObjectDoesNotExist, match="zzzzzzzz"):
         ln.Run.get("zzzzzzzz")
+    # Django's per-model exceptions, as lamindb users catch them
+    with pytest.raises(ln.Run.DoesNotExist):
+        ln.Run.get(name="nope")
+    with pytest.raises(ln.Run.MultipleObjectsReturned):
+        ln.Run.filter(name__startswith="align").one()
+    with pytest.raises(ObjectDoesNotExist) as caught:
+        ln.Transform.get(key="nope")
+    assert not isinstance(caught.value, ln.Run.DoesNotExist)
+
+
+def test_values_list_and_values(lineage):
+    top, child = lineage["top"], lineage["child"]
+    runs = ln.Run.filter(name__in=["top", "align[A]"]).order_by("id")
+    assert runs.values_list("id", flat=True) == [top.id, child.id]
+    assert runs.values_list("name", "status", "transform") == [("top", "started", lineage["wf"].id),
+                                                              ("align[A]", "scheduled", lineage["step"].id)]
+    assert runs.values("name", "initiated_by_run")[1] == {"name": "align[A]", "initiated_by_run": top.id}
+    assert names(ln.Run.filter(id__in=ln.Run.filter(transform=lineage["step"]).values_list("id", flat=True))) == {"align[A]", "align[B]"}
+    with pytest.raises(ValidationError, match="exactly one field"):
+        runs.values_list("id", "name", flat=True)
+    with pytest.raises(FieldError, match="no field 'nope'"):
+        runs.values_list("nope")
 
 
 def test_unknown_fields_list_the_valid_ones(lineage):
@@ -263,6 +297,46 @@ def test_features(lineage):
         ln.Feature(name="temperature", dtype="str").save()
     df = ln.Run.filter(name="top").to_dataframe(features=True)
     assert df.iloc[0]["experiment"] == "My experiment 1"
+
+
+def test_feature_predicates_as_in_lamindb(lineage):
+    top, child, grandchild = lineage["top"], lineage["child"], lineage["grandchild"]
+    temperature = ln.Feature(name="temperature", dtype=float).save()
+    for run, value in ((top, 18.0), (child, 22.5), (grandchild, 30.0)):
+        run.features.add_values({"temperature": value})
+    assert names(ln.Run.filter(temperature > 21)) == {"align[A]", "align[B]"}
+    assert names(ln.Run.filter(temperature <= 22.5, temperature >= 22.5)) == {"align[A]"}
+    assert names(ln.Run.filter(temperature == 18.0)) == {"top"}
+    assert names(ln.Run.filter((temperature < 20) | (temperature > 25))) == {"top", "align[B]"}
+    assert names(ln.Run.filter(temperature.is_null())) == {"lone"}
+    assert names(ln.Run.filter(temperature != None)) == {"top", "align[A]", "align[B]"}  # noqa: E711
+    assert names(ln.Run.filter(temperature__isnull=True)) == {"lone"}
+    with pytest.raises(TypeError, match="pass it to .filter"):
+        bool(temperature > 21)
+    # compared with records, a feature is still a record
+    assert temperature == ln.Feature.get(name="temperature") and {temperature: 1}[temperature] == 1
+    assert temperature != ln.Feature(name="pressure", dtype=float).save()
+    # dtypes as Python types and registries, as lamindb takes them
+    assert ln.Feature(name="tags", dtype=list[str]).save().dtype == "list[str]"
+    label = ln.Feature(name="label", dtype=ln.Record).save()
+    assert label.dtype == "cat[Record]"
+    child.features.add_values({"label": ln.Record(name="E1").save(), "tags": ["a", "b"]})
+    assert child.features.get_values()["label"] == "E1"
+    assert names(ln.Run.filter(label="E1")) == {"align[A]"}
+
+
+def test_track_annotates_the_run_with_features(registry, tmp_path):
+    ln.Feature(name="experiment", dtype=str).save()
+    (tmp_path / "analysis.py").write_text("print('analysis')\n")
+    with pytest.raises(ValidationError, match="unknown feature"):
+        ln.track(path=str(tmp_path / "analysis.py"), features={"nope": 1})
+    assert ln.Run.filter().count() == 0  # checked before any run starts
+    run = ln.track(path=str(tmp_path / "analysis.py"), features={"experiment": "E9"})
+    try:
+        assert run.features.get_values() == {"experiment": "E9"}
+        assert ln.Run.filter(experiment="E9").one() == run
+    finally:
+        ln.finish()
 
 
 def test_many_to_many_manager(lineage):

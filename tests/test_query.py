@@ -861,6 +861,39 @@ def test_deleting_the_latest_version_promotes_the_newest_remaining_one(registry,
     assert ln.Transform.filter(key="k.py", is_latest=True).one() == t1
 
 
+def test_deleting_through_a_query_set_is_deleting_each_record(registry, tmp_path):
+    data = tmp_path / "counts.tsv"
+    versions = []
+    for content in ("1", "2", "3"):
+        data.write_text(content)
+        versions.append(ln.Artifact(str(data), key="counts.tsv").save())
+    v1, v2, v3 = versions
+    # it was one UPDATE: the family was left without a latest version
+    assert ln.Artifact.filter(uid=v3.uid).delete() == 1
+    assert ln.Artifact.get(key="counts.tsv", is_latest=True) == v2
+    stored = [v1.path, v2.path]
+    assert all(p.exists() for p in stored)
+    # it was one DELETE: the registry's copies of the bytes stayed behind, with no row
+    assert ln.Artifact.filter(key="counts.tsv").delete(permanent=True) == 2
+    assert not any(p.exists() for p in stored) and data.exists()
+    assert ln.Artifact.filter(key="counts.tsv").count() == 0
+    folder = tmp_path / "plates"
+    folder.mkdir()
+    (folder / "a.csv").write_text("1")
+    f1 = ln.Artifact(str(folder), key="plates").save()
+    (folder / "a.csv").write_text("2")
+    f2 = ln.Artifact(str(folder), key="plates").save()
+    place = f2.path
+    ln.Artifact.filter(uid=f1.uid).delete(permanent=True)
+    assert (place / "a.csv").read_text() == "2"  # the remaining version's bytes
+    ln.Artifact.filter(key="plates").delete(permanent=True)
+    assert not place.exists()  # its last version gone: the shared place goes too
+    ln.Transform(key="k.py", version="1").save()
+    t2 = ln.Transform(key="k.py", version="2").save()
+    ln.Transform.filter(id=t2.id).delete()
+    assert ln.Transform.get(key="k.py", is_latest=True).version == "1"
+
+
 def test_root_run_and_descendants(g):
     top, child, gc, lone = g["top"], g["child"], g["grandchild"], g["lone"]
     assert gc.root_run == top and child.root_run == top and top.root_run == top

@@ -291,22 +291,24 @@ def test_steps_chain_in_threads_and_asyncio(registry, tmp_path):
     script = tmp_path / "steps.py"
     script.write_text(STEPS)
     run_script(script, check=True)
-    top = ln.Run.get(transform__key="steps.py")
-    branch = ln.Run.get(transform__key="steps.py:branch")
+    top = ln.Run.get(transform__key="steps.py", entrypoint=None)
+    branch = ln.Run.get(entrypoint="branch")
     assert branch.initiated_by_run == top and branch.params == {"n": 2} and branch.status == "completed"
-    leaves_of_branch = ln.Run.filter(transform__key="steps.py:leaf", initiated_by_run=branch)
+    leaves_of_branch = ln.Run.filter(entrypoint="leaf", initiated_by_run=branch)
     assert sorted(r.params["x"] for r in leaves_of_branch) == [0, 1]
     assert all(r.params["scale"] == 2 for r in leaves_of_branch)
-    gather = ln.Run.get(transform__key="steps.py:gather")
-    fetches = ln.Run.filter(transform__key="steps.py:fetch")
+    gather = ln.Run.get(entrypoint="gather")
+    fetches = ln.Run.filter(entrypoint="fetch")
     assert {f.initiated_by_run for f in fetches} == {gather}, "each asyncio task sees its parent step"
-    assert {r.initiated_by_run for r in ln.Run.filter(transform__key="steps.py:leaf", params__x__in=[3, 4])} == set(fetches)
-    threaded = ln.Run.get(transform__key="steps.py:leaf", params__x=10)
+    assert {r.initiated_by_run for r in ln.Run.filter(entrypoint="leaf", params__x__in=[3, 4])} == set(fetches)
+    threaded = ln.Run.get(entrypoint="leaf", params__x=10)
     assert threaded.initiated_by_run == top, "a new thread falls back to the global run"
-    failed = ln.Run.get(transform__key="steps.py:fails")
+    failed = ln.Run.get(entrypoint="fails")
     assert failed.status == "errored" and "step failed" in failed._aux["end_reason"]
     assert top.status == "completed"
-    assert ln.Transform.get(key="steps.py:leaf").kind == "function"
+    # as in lamindb: the steps' transform is their file's, the script's own (was one per function, `steps.py:leaf`)
+    assert {r.transform for r in ln.Run.filter()} == {top.transform} and top.transform.kind == "script"
+    assert ln.Run.filter(transform__key="steps.py").count() == ln.Run.filter().count()
 
 
 def test_edited_script_gets_a_new_version_and_uid_keeps_family(registry, tmp_path):
@@ -378,11 +380,14 @@ def test_project_labels_everything_created_during_the_run(registry, tmp_path):
     script = tmp_path / "proj.py"
     out = tmp_path / "o.txt"
     out.write_text("o")
-    script.write_text(f"import lamin_integrations as ln\nln.track(project='atlas')\nln.Artifact({str(out)!r}, key='o.txt').save()\nln.finish()\n")
+    after = tmp_path / "after.txt"
+    after.write_text("after")
+    script.write_text(f"import lamin_integrations as ln\nln.track(project='atlas')\nln.Artifact({str(out)!r}, key='o.txt').save()\n"
+                      f"ln.finish()\nln.Artifact({str(after)!r}, key='after.txt').save()\n")
     run_script(script, check=True)
     project = ln.Project.get(name="atlas")
     assert [r.transform.key for r in project.runs] == ["proj.py"]
-    assert [a.key for a in project.artifacts] == ["o.txt"]
+    assert [a.key for a in project.artifacts] == ["o.txt"]  # not what the script saved after finish()
     assert [t.key for t in project.transforms] == ["proj.py"]
     bad = tmp_path / "noproj.py"
     bad.write_text("import lamin_integrations as ln\nln.track(project='nope')\n")

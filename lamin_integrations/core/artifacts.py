@@ -227,6 +227,25 @@ def _object_checksum(info: dict[str, Any]) -> tuple[str, str] | None:
     return None
 
 
+def lookups_for_path(path: Any, instance: Any) -> dict[str, Any] | None:
+    """The lookups that find the artifact whose bytes are at `path` (`Artifact.get(path=...)`),
+    by undoing `storage_location`; None when no registered storage holds that path."""
+    text = os.fspath(path) if isinstance(path, os.PathLike) else str(path)
+    location = text.rstrip("/") if st.is_url(text) else str(st.local_path(text).resolve())
+    for storage_id, root in registered_roots(instance):
+        rel = st.relative_to_root(location, root)
+        if rel is None:
+            continue
+        name = rel.removeprefix(".lamindb/")
+        uid = name.split(".", 1)[0]
+        if name != rel and "/" not in name and len(uid) == 20:
+            return {"storage_id": storage_id, "uid": uid}
+        if name != rel and "/" not in name and len(uid) == 16:  # a folder: every version shares the place
+            return {"storage_id": storage_id, "uid__startswith": uid, "n_files__isnull": False, "is_latest": True}
+        return {"storage_id": storage_id, "key": rel, "_key_is_virtual": False}
+    return None
+
+
 def storage_location(artifact: Artifact, root: str) -> str:
     """Where the artifact's bytes live in its storage."""
     d = artifact.__dict__
@@ -404,6 +423,9 @@ def save_artifacts(artifacts: Sequence[Artifact], run: Run | None = None) -> Non
         a.__dict__["_storage_ongoing"] = False
         a._snapshot()
     for a in result["inserted"]:
+        revised = states_by_id[id(a)].get("_revises")
+        if revised is not None and a.is_latest:
+            revised.__dict__["is_latest"] = False  # as the registry has it now: `a1.is_latest` after `revises=a1`
         events.append(("artifact_saved", {"artifact": a, "run": run if a.run_id and run is not None and a.run_id == run.id else a.run}))
     for a, writer in result["recreated"]:
         events.append(("artifact_recreated", {"artifact": a, "run": writer}))

@@ -144,6 +144,7 @@ class Context:
         self._transform: Transform | None = None
         self._run: Run | None = None
         self._project: Project | None = None
+        self._project_of_run = False
         # uid / version / description: what the tracked transform has, or, set before
         # `ln.track()`, the uid to track and the version / description a new transform gets
         self.uid: str | None = None
@@ -199,8 +200,21 @@ class Context:
         new_run: bool | None = None,
         path: str | None = None,
         initiated_by_run: Run | None = None,
+        features: dict | None = None,
     ) -> Run:
-        """Start (or resume) a run of this script; returns the Run."""
+        """Start (or resume) a run of this script; returns the Run.
+
+        `features` annotates the run with values of declared features (`run.features.add_values`),
+        checked before the run starts."""
+        if features is not None:
+            from .features import resolve_values
+            from .instance import current
+
+            resolve_values(features, current())
+            run = self.track(transform, project=project, params=params, new_run=new_run, path=path,
+                             initiated_by_run=initiated_by_run)
+            run.features.add_values(features)
+            return run
         if params is not None:
             if not isinstance(params, dict):
                 raise ValidationError(f"params must be a dict, got {type(params).__name__}")
@@ -250,6 +264,7 @@ class Context:
                new_run: bool | None, path: str | None, initiated_by_run: Run | None) -> Run:
         if project is not None:
             self.use_project(project)
+            self._project_of_run = True  # labels what this run creates, not what comes after finish()
         parent = initiated_by_run or _current_run.get() or parent_run_from_env()
         if parent is not None and parent.id is None and parent.__dict__.get("_materialize"):
             parent.__dict__["_materialize"]()  # an adapter's run still being written in the background
@@ -465,6 +480,8 @@ class Context:
                 os.environ[ENV_RUN_UID] = self._parent_env
             else:
                 os.environ.pop(ENV_RUN_UID, None)
+        if self._project_of_run:
+            self._project, self._project_of_run = None, False
         announce(f"finished Run('{run.uid}')" if status == "completed" else f"{status} Run('{run.uid}')")
 
 

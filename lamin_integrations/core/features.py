@@ -30,6 +30,11 @@ _PY_TYPES = {str: "str", int: "int", float: "float", bool: "bool", dict: "dict",
 def normalize_dtype(dtype: Any, name: str) -> str:
     if dtype in _PY_TYPES:
         return _PY_TYPES[dtype]
+    args = getattr(dtype, "__args__", None)  # `list[str]` as a Python type, as lamindb takes it
+    if getattr(dtype, "__origin__", None) is list and args and len(args) == 1 and args[0] in (str, int, float):
+        return f"list[{_PY_TYPES[args[0]]}]"
+    if isinstance(dtype, type) and hasattr(dtype, "__table__"):  # a registry: `dtype=ln.Record`
+        return f"cat[{dtype.__name__}]"
     if isinstance(dtype, str) and (dtype in DTYPES or dtype.startswith("cat[")):
         return dtype
     raise ValidationError(
@@ -46,6 +51,8 @@ def check_value(feature: Feature, value: Any) -> Any:
         return ValidationError(f"{where} cannot take {type(value).__name__} {value!r}")
 
     if dtype in ("str", "cat", "url", "path") or dtype.startswith("cat["):
+        if dtype.startswith("cat") and hasattr(value, "__table__") and isinstance(getattr(value, "name", None), str):
+            value = value.name  # a label record (`ln.Record(name="E1")`): stored by its name
         if not isinstance(value, str):
             raise fail()
     elif dtype == "int":
@@ -85,6 +92,27 @@ def value_hash(value: Any) -> str:
     return hash_string(json.dumps(value, sort_keys=True, separators=(",", ":")))
 
 
+def resolve_values(values: dict[str, Any], instance: Any) -> list[tuple[Feature, Any]]:
+    """(feature, value as stored) pairs. An unknown feature or a value of the wrong type is an
+    error before anything is written: `ln.track(features=...)` checks before it starts a run."""
+    from .models import Feature
+
+    if not isinstance(values, dict):
+        raise ValidationError(f"feature values are a dict of name -> value, got {values!r}")
+    features = {f.name: f for f in Feature.connect(instance).filter(name__in=list(values))}
+    unknown = [name for name in values if name not in features]
+    if unknown:
+        raise ValidationError(
+            f"unknown feature(s) {', '.join(map(repr, unknown))}: create them first, e.g. "
+            f"ln.Feature(name={unknown[0]!r}, dtype='str').save()"
+        )
+    pairs: list[tuple[Feature, Any]] = []
+    for name, value in values.items():
+        items = value if isinstance(value, (list, tuple, set)) and not features[name].dtype.startswith(("list", "dict")) else [value]
+        pairs.extend((features[name], check_value(features[name], v)) for v in items)
+    return pairs
+
+
 class FeatureManager:
     """`run.features`: add, set, get and remove feature values of one run."""
 
@@ -92,24 +120,9 @@ class FeatureManager:
         self._run = run
 
     def _resolve(self, values: dict[str, Any]) -> list[tuple[Feature, Any]]:
-        from .models import Feature
-
-        if not isinstance(values, dict):
-            raise ValidationError(f"feature values are a dict of name -> value, got {values!r}")
         if self._run.id is None:
             raise ValidationError("save the run before annotating it with features")
-        features = {f.name: f for f in Feature.connect(self._run._db).filter(name__in=list(values))}
-        unknown = [name for name in values if name not in features]
-        if unknown:
-            raise ValidationError(
-                f"unknown feature(s) {', '.join(map(repr, unknown))}: create them first, e.g. "
-                f"ln.Feature(name={unknown[0]!r}, dtype='str').save()"
-            )
-        pairs: list[tuple[Feature, Any]] = []
-        for name, value in values.items():
-            items = value if isinstance(value, (list, tuple, set)) and not features[name].dtype.startswith(("list", "dict")) else [value]
-            pairs.extend((features[name], check_value(features[name], v)) for v in items)
-        return pairs
+        return resolve_values(values, self._run._db)
 
     def add_values(self, values: dict[str, Any]) -> None:
         pairs = self._resolve(values)
@@ -176,11 +189,17 @@ def feature_lookup(model: Any, name: str, rest: list[str], value: Any, dialect: 
     if declared is None:
         return None
     op = rest[0] if rest else "exact"
+    jv, link, feature = schema.json_value, schema.run_json_value, schema.feature
+    if op == "isnull" and len(rest) == 1:
+        if not isinstance(value, bool):
+            raise ValidationError(f"{name}__isnull expects True or False, got {value!r}")
+        having = sa.select(link.c.run_id).select_from(link.join(jv, jv.c.id == link.c.json_value_id)).where(
+            jv.c.feature_id == declared.id)
+        return model.__table__.c.id.not_in(having) if value else model.__table__.c.id.in_(having)
     if len(rest) > 1 or op not in OPERATORS or op in ("isnull", "range"):
         from ..errors import FieldError
 
         raise FieldError(f"feature {name!r} supports comparisons like {name}__gt=..., got {name}__{'__'.join(rest)}")
-    jv, link, feature = schema.json_value, schema.run_json_value, schema.feature
     if isinstance(value, (dt.date, dt.datetime)):
         value = value.isoformat()
     if op == "in":

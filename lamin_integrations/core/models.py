@@ -667,12 +667,36 @@ class Artifact(IsVersioned, SQLRecord):
         if _is_dataframe(data):
             from .instance import data_dir
 
+            self.__dict__["n_observations"] = len(data)
             data = artifacts.dataframe_to_file(data, data_dir() / "cache" / "dataframes")
             self.__dict__["otype"] = self.__dict__.get("otype") or "DataFrame"
             self.__dict__["kind"] = self.__dict__.get("kind") or "dataset"
         elif not isinstance(data, (str, os.PathLike)):
             raise ValidationError(f"Artifact() takes a path, URL or DataFrame, got {type(data).__name__}")
         artifacts.describe_source(self, data, key)
+
+    @classmethod
+    def get(cls, idlike: int | str | None = None, *, path: Any = None, is_run_input: bool | None = None,  # type: ignore[override]
+            **expressions: Any) -> Artifact:
+        """As `SQLRecord.get`, and by where the bytes are (`path=`, a local path or URL in a
+        registered storage), as lamindb does; `is_run_input=True` links it as an input of the
+        current run."""
+        if path is not None:
+            from .artifacts import lookups_for_path
+            from .instance import current
+
+            found = lookups_for_path(path, current())
+            if found is None:
+                raise cls.DoesNotExist(f"no registered storage holds {path}, so no artifact is stored there")
+            try:
+                artifact = super().get(idlike, **expressions, **found)
+            except cls.DoesNotExist:
+                raise cls.DoesNotExist(f"no artifact is stored at {path}") from None
+        else:
+            artifact = super().get(idlike, **expressions)
+        if is_run_input:
+            artifact._track_input(True)
+        return artifact
 
     @classmethod
     def from_dataframe(cls, df: Any, key: str | None = None, description: str | None = None, **kwargs: Any) -> Artifact:
@@ -764,18 +788,24 @@ class Artifact(IsVersioned, SQLRecord):
     def delete(self, permanent: bool | None = None, **kwargs: Any) -> tuple[int, dict[str, int]] | None:
         """Move to the trash; `permanent=True` removes the row and the copy of the bytes this
         registry made in its storage (files registered in place are the user's: they stay)."""
-        copy = None
-        if permanent and self.id is not None and self.__dict__.get("_key_is_virtual") and self.hash is not None and self.storage_id:
-            from .artifacts import storage_location
-
-            shared = self.n_files is not None and self.versions.exclude(id=self.id).exists()  # folder versions share one place
-            copy = None if shared else (storage_location(self, self.storage.root), self.n_files is not None)
+        copy = self._stored_copy({self.id}) if permanent and self.id is not None else None
         result = super().delete(permanent, **kwargs)
         if copy is not None:
             from .storage import remove
 
             remove(*copy)  # after the commit: a failed delete keeps its bytes
         return result
+
+    def _stored_copy(self, deleted: set[int]) -> tuple[str, bool] | None:
+        """(location, is a folder) of the copy of the bytes this registry made, if deleting the
+        records `deleted` leaves no other version using it (folder versions share one place)."""
+        if not self.__dict__.get("_key_is_virtual") or self.hash is None or not self.storage_id:
+            return None
+        from .artifacts import storage_location
+
+        if self.n_files is not None and self.versions.exclude(id__in=sorted(deleted)).exists():
+            return None
+        return storage_location(self, self.storage.root), self.n_files is not None
 
     @property
     def path(self) -> Any:
@@ -828,7 +858,10 @@ class Artifact(IsVersioned, SQLRecord):
         return handle
 
     def load(self, is_run_input: bool | None = None, **kwargs: Any) -> Any:
-        """A DataFrame for .csv, .tsv and .parquet artifacts; the data of .json and .yaml ones."""
+        """The data in memory, by suffix as lamindb loads it: a DataFrame (.csv, .tsv, .parquet),
+        the data of .json / .yaml, the text of .txt / .fasta, an AnnData (.h5ad, with anndata
+        installed); pictures and .html give their local path (there is nothing to display them in
+        a script)."""
         import pandas as pd
 
         def json_file(p: Path) -> Any:
@@ -843,13 +876,29 @@ class Artifact(IsVersioned, SQLRecord):
                 raise ValidationError("load() of a .yaml artifact needs PyYAML: pip install pyyaml") from None
             return yaml.safe_load(Path(p).read_text(encoding="utf-8"))
 
+        def text_file(p: Path) -> str:
+            return Path(p).read_text(encoding="utf-8")
+
+        def h5ad_file(p: Path) -> Any:
+            try:
+                import anndata
+            except ImportError:
+                raise ValidationError("load() of a .h5ad artifact needs anndata: pip install anndata") from None
+            return anndata.read_h5ad(p, **kwargs)
+
+        def local_path(p: Path) -> Path:
+            return Path(p)
+
         suffix = (self.suffix or "").lower()
         readers = {".csv": lambda p: pd.read_csv(p, **kwargs), ".tsv": lambda p: pd.read_csv(p, sep="\t", **kwargs),
-                   ".parquet": lambda p: pd.read_parquet(p, **kwargs), ".json": json_file, ".yaml": yaml_file, ".yml": yaml_file}
-        reader = readers.get(suffix.removesuffix(".gz")) if suffix.endswith(".gz") and suffix != ".gz" else readers.get(suffix)
-        if reader is None or (suffix.endswith(".gz") and reader in (json_file, yaml_file)):
+                   ".parquet": lambda p: pd.read_parquet(p, **kwargs), ".json": json_file, ".yaml": yaml_file, ".yml": yaml_file,
+                   ".txt": text_file, ".fasta": text_file, ".h5ad": h5ad_file,
+                   **dict.fromkeys((".html", ".png", ".jpg", ".jpeg", ".gif", ".svg"), local_path)}
+        compressed = suffix.endswith(".gz") and suffix != ".gz"
+        reader = readers.get(suffix.removesuffix(".gz")) if compressed else readers.get(suffix)
+        if reader is None or (compressed and reader not in (readers[".csv"], readers[".tsv"])):
             raise ValidationError(
-                f"load() reads .csv, .tsv and .parquet into a DataFrame and .json / .yaml into their data; this artifact is "
+                f"load() reads .csv, .tsv, .parquet, .json, .yaml, .txt, .fasta and .h5ad; this artifact is "
                 f"{suffix or 'without suffix'}: use .cache() for a local path or .open() for a file object"
             )
         result = reader(self.cache(is_run_input=False))
@@ -985,6 +1034,44 @@ class Feature(SQLRecord):
         if not name or not isinstance(name, str):
             raise ValidationError("Feature() needs a name")
         self._set_fields({"name": name, "dtype": normalize_dtype(dtype, name), **kwargs})
+
+    # lamindb's feature predicates: `temperature = ln.Feature.get(name="temperature")`, then
+    # `ln.Run.filter(temperature > 21)`. Compared with a record, a Feature is a record.
+    def _predicate(self, op: str, value: Any) -> Any:
+        from .query import Predicate
+
+        return Predicate(**{f"{self.name}{op}": value})
+
+    def __eq__(self, other: object) -> Any:
+        if isinstance(other, SQLRecord):
+            return super().__eq__(other)
+        return self._predicate("__isnull", True) if other is None else self._predicate("", other)
+
+    def __ne__(self, other: object) -> Any:
+        if isinstance(other, SQLRecord):
+            same = super().__eq__(other)
+            return same if same is NotImplemented else not same
+        return self._predicate("__isnull", False) if other is None else ~self._predicate("", other)
+
+    def __gt__(self, value: Any) -> Any:
+        return self._predicate("__gt", value)
+
+    def __ge__(self, value: Any) -> Any:
+        return self._predicate("__gte", value)
+
+    def __lt__(self, value: Any) -> Any:
+        return self._predicate("__lt", value)
+
+    def __le__(self, value: Any) -> Any:
+        return self._predicate("__lte", value)
+
+    __hash__ = SQLRecord.__hash__
+
+    def is_null(self, value: bool = True) -> Any:
+        """Runs without a value of this feature (`is_null(False)`: runs with one)."""
+        if not isinstance(value, bool):
+            raise ValidationError("Feature.is_null() takes True or False")
+        return self._predicate("__isnull", value)
 
     def _insert(self, conn: sa.Connection, events: list) -> None:
         t = self.__table__

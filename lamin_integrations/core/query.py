@@ -73,6 +73,17 @@ class Q:
         return negate(clause) if self.negated else clause
 
 
+class Predicate(Q):
+    """A condition made by comparing a field object with a value (`temperature > 21` for a
+    Feature): it goes into `filter()`, never into an `if` (lamindb refuses that too)."""
+
+    def __bool__(self) -> bool:
+        raise TypeError("a feature comparison such as `temperature > 21` is a query: pass it to .filter(...)")
+
+    def __invert__(self) -> Q:
+        return Predicate(self, _negated=True)
+
+
 def negate(clause: sa.ColumnElement[bool]) -> sa.ColumnElement[bool]:
     """NOT that treats "unknown" as false first, as Django does: exclude(name="x") keeps NULL names."""
     return sa.not_(sa.func.coalesce(clause, sa.false()))
@@ -268,6 +279,8 @@ def _json_lookup(
     The guard (JSON type of the value) keeps a string "abc" from comparing greater than
     every number on SQLite, and keeps PostgreSQL from failing a cast on mixed rows.
     """
+    if rest and rest[-1] in _KEY_OPS:
+        return _json_has_keys(column, rest[:-1], rest[-1], value, dialect, expression)
     op = "exact"
     if rest and rest[-1] in OPERATORS:
         op = rest[-1]
@@ -311,6 +324,24 @@ def _json_lookup(
         return sa.and_(_json_compare(column, rest, "gte", value[0], dialect, expression),
                        _json_compare(column, rest, "lte", value[1], dialect, expression))
     return _json_compare(column, rest, op, value, dialect, expression)
+
+
+_KEY_OPS = ("has_key", "has_keys", "has_any_keys")
+
+
+def _json_has_keys(column: Any, path: list[str], op: str, value: Any, dialect: str, expression: str) -> sa.ColumnElement[bool]:
+    """Django's `params__has_key="lr"` (`has_keys` / `has_any_keys` with a list): the key is there,
+    whatever its value, JSON null included."""
+    keys = [value] if op == "has_key" else value
+    if isinstance(keys, (str, bytes)) or not isinstance(keys, Iterable) or not all(isinstance(k, str) for k in keys):
+        wanted = "a key (a string)" if op == "has_key" else "a list of keys (strings)"
+        raise ValidationError(f"{expression} expects {wanted}, got {value!r}")
+    for key in [*path, *keys]:
+        check_text(expression, key)
+    present = [_json_type(column, [*path, key], dialect).is_not(None) for key in keys]
+    if op == "has_any_keys":
+        return sa.or_(*present) if present else sa.false()
+    return sa.and_(*present) if present else sa.true()
 
 
 def _json_compare(column: Any, path: list[str], op: str, value: Any, dialect: str, expression: str) -> sa.ColumnElement[bool]:

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
-from ..errors import FieldError, MultipleResultsFound, ObjectDoesNotExist, ValidationError
+from ..errors import FieldError, ValidationError
 from .instance import Instance, current
 from .query import Q, negate
 
@@ -185,15 +185,49 @@ class QuerySet:
     def to_list(self, field: str | None = None) -> list[Any]:
         if field is None:
             return list(self._fetch())
-        name = self.model._meta.aliases.get(field, field)
-        if name == "status" and "_status_code" in self.model._meta.columns:
+        return [row[0] for row in self._rows([field])]
+
+    def values_list(self, *fields: str, flat: bool = False) -> list[Any]:
+        """Django's `values_list`: a tuple of these fields per record (every field when none are
+        named), or with `flat=True` the values of one field (`filter(id__in=qs.values_list("id", flat=True))`)."""
+        if flat and len(fields) != 1:
+            raise ValidationError("values_list(flat=True) takes exactly one field")
+        rows = self._rows(list(fields) or list(self.model._meta.columns))
+        return [row[0] for row in rows] if flat else [tuple(row) for row in rows]
+
+    def values(self, *fields: str) -> list[dict[str, Any]]:
+        """Django's `values`: a dict of these fields (every field when none are named) per record."""
+        names = list(fields) or list(self.model._meta.columns)
+        return [dict(zip(names, row, strict=True)) for row in self._rows(names)]
+
+    def _rows(self, fields: list[str]) -> list[Any]:
+        """The values of these fields (columns, a foreign key by its relation name, or a run's
+        status), one row per record, in the query's order."""
+        from .record import ForeignKey
+
+        meta, table = self.model._meta, self.model.__table__
+        columns: list[Any] = []
+        statuses: list[int] = []
+        for field in fields:
+            name = meta.aliases.get(field, field) if isinstance(field, str) else field
+            relation = meta.relations.get(name)
+            if isinstance(relation, ForeignKey):
+                name = relation.column
+            if name == "status" and "_status_code" in meta.columns:
+                name = "_status_code"
+                statuses.append(len(columns))
+            if not isinstance(name, str) or name not in meta.columns:
+                raise FieldError(f"{self.model.__name__} has no field {field!r}. Valid fields: {', '.join(self.model._field_names())}")
+            columns.append(table.c[name])
+        with self.instance.read() as conn:
+            rows: list[Any] = [list(row) for row in conn.execute(self._select(*columns))]
+        if statuses:
             from .models import STATUS_NAMES
 
-            return [STATUS_NAMES.get(code) for code in self.to_list("_status_code")]
-        if name not in self.model._meta.columns:
-            raise FieldError(f"{self.model.__name__} has no field {field!r}. Valid fields: {', '.join(self.model._field_names())}")
-        with self.instance.read() as conn:
-            return list(conn.execute(self._select(self.model.__table__.c[name])).scalars())
+            for row in rows:
+                for i in statuses:
+                    row[i] = STATUS_NAMES.get(row[i])
+        return rows
 
     def count(self) -> int:
         table = self.model.__table__
@@ -227,15 +261,15 @@ class QuerySet:
     def one(self) -> Any:
         rows = self[:2]._fetch()
         if not rows:
-            raise ObjectDoesNotExist(f"no {self.model.__name__} matches this query")
+            raise self.model.DoesNotExist(f"no {self.model.__name__} matches this query")
         if len(rows) > 1:
-            raise MultipleResultsFound(f"more than one {self.model.__name__} matches this query; add lookups to narrow it")
+            raise self.model.MultipleObjectsReturned(f"more than one {self.model.__name__} matches this query; add lookups to narrow it")
         return rows[0]
 
     def one_or_none(self) -> Any:
         rows = self[:2]._fetch()
         if len(rows) > 1:
-            raise MultipleResultsFound(f"more than one {self.model.__name__} matches this query; add lookups to narrow it")
+            raise self.model.MultipleObjectsReturned(f"more than one {self.model.__name__} matches this query; add lookups to narrow it")
         return rows[0] if rows else None
 
     def get(self, idlike: int | str | None = None, **expressions: Any) -> Any:
@@ -254,7 +288,7 @@ class QuerySet:
                     rows = qs.order_by("-is_latest", "-created_at", "-id")[:1]._fetch()
                     if rows:
                         return rows[0]
-                    raise ObjectDoesNotExist(f"no {model.__name__} with uid starting {idlike!r}")
+                    raise model.DoesNotExist(f"no {model.__name__} with uid starting {idlike!r}")
         else:
             if not expressions:
                 raise ValidationError(f"{model.__name__}.get() needs an id, a uid or lookups")
@@ -268,9 +302,9 @@ class QuerySet:
                 latest = qs.filter(is_latest=True)[:1]._fetch()
                 rows = latest or qs.order_by("-created_at", "-id")[:1]._fetch()
         if not rows:
-            raise ObjectDoesNotExist(f"no {model.__name__} matches {what}")
+            raise model.DoesNotExist(f"no {model.__name__} matches {what}")
         if len(rows) > 1:
-            raise MultipleResultsFound(f"more than one {model.__name__} matches {what}; use a longer uid or more lookups")
+            raise model.MultipleObjectsReturned(f"more than one {model.__name__} matches {what}; use a longer uid or more lookups")
         return rows[0]
 
     def _ids_subquery(self) -> sa.Select:
@@ -283,6 +317,10 @@ class QuerySet:
 
     def delete(self, permanent: bool | None = None) -> int:
         """Trash every matching record (or remove them with permanent=True); returns the count."""
+        from .models import IsVersioned
+
+        if issubclass(self.model, IsVersioned):
+            return self._delete_each(bool(permanent))
         table = self.model.__table__
         ids = self._ids_subquery()
         if permanent:
@@ -298,6 +336,33 @@ class QuerySet:
             return int(conn.execute(stmt).rowcount)
 
         return self.instance.write(write)
+
+    def _delete_each(self, permanent: bool) -> int:
+        """Versioned records (artifacts, transforms) are deleted as `record.delete()` deletes
+        them, all in one transaction: the newest remaining version of a family becomes its latest,
+        and an artifact's copy in storage is removed once the deletion is committed."""
+        records = list(self._clone())
+        ids = {r.id for r in records}
+        copies = [c for r in records if (c := getattr(r, "_stored_copy", lambda _: None)(ids))] if permanent else []
+
+        def write(conn: sa.Connection) -> int:
+            for record in records:
+                (record._remove if permanent else record._trash)(conn)
+            return len(records)
+
+        count = self.instance.write(write)
+        for record in records:
+            if permanent:
+                record.__dict__["id"] = None
+            else:
+                record.__dict__["branch_id"] = -1
+                record._snapshot()
+        if copies:
+            from .storage import remove
+
+            for location, is_dir in copies:
+                remove(location, is_dir)
+        return int(count)
 
     def update(self, **values: Any) -> int:
         """Set fields on every matching record in one statement; returns the count."""

@@ -225,12 +225,21 @@ class SQLRecord:
     id: int | None
     uid: str
     _instance: Instance | None
+    DoesNotExist: ClassVar[type[Exception]]
+    MultipleObjectsReturned: ClassVar[type[Exception]]
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         table = cls.__dict__.get("__table__")
         if table is None:
             return
+        from ..errors import MultipleResultsFound, ObjectDoesNotExist
+
+        # Django's per-model exceptions (`except ln.Artifact.DoesNotExist:`), under the package's own
+        cls.DoesNotExist = type("DoesNotExist", (ObjectDoesNotExist,), {"__module__": cls.__module__,
+                                                                         "__qualname__": f"{cls.__name__}.DoesNotExist"})
+        cls.MultipleObjectsReturned = type("MultipleObjectsReturned", (MultipleResultsFound,), {
+            "__module__": cls.__module__, "__qualname__": f"{cls.__name__}.MultipleObjectsReturned"})
         meta = Meta(uid_len=cls._uid_len, stem_len=cls._stem_len)
         meta.columns = {c.name: c for c in table.columns}
         for name, rel in cls._relations.items():

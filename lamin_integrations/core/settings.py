@@ -168,7 +168,7 @@ def resolve(db: str | None = None, storage: str | None = None) -> tuple[str, str
 def announce(message: str) -> None:
     """One line on stderr for the person running the script, as lamindb prints it: `ln.track()`
     tells the uid to pin (`ln.track("...")`) there. LAMIN_INTEGRATIONS_QUIET=1 silences it."""
-    if os.environ.get("LAMIN_INTEGRATIONS_QUIET", "").strip() not in ("", "0"):
+    if os.environ.get("LAMIN_INTEGRATIONS_QUIET", "").strip() not in ("", "0") or settings.verbosity in ("error", 0):
         return
     try:
         sys.stderr.write(f"→ {message}\n")
@@ -182,11 +182,15 @@ class Settings:
 
     `track_run_inputs` (default True): `load()`, `cache()` and `open()` of an artifact link it
     as an input of the current run unless given `is_run_input=False`; set it to False to link
-    inputs only where `is_run_input=True` is passed. `instance` / `storage`: where records go.
+    inputs only where `is_run_input=True` is passed. `instance` / `storage` / `user`: where
+    records go and who creates them. `verbosity = "error"` (or 0) silences the one-line notes.
     """
+
+    _VERBOSITY = ("error", "warning", "success", "info", "hint", "debug")
 
     def __init__(self) -> None:
         self.track_run_inputs = True
+        self._verbosity: str | int = "warning"
 
     @property
     def instance(self) -> str:
@@ -195,13 +199,46 @@ class Settings:
         return current().url
 
     @property
-    def storage(self) -> str:
+    def storage(self) -> StorageRoot:
         from .instance import current
 
-        return current().storage_root
+        return StorageRoot(current().storage_root)
+
+    @property
+    def user(self) -> object:
+        """The User record of whoever runs this process (`Artifact.filter(created_by=ln.settings.user)`)."""
+        from .instance import current
+
+        return current().user
+
+    @property
+    def verbosity(self) -> str | int:
+        return self._verbosity
+
+    @verbosity.setter
+    def verbosity(self, value: str | int) -> None:
+        if value not in self._VERBOSITY and value not in range(len(self._VERBOSITY)):
+            raise ValueError(f"verbosity is one of {', '.join(self._VERBOSITY)} (or 0-5), got {value!r}")
+        self._verbosity = value
 
     def __repr__(self) -> str:
-        return f"Settings(track_run_inputs={self.track_run_inputs})"
+        return f"Settings(track_run_inputs={self.track_run_inputs}, verbosity={self.verbosity!r})"
+
+
+class StorageRoot(str):
+    """`ln.settings.storage`: the storage root as text, with lamindb's `.root` (a path) and `.root_as_str`."""
+
+    @property
+    def root(self) -> object:
+        if "://" in self and not self.startswith("file://"):
+            from upath import UPath
+
+            return UPath(str(self))
+        return Path(self.removeprefix("file://"))
+
+    @property
+    def root_as_str(self) -> str:
+        return str(self)
 
 
 settings = Settings()

@@ -90,19 +90,23 @@ def step(uid: str | None = None) -> Callable[[F], F]:
         transforms: dict[int, Any] = {}
 
         def transform() -> Any:
-            from .context import script_key
+            from .context import context
             from .instance import current
             from .models import Transform
 
             instance = current()
             if id(instance) not in transforms:
                 path = inspect.getsourcefile(func)
-                key = f"{script_key(Path(path).resolve())}:{func.__qualname__}" if path else func.__qualname__
-                try:
-                    source = inspect.getsource(func)
-                except (OSError, TypeError):
-                    source = None
-                transforms[id(instance)] = Transform(key=key, kind="function", source_code=source, uid=uid).save()
+                if path and Path(path).is_file():
+                    # lamindb's: the defining file is the transform (kind script), shared with the flows and
+                    # the script that call the step; the function is each run's entrypoint
+                    transforms[id(instance)] = context._resolve_transform(uid, path)
+                else:  # a notebook cell, `python -c`: the function is the transform
+                    try:
+                        source = inspect.getsource(func)
+                    except (OSError, TypeError):
+                        source = None
+                    transforms[id(instance)] = Transform(key=func.__qualname__, kind="function", source_code=source, uid=uid).save()
             return transforms[id(instance)]
 
         def start(args: tuple, kwargs: dict) -> tuple[Any, Any]:

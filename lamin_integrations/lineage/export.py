@@ -152,6 +152,17 @@ def _local(artifact: Any) -> Path | None:
     return path if (path.is_dir() if folder else path.is_file()) else None
 
 
+
+def workflow_file_name(key: str, engine: str) -> str:
+    """The name of the workflow's source file in a crate, from its transform key: the last part
+    of a path or repository URL (`wf/Snakefile`, `https://github.com/nf-core/rnaseq`) without a
+    step's `:rule`. A Nextflow pipeline keyed by its repository gets its main script's name."""
+    name = key.rstrip("/").rsplit("/", 1)[-1].split(":", 1)[0] or "workflow"
+    if engine == "nextflow" and not name.endswith(".nf"):
+        return "main.nf"
+    return name
+
+
 def write_crate(data: LineageData, out: Path, include_data: bool = True) -> Path:
     """A Provenance Run Crate for the tree in `data`: a folder, or a zip if `out` ends with .zip.
 
@@ -186,7 +197,7 @@ def write_crate(data: LineageData, out: Path, include_data: bool = True) -> Path
     engine = crate.add(ContextEntity(crate, "#engine", properties={"@type": "SoftwareApplication", "name": lang_name,
                                                                    "url": lang_url}))
     # The workflow itself: its source as stored with the transform (a Snakefile, a flow, a script).
-    wf_name = Path(main_t.key.split(":")[0]).name or "workflow"
+    wf_name = workflow_file_name(main_t.key, engine_key)
     import tempfile
 
     tmp = tempfile.TemporaryDirectory()

@@ -37,6 +37,7 @@ def record_task_files(files: Any, pipeline: Any, touched: list[tuple[Any, Any]],
             work = task.fields.get("workdir")
             if not work or not (run._aux or {}).get("files_recorded"):
                 continue
+            work = files.here(work)
             try:
                 if is_dir(work):
                     scans.append((run, scan(work)))
@@ -53,6 +54,7 @@ def record_task_files(files: Any, pipeline: Any, touched: list[tuple[Any, Any]],
         for run, w in scans:
             others = []
             for staged in w.inputs.values():
+                staged = files.here(staged)
                 known = real(staged)
                 if known in produced:
                     links.append((run, produced[known]))
@@ -68,6 +70,13 @@ def record_task_files(files: Any, pipeline: Any, touched: list[tuple[Any, Any]],
         except Exception as e:
             logger.warning("lamin-integrations: not recording the published files in %s: %s", files.outdir, e)
             published = []
+        dangling = [p for p in published if "://" not in p and os.path.islink(p) and not os.path.exists(p)]
+        if dangling:
+            logger.warning("lamin-integrations: not recording %d published file(s) whose links point where the launch ran, "
+                           "not on this machine (e.g. %s -> %s): publish with mode 'copy' to keep results that move",
+                           len(dangling), dangling[0], os.readlink(dangling[0]))
+            skipped = set(dangling)
+            published = [p for p in published if p not in skipped]
         if launch_hashes is not None:
             published = [p for p in published if _published_by(p, launch_hashes)]
         later = _published_later(published, pipeline, files.max_hash_size)
@@ -83,6 +92,7 @@ def record_task_files(files: Any, pipeline: Any, touched: list[tuple[Any, Any]],
             source: dict[str, Any] | None = None
             run = None
             if os.path.islink(path):
+                target = real(files.here(target))  # a link made where the launch ran
                 run = producer_run.get(target) or _run_of(target, by_work_dir)
                 if run is not None:
                     source = {"run": run.uid, "path": target, "how": "symlink"}

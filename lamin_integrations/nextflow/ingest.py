@@ -41,6 +41,17 @@ class Files:
     outdir: str | None = None  # published results
     base: str | None = None  # artifact keys are relative to this (the launch dir)
     max_hash_size: int | None = None
+    moved_from: str | None = None  # the launch dir the files name, when the launch is now at `base`
+
+    def here(self, path: str) -> str:
+        """A path named by the launch's files (the log's work dirs, staging commands) where it
+        is on this machine: a launch folder copied off the cluster or moved keeps naming the
+        launch dir it ran in, whose files are now under `base`."""
+        old = self.moved_from
+        if not old or not self.base or not path.startswith(old.rstrip("/") + "/") or os.path.exists(path):
+            return path
+        moved = self.base.rstrip("/") + path[len(old.rstrip("/")):]
+        return moved if os.path.lexists(moved) else path
 
 
 def timezone(name: str | None) -> dt.tzinfo | None:
@@ -323,7 +334,7 @@ class Recorder:
         for run in existing.values():
             work = (run.params or {}).get("workdir")
             if work:
-                out[real(work)] = run
+                out[real(self.files.here(work))] = run
         return out
 
     def _fill_work_dirs(self, launch: Launch, tasks: list[Task]) -> None:
@@ -340,6 +351,8 @@ class Recorder:
             work = launch.work_dirs.get(str(f.get("task_id")))
             if work is not None and f.get("hash") and not (full_hash(work) or "").startswith(f["hash"].replace("/", "")):
                 work = None  # the log of another launch (a resume) names another task by this id
+            if work is not None and self.files.work_dir and "://" not in work and not os.path.isdir(self.files.here(work)):
+                work = None  # not on this machine: the work dir given is searched instead
             if work is None and self.files.work_dir and f.get("hash"):
                 work = find_work_dir(self.files.work_dir, f["hash"], listings)
             if work is not None:
@@ -676,6 +689,9 @@ def ingest_trace(path: str | os.PathLike, *, report: str | os.PathLike | None = 
         launch.status, launch.finished_at, launch.error = None, None, None
     launch.launch_dir = launch.launch_dir or sources.launch_dir
     files = Files(base=_base(launch.launch_dir, sources), max_hash_size=max_hash_size)
+    recorded = launch.launch_dir
+    if recorded and files.base != recorded and "://" not in recorded and not os.path.isdir(recorded):
+        files.moved_from = recorded  # the launch ran there; its files are here now
     if record_files:
         files.work_dir, files.outdir = sources.work_dir, sources.outdir
     identity = {"trace_file": str(Path(sources.trace).resolve())}
