@@ -24,6 +24,7 @@ _LAZY = {
     "Project": "lamin_integrations.core.models",
     "Feature": "lamin_integrations.core.models",
     "Record": "lamin_integrations.core.models",
+    "ULabel": "lamin_integrations.core.models",
     "JsonValue": "lamin_integrations.core.models",
     "Q": "lamin_integrations.core.query",
     "QuerySet": "lamin_integrations.core.queryset",

@@ -397,3 +397,28 @@ def test_a_query_set_as_a_relation_value(lineage):
     assert names(ln.Run.filter(input_artifacts__in=ln.Artifact.filter(key="a.txt"))) == {"align[B]"}
     with pytest.raises(ValidationError, match="expects Transform records"):
         ln.Run.filter(transform__in=ln.Project.filter()).count()
+
+
+def test_labels_annotate_runs_and_artifacts(lineage):
+    top, a = lineage["top"], lineage["a"]
+    # lamindb's ULabel (older tutorials) and Record (its successor) both annotate runs and artifacts
+    experiment = ln.ULabel(name="experiment_1").save()
+    assert len(experiment.uid) == 8
+    a.ulabels.add(experiment)
+    top.ulabels.add(experiment)
+    assert list(a.ulabels) == [experiment] and list(experiment.artifacts) == [a] and list(experiment.runs) == [top]
+    assert ln.Artifact.filter(ulabels__name="experiment_1").one() == a
+    assert names(ln.Run.filter(ulabels=experiment)) == {"top"}
+    sample = ln.Record(name="sample_1").save()
+    lineage["child"].records.add(sample)
+    a.records.add(sample)
+    assert names(ln.Run.filter(records__name="sample_1")) == {"align[A]"} and list(sample.artifacts) == [a]
+    assert ln.Artifact.filter(records=sample, ulabels=experiment).one() == a
+    df = ln.Artifact.filter(key="a.txt").to_dataframe(include="ulabels__name")
+    assert list(df["ulabels__name"].iloc[0]) == ["experiment_1"]
+    labels = ln.ULabel.from_values(["experiment_1", "experiment_2"])
+    assert labels[0] == experiment and labels[1].id is None
+    with pytest.raises(ValidationError, match="needs a name"):
+        ln.ULabel()
+    experiment.delete(permanent=True)
+    assert a.ulabels.count() == 0 and ln.Artifact.filter(ulabels__name="experiment_1").count() == 0

@@ -377,6 +377,8 @@ class Run(SQLRecord):
     input_artifacts: Any
     recreated_artifacts: Any
     projects: Any
+    ulabels: Any
+    records: Any
 
     __table__ = schema.run
     _uid_len = 16
@@ -400,6 +402,8 @@ class Run(SQLRecord):
         "input_artifacts": InputArtifacts("Artifact", table=schema.run_input_artifact, self_column="run_id", other_column="artifact_id"),
         "recreated_artifacts": ManyToMany("Artifact", table=schema.run_recreated_artifact, self_column="run_id", other_column="artifact_id"),
         "projects": ManyToMany("Project", table=schema.project_run, self_column="run_id", other_column="project_id"),
+        "ulabels": ManyToMany("ULabel", table=schema.run_ulabel, self_column="run_id", other_column="ulabel_id"),
+        "records": ManyToMany("Record", table=schema.run_record, self_column="run_id", other_column="record_id"),
         "json_values": ManyToMany("JsonValue", table=schema.run_json_value, self_column="run_id", other_column="json_value_id"),
     }
 
@@ -611,6 +615,8 @@ class Artifact(IsVersioned, SQLRecord):
     input_of_runs: Any
     recreating_runs: Any
     projects: Any
+    ulabels: Any
+    records: Any
 
     __table__ = schema.artifact
     _uid_len = 20
@@ -623,6 +629,8 @@ class Artifact(IsVersioned, SQLRecord):
         "input_of_runs": InputArtifacts("Run", table=schema.run_input_artifact, self_column="artifact_id", other_column="run_id"),
         "recreating_runs": ManyToMany("Run", table=schema.run_recreated_artifact, self_column="artifact_id", other_column="run_id"),
         "projects": ManyToMany("Project", table=schema.project_artifact, self_column="artifact_id", other_column="project_id"),
+        "ulabels": ManyToMany("ULabel", table=schema.artifact_ulabel, self_column="artifact_id", other_column="ulabel_id"),
+        "records": ManyToMany("Record", table=schema.artifact_record, self_column="artifact_id", other_column="record_id"),
     }
 
     def __init__(
@@ -997,6 +1005,8 @@ class Record(SQLRecord):
         "run": ForeignKey("Run", column="run_id"),
         "records": Reverse("Record", fk_column="type_id"),
         "projects": ManyToMany("Project", table=schema.project_record, self_column="record_id", other_column="project_id"),
+        "runs": ManyToMany("Run", table=schema.run_record, self_column="record_id", other_column="run_id"),
+        "artifacts": ManyToMany("Artifact", table=schema.artifact_record, self_column="record_id", other_column="artifact_id"),
     }
 
     @classmethod
@@ -1005,10 +1015,40 @@ class Record(SQLRecord):
         from .record import RecordList
 
         if field not in cls._meta.columns:
-            raise FieldError(f"Record has no field {field!r}")
+            raise FieldError(f"{cls.__name__} has no field {field!r}")
         values = list(dict.fromkeys(values))
         existing = {getattr(r, field): r for r in cls.filter(**{f"{field}__in": values})} if values else {}
         return RecordList(existing.get(v) or cls(**{field: v}, **kwargs) for v in values)
+
+
+class ULabel(SQLRecord):
+    """lamindb's universal label, from its older tutorials (`Record` succeeds it): a name that
+    annotates runs and artifacts (`artifact.ulabels.add(label)`, `Artifact.filter(ulabels__name="x")`)."""
+
+    uid: str
+    name: str
+    description: str | None
+    is_type: bool
+    runs: Any
+    artifacts: Any
+
+    __table__ = schema.ulabel
+    _uid_len = 8
+    _relations: ClassVar[dict[str, Relation]] = {
+        "created_by": ForeignKey("User", column="created_by_id"),
+        "type": ForeignKey("ULabel", column="type_id"),
+        "run": ForeignKey("Run", column="run_id"),
+        "runs": ManyToMany("Run", table=schema.run_ulabel, self_column="ulabel_id", other_column="run_id"),
+        "artifacts": ManyToMany("Artifact", table=schema.artifact_ulabel, self_column="ulabel_id", other_column="artifact_id"),
+    }
+
+    def __init__(self, name: str | None = None, **kwargs: Any):
+        super().__init__()
+        if not name or not isinstance(name, str):
+            raise ValidationError("ULabel() needs a name, e.g. ULabel(name='experiment_1')")
+        self._set_fields({"name": name, **kwargs})
+
+    from_values = Record.__dict__["from_values"]
 
 
 class Feature(SQLRecord):

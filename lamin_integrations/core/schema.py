@@ -341,6 +341,27 @@ record = sa.Table(
     _aux(),
 )
 
+# lamindb's universal labels (its older tutorials; `record` is their successor)
+ulabel = sa.Table(
+    "ulabel",
+    metadata,
+    _id(),
+    sa.Column("uid", sa.String(8), nullable=False, unique=True),
+    sa.Column("name", sa.String(150), nullable=False, index=True),
+    sa.Column("description", sa.Text),
+    sa.Column("is_type", sa.Boolean, nullable=False, default=False),
+    sa.Column("type_id", IdType, sa.ForeignKey("ulabel.id"), index=True),
+    sa.Column("reference", sa.String(255)),
+    sa.Column("reference_type", sa.String(25)),
+    sa.Column("run_id", IdType, sa.ForeignKey("run.id", ondelete="SET NULL"), index=True),
+    _created_at(),
+    _updated_at(),
+    _created_by(),
+    _branch(),
+    _is_locked(),
+    _aux(),
+)
+
 
 setting = sa.Table(
     "setting",
@@ -376,3 +397,8 @@ project_run = _link("project_run", "project", "run")
 project_transform = _link("project_transform", "project", "transform")
 project_artifact = _link("project_artifact", "project", "artifact")
 project_record = _link("project_record", "project", "record")
+# labels annotating runs and artifacts (`run.ulabels`, `artifact.records`)
+run_ulabel = _link("run_ulabel", "run", "ulabel")
+artifact_ulabel = _link("artifact_ulabel", "artifact", "ulabel")
+run_record = _link("run_record", "run", "record")
+artifact_record = _link("artifact_record", "artifact", "record")
