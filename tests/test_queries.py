@@ -95,6 +95,16 @@ def test_json_paths_with_mixed_types(lineage):
     assert names(ln.Run.filter(params__learning_rate__in=[0.01, "fast"])) == {"top", "align[B]"}
 
 
+def test_order_by_a_value_inside_params(lineage):
+    ln.Run(lineage["other"], name="r9", params={"rank": 9}).save()
+    ln.Run(lineage["other"], name="r10", params={"rank": 10}).save()
+    ln.Run(lineage["other"], name="r2", params={"rank": 2}).save()
+    ranked = ln.Run.filter(params__rank__isnull=False)
+    assert [r.name for r in ranked.order_by("params__rank")] == ["r2", "r9", "r10"]  # by value, not as text
+    assert [r.name for r in ranked.order_by("-params__rank")] == ["r10", "r9", "r2"]
+    assert ln.Run.filter(params__learning_rate__gt=0).order_by("-params__learning_rate").first().name == "align[A]"
+
+
 def test_json_key_presence_as_in_django(lineage):
     ln.Run(lineage["other"], name="nulled", params={"tag": None}).save()
     # a key is there whatever its value, JSON null included; it was read as params["has_key"] == "tag"

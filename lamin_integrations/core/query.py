@@ -373,6 +373,15 @@ def _json_compare(column: Any, path: list[str], op: str, value: Any, dialect: st
     return sa.and_(typ.in_(sql_types), _apply(extracted, op, value, expression))
 
 
+def json_sort_key(column: Any, path: list[str], dialect: str, expression: str) -> Any:
+    """The value at `path` as the database orders JSON values (numbers by value, then text)."""
+    for key in path:
+        check_text(expression, key)
+    if dialect == "sqlite":
+        return sa.func.json_extract(column, _json_path_sqlite(path))
+    return column.op("#>")(sa.cast(path, sa.ARRAY(sa.Text)))
+
+
 def _json_path_sqlite(path: list[str]) -> str:
     for key in path:
         if '"' in key or "\\" in key:

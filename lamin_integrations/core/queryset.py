@@ -97,6 +97,12 @@ class QuerySet:
             name = "_status_code"
         if name in meta.relations and not meta.relations[name].many:
             name = meta.relations[name].column  # type: ignore[attr-defined]
+        head, _, path = name.partition("__")
+        if path and head in meta.json_columns:  # `order_by("-params__lr")`: by a value inside a JSON field
+            from .query import json_sort_key
+
+            key = json_sort_key(self.model.__table__.c[head], path.split("__"), self.instance.dialect, spec)
+            return key.desc() if desc else key.asc()
         if name not in meta.columns:
             raise FieldError(
                 f"cannot order {self.model.__name__} by {spec!r}. Valid fields: "
