@@ -432,3 +432,27 @@ def test_labels_annotate_runs_and_artifacts(lineage):
         ln.ULabel()
     experiment.delete(permanent=True)
     assert a.ulabels.count() == 0 and ln.Artifact.filter(ulabels__name="experiment_1").count() == 0
+
+
+def test_features_annotate_artifacts_too(lineage, tmp_path):
+    a, b = lineage["a"], lineage["b"]
+    temperature = ln.Feature(name="temperature", dtype=float).save()
+    ln.Feature(name="scientist", dtype=str).save()
+    a.features.set_values({"temperature": 37.5, "scientist": ["Ada", "Bo"]})
+    b.features.add_values({"temperature": 20.0})
+    assert a.features.get_values() == {"scientist": ["Ada", "Bo"], "temperature": 37.5}
+    assert ln.Artifact.filter(temperature__gt=30).one() == a and ln.Artifact.filter(temperature < 30).one() == b
+    assert ln.Artifact.filter(scientist="Bo").one() == a
+    df = ln.Artifact.filter(key__in=["a.txt", "b.csv"]).order_by("id").to_dataframe(features=["temperature"])
+    assert list(df["temperature"]) == [37.5, 20.0]
+    lineage["top"].features.add_values({"temperature": 37.5})  # the same value, shared: each registry has its own links
+    assert ln.Artifact.filter(temperature=37.5).one() == a and ln.Run.filter(temperature=37.5).one() == lineage["top"]
+    a.features.remove_values("scientist")
+    assert a.features.get_values() == {"temperature": 37.5}
+    # as lamindb's Artifact(..., features={...}): checked before anything is saved, linked when saved
+    (tmp_path / "c.txt").write_text("c")
+    with pytest.raises(ValidationError, match="temperature"):
+        ln.Artifact(str(tmp_path / "c.txt"), key="c.txt", features={"temperature": "warm"}).save()
+    assert ln.Artifact.filter(key="c.txt").count() == 0
+    c = ln.Artifact(str(tmp_path / "c.txt"), key="c.txt", features={"temperature": 4.0}).save()
+    assert c.features["temperature"] == 4.0 and temperature in [temperature]

@@ -1,8 +1,9 @@
-"""Feature-indexed values on runs: `run.features.set_values({...})`, `Run.filter(experiment=...)`.
+"""Feature-indexed values on runs and artifacts: `run.features.set_values({...})`,
+`Run.filter(experiment=...)`, `Artifact.filter(temperature > 21)`.
 
 Unlike free-form `params`, a feature is declared once with a dtype in the Feature registry;
 values are validated against it and stored once (JsonValue, unique per feature and value)
-and linked to every run that has them.
+and linked to every run and artifact that has them.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from .hashing import hash_string
 from .jsonutil import check_json
 
 if TYPE_CHECKING:
-    from .models import Feature, Run
+    from .models import Feature
 
 DTYPES = ("str", "int", "float", "num", "bool", "date", "datetime", "dict", "list[str]",
           "list[int]", "list[float]", "list", "cat", "url", "path")
@@ -113,37 +114,44 @@ def resolve_values(values: dict[str, Any], instance: Any) -> list[tuple[Feature,
     return pairs
 
 
-class FeatureManager:
-    """`run.features`: add, set, get and remove feature values of one run."""
+def value_links(table_name: str) -> tuple[sa.Table, str]:
+    """The table that links feature values to records of this registry, and its record column."""
+    if table_name == "artifact":
+        return schema.artifact_json_value, "artifact_id"
+    return schema.run_json_value, "run_id"
 
-    def __init__(self, run: Run):
-        self._run = run
+
+class FeatureManager:
+    """`run.features` / `artifact.features`: add, set, get and remove one record's feature values."""
+
+    def __init__(self, record: Any):
+        self._record = record
+        self._links, self._column = value_links(record.__table__.name)
 
     def _resolve(self, values: dict[str, Any]) -> list[tuple[Feature, Any]]:
-        if self._run.id is None:
-            raise ValidationError("save the run before annotating it with features")
-        return resolve_values(values, self._run._db)
+        if self._record.id is None:
+            raise ValidationError(f"save the {type(self._record).__name__.lower()} before annotating it with features")
+        return resolve_values(values, self._record._db)
 
     def add_values(self, values: dict[str, Any]) -> None:
         pairs = self._resolve(values)
-        self._run._db.write(lambda conn: self._link(conn, pairs))
+        self._record._db.write(lambda conn: self._link(conn, pairs))
 
     def set_values(self, values: dict[str, Any]) -> None:
-        """Replace the run's feature values with these."""
+        """Replace the record's feature values with these."""
         pairs = self._resolve(values)
 
         def replace(conn: sa.Connection) -> None:
-            link = schema.run_json_value
-            conn.execute(sa.delete(link).where(link.c.run_id == self._run.id))
+            conn.execute(sa.delete(self._links).where(self._links.c[self._column] == self._record.id))
             self._link(conn, pairs)
 
-        self._run._db.write(replace)
+        self._record._db.write(replace)
 
     def remove_values(self, *names: str) -> None:
-        jv, link, feature = schema.json_value, schema.run_json_value, schema.feature
+        jv, link, feature = schema.json_value, self._links, schema.feature
         ids = sa.select(jv.c.id).join(feature, feature.c.id == jv.c.feature_id).where(feature.c.name.in_(names))
-        stmt = sa.delete(link).where(link.c.run_id == self._run.id, link.c.json_value_id.in_(ids))
-        self._run._db.write(lambda conn: conn.execute(stmt))
+        stmt = sa.delete(link).where(link.c[self._column] == self._record.id, link.c.json_value_id.in_(ids))
+        self._record._db.write(lambda conn: conn.execute(stmt))
 
     def _link(self, conn: sa.Connection, pairs: list[tuple[Feature, Any]]) -> None:
         from .models import _insert_ignore
@@ -157,18 +165,18 @@ class FeatureManager:
             if new_id is None:
                 new_id = conn.execute(sa.select(jv.c.id).where(jv.c.feature_id == feature.id, jv.c.hash == h)).scalar_one()
             ids.append(new_id)
-        link(conn, schema.run_json_value, [{"run_id": self._run.id, "json_value_id": i} for i in ids])
+        link(conn, self._links, [{self._column: self._record.id, "json_value_id": i} for i in ids])
 
     def get_values(self) -> dict[str, Any]:
-        jv, link, feature = schema.json_value, schema.run_json_value, schema.feature
+        jv, link, feature = schema.json_value, self._links, schema.feature
         stmt = (
             sa.select(feature.c.name, jv.c.value)
             .select_from(link.join(jv, jv.c.id == link.c.json_value_id).join(feature, feature.c.id == jv.c.feature_id))
-            .where(link.c.run_id == self._run.id)
+            .where(link.c[self._column] == self._record.id)
             .order_by(feature.c.name, jv.c.id)
         )
         out: dict[str, list[Any]] = {}
-        with self._run._db.read() as conn:
+        with self._record._db.read() as conn:
             for name, value in conn.execute(stmt):
                 out.setdefault(name, []).append(value)
         return {k: v[0] if len(v) == 1 else v for k, v in out.items()}
@@ -181,7 +189,7 @@ class FeatureManager:
 
 
 def feature_lookup(model: Any, name: str, rest: list[str], value: Any, dialect: str) -> sa.ColumnElement[bool] | None:
-    """`Run.filter(experiment="x")`: match runs by a feature value; None if no such feature."""
+    """`Run.filter(experiment="x")` (or an Artifact query): match records by a feature value; None if no such feature."""
     from .models import Feature
     from .query import OPERATORS, _json_compare
 
@@ -189,11 +197,12 @@ def feature_lookup(model: Any, name: str, rest: list[str], value: Any, dialect: 
     if declared is None:
         return None
     op = rest[0] if rest else "exact"
-    jv, link, feature = schema.json_value, schema.run_json_value, schema.feature
+    jv, feature = schema.json_value, schema.feature
+    link, column = value_links(model.__table__.name)
     if op == "isnull" and len(rest) == 1:
         if not isinstance(value, bool):
             raise ValidationError(f"{name}__isnull expects True or False, got {value!r}")
-        having = sa.select(link.c.run_id).select_from(link.join(jv, jv.c.id == link.c.json_value_id)).where(
+        having = sa.select(link.c[column]).select_from(link.join(jv, jv.c.id == link.c.json_value_id)).where(
             jv.c.feature_id == declared.id)
         return model.__table__.c.id.not_in(having) if value else model.__table__.c.id.in_(having)
     if len(rest) > 1 or op not in OPERATORS or op in ("isnull", "range"):
@@ -215,7 +224,7 @@ def feature_lookup(model: Any, name: str, rest: list[str], value: Any, dialect: 
             value = check_value(declared, value)
         cond = _json_compare(jv.c.value, [], op, value, dialect, name)
     matching = (
-        sa.select(link.c.run_id)
+        sa.select(link.c[column])
         .select_from(link.join(jv, jv.c.id == link.c.json_value_id).join(feature, feature.c.id == jv.c.feature_id))
         .where(feature.c.name == name, cond)
     )

@@ -58,10 +58,9 @@ def to_dataframe(qs: QuerySet, include: str | list[str] | None = None, features:
         df[path] = [values.get(i) for i in ids]
     if features:
         if model._meta.feature_lookup is not None:
-            _add_features(df, ids, features, qs.instance)
+            _add_features(df, ids, features, qs.instance, table.name)
         elif isinstance(features, (list, str)) and features != "queryset":
-            # Only runs carry feature values here: a named feature is a column without values,
-            # as it is for a run that has none (lamindb's shared example names artifact features).
+            # Only runs and artifacts carry feature values: a named feature is a column without values.
             for name in [features] if isinstance(features, str) else features:
                 df[name] = None
     return df.set_index("id")
@@ -122,13 +121,15 @@ def _column_values(m: Any, current: dict[int, list[int]], name: str, many: bool,
     return {root: (vals if many else (vals[0] if vals else None)) for root, vals in out.items()}
 
 
-def _add_features(df: Any, ids: list[int], features: Any, instance: Any) -> None:
+def _add_features(df: Any, ids: list[int], features: Any, instance: Any, table_name: str) -> None:
     from . import schema
+    from .features import value_links
 
-    jv, link, feature = schema.json_value, schema.run_json_value, schema.feature
-    stmt = (sa.select(link.c.run_id, feature.c.name, jv.c.value)
+    jv, feature = schema.json_value, schema.feature
+    link, column = value_links(table_name)
+    stmt = (sa.select(link.c[column], feature.c.name, jv.c.value)
             .select_from(link.join(jv, jv.c.id == link.c.json_value_id).join(feature, feature.c.id == jv.c.feature_id))
-            .where(link.c.run_id.in_(ids)))
+            .where(link.c[column].in_(ids)))
     if isinstance(features, str) and features not in ("queryset",):
         features = [features]
     if isinstance(features, list):

@@ -631,6 +631,7 @@ class Artifact(IsVersioned, SQLRecord):
         "projects": ManyToMany("Project", table=schema.project_artifact, self_column="artifact_id", other_column="project_id"),
         "ulabels": ManyToMany("ULabel", table=schema.artifact_ulabel, self_column="artifact_id", other_column="ulabel_id"),
         "records": ManyToMany("Record", table=schema.artifact_record, self_column="artifact_id", other_column="record_id"),
+        "json_values": ManyToMany("JsonValue", table=schema.artifact_json_value, self_column="artifact_id", other_column="json_value_id"),
     }
 
     def __init__(
@@ -659,6 +660,9 @@ class Artifact(IsVersioned, SQLRecord):
         artifacts.check_revises(revises)
         if "path" in kwargs:
             data = kwargs.pop("path") if data is None else data
+        if kwargs.get("features") is not None:  # lamindb's `Artifact(..., features={...})`: linked when saved
+            self.__dict__["_features"] = kwargs.pop("features")
+        kwargs.pop("features", None)
         fields: dict[str, Any] = {"description": description, "kind": kind, **kwargs}
         if run is not None:
             fields["run"] = run
@@ -726,16 +730,27 @@ class Artifact(IsVersioned, SQLRecord):
         return RecordList(cls(p, key=prefix + rel, run=run) for rel, p, _ in list_files(folder))
 
     def save(self, *args: Any, **kwargs: Any) -> Artifact:  # type: ignore[override]
-        from .artifacts import save_artifacts
-
-        save_artifacts([self])
+        self._bulk_save([self])
         return self
 
     @classmethod
     def _bulk_save(cls, artifacts: list[Artifact]) -> None:
         from .artifacts import save_artifacts
+        from .features import resolve_values
 
+        annotated = [a for a in artifacts if a.__dict__.get("_features") is not None]
+        for a in annotated:  # an unknown feature or a wrong value: an error before anything is saved
+            resolve_values(a.__dict__["_features"], a._db)
         save_artifacts(artifacts)
+        for a in annotated:
+            a.features.add_values(a.__dict__.pop("_features"))
+
+    @property
+    def features(self) -> Any:
+        """Feature values annotating this artifact (`artifact.features.set_values({...})`)."""
+        from .features import FeatureManager
+
+        return FeatureManager(self)
 
     def _save_metadata(self) -> None:
         SQLRecord.save(self)
@@ -1135,6 +1150,7 @@ class JsonValue(SQLRecord):
     _relations: ClassVar[dict[str, Relation]] = {
         "feature": ForeignKey("Feature", column="feature_id"),
         "runs": ManyToMany("Run", table=schema.run_json_value, self_column="json_value_id", other_column="run_id"),
+        "artifacts": ManyToMany("Artifact", table=schema.artifact_json_value, self_column="json_value_id", other_column="artifact_id"),
     }
 
 
@@ -1142,6 +1158,7 @@ def _wire_features() -> None:
     from .features import feature_lookup
 
     Run._meta.feature_lookup = feature_lookup
+    Artifact._meta.feature_lookup = feature_lookup
 
 
 _wire_features()

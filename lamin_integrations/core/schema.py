@@ -402,3 +402,4 @@ run_ulabel = _link("run_ulabel", "run", "ulabel")
 artifact_ulabel = _link("artifact_ulabel", "artifact", "ulabel")
 run_record = _link("run_record", "run", "record")
 artifact_record = _link("artifact_record", "artifact", "record")
+artifact_json_value = _link("artifact_json_value", "artifact", "json_value")  # `artifact.features`

@@ -1,5 +1,6 @@
-"""Labels on runs and artifacts: lamindb's ULabel registry, and links from runs and artifacts to
-ULabels and Records (`run.ulabels`, `artifact.records`, `Artifact.filter(ulabels__name=...)`)
+"""Labels and feature values on artifacts: lamindb's ULabel registry, links from runs and
+artifacts to ULabels and Records (`run.ulabels`, `artifact.records`), and feature values on
+artifacts (`artifact.features`, `Artifact.filter(<feature>=...)`)
 
 Revision ID: 0005
 Revises: 0004
@@ -44,6 +45,17 @@ def upgrade() -> None:
     op.create_index(op.f('ix_ulabel_name'), 'ulabel', ['name'], unique=False)
     op.create_index(op.f('ix_ulabel_run_id'), 'ulabel', ['run_id'], unique=False)
     op.create_index(op.f('ix_ulabel_type_id'), 'ulabel', ['type_id'], unique=False)
+    op.create_table('artifact_json_value',
+    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
+    sa.Column('artifact_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('json_value_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('created_at', lamin_integrations.core.schema.UTCDateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['artifact_id'], ['artifact.id'], name=op.f('fk_artifact_json_value_artifact_id_artifact'), ondelete='CASCADE'),
+    sa.ForeignKeyConstraint(['json_value_id'], ['json_value.id'], name=op.f('fk_artifact_json_value_json_value_id_json_value'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_artifact_json_value')),
+    sa.UniqueConstraint('artifact_id', 'json_value_id', name=op.f('uq_artifact_json_value_artifact_id_json_value_id'))
+    )
+    op.create_index(op.f('ix_artifact_json_value_json_value_id'), 'artifact_json_value', ['json_value_id'], unique=False)
     op.create_table('artifact_record',
     sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
     sa.Column('artifact_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
@@ -99,6 +111,8 @@ def downgrade() -> None:
     op.drop_table('artifact_ulabel')
     op.drop_index(op.f('ix_artifact_record_record_id'), table_name='artifact_record')
     op.drop_table('artifact_record')
+    op.drop_index(op.f('ix_artifact_json_value_json_value_id'), table_name='artifact_json_value')
+    op.drop_table('artifact_json_value')
     op.drop_index(op.f('ix_ulabel_type_id'), table_name='ulabel')
     op.drop_index(op.f('ix_ulabel_run_id'), table_name='ulabel')
     op.drop_index(op.f('ix_ulabel_name'), table_name='ulabel')
