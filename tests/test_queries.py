@@ -456,3 +456,18 @@ def test_features_annotate_artifacts_too(lineage, tmp_path):
     assert ln.Artifact.filter(key="c.txt").count() == 0
     c = ln.Artifact(str(tmp_path / "c.txt"), key="c.txt", features={"temperature": 4.0}).save()
     assert c.features["temperature"] == 4.0 and temperature in [temperature]
+
+
+def test_date_parts_of_timestamps_as_in_django(lineage):
+    top, lone = lineage["top"], lineage["lone"]
+    ln.Run.filter(id=top.id).update(started_at=dt.datetime(2024, 3, 4, 23, 30, tzinfo=dt.UTC))
+    ln.Run.filter(id=lone.id).update(started_at=dt.datetime(2025, 1, 2, 0, 15, tzinfo=dt.timezone(dt.timedelta(hours=2))))
+    assert names(ln.Run.filter(started_at__date=dt.date(2024, 3, 4))) == {"top"}
+    assert names(ln.Run.filter(started_at__date="2025-01-01")) == {"lone"}  # 00:15 at +02:00 is the day before in UTC
+    assert names(ln.Run.filter(started_at__year=2024)) == {"top"}
+    assert names(ln.Run.filter(started_at__year__lt=2025, started_at__month=3, started_at__hour=23)) == {"top"}
+    assert names(ln.Run.filter(started_at__year__in=[2024, 2025])) == {"top", "lone"}
+    with pytest.raises(ValidationError, match="whole number"):
+        ln.Run.filter(started_at__year="2024").count()
+    with pytest.raises(ValidationError, match="a date such as"):
+        ln.Run.filter(started_at__date="March").count()

@@ -110,6 +110,8 @@ def _compile(
         column = model.__table__.c[name]
         if is_json(column.type):
             return _json_lookup(column, rest, value, dialect, expression)
+        if rest and rest[0] in DATE_PARTS and _python_type(column.type) is dt.datetime:
+            return _date_part(column, rest, value, dialect, expression)
         if len(rest) > 1 or (rest and rest[0] not in OPERATORS):
             raise FieldError(
                 f"{model.__name__}.{name} has no field or lookup {'__'.join(rest)!r} "
@@ -157,6 +159,46 @@ def _apply(column: Any, op: str, value: Any, expression: str) -> sa.ColumnElemen
     method = {"contains": "contains", "icontains": "icontains", "startswith": "startswith",
               "istartswith": "istartswith", "endswith": "endswith", "iendswith": "iendswith"}[op]
     return getattr(column, method)(value, autoescape=True)
+
+
+DATE_PARTS = ("date", "year", "month", "day", "hour")
+
+
+def _date_part(column: Any, rest: list[str], value: Any, dialect: str, expression: str) -> sa.ColumnElement[bool]:
+    """Django's `started_at__date=...`, `started_at__year__gte=2024`: a part of a UTC timestamp."""
+    part, ops = rest[0], rest[1:]
+    op = ops[0] if ops else "exact"
+    if len(ops) > 1 or op not in ("exact", "gt", "gte", "lt", "lte", "in", "range"):
+        raise FieldError(f"{expression!r}: a date part compares with exact, gt, gte, lt, lte, in or range")
+    values = value if op in ("in", "range") else [value]
+    if isinstance(values, (str, bytes)) or not isinstance(values, Iterable):
+        raise ValidationError(f"{expression} expects a list of values, got {value!r}")
+    checked: list[Any] = []
+    for v in values:
+        if part == "date":
+            if isinstance(v, str):
+                try:
+                    v = dt.date.fromisoformat(v)
+                except ValueError:
+                    raise ValidationError(f"{expression} expects a date such as '2024-03-04', got {v!r}") from None
+            if isinstance(v, dt.datetime):
+                v = v.date()
+            if not isinstance(v, dt.date):
+                raise ValidationError(f"{expression} expects a date, got {v!r}")
+            checked.append(v.isoformat() if dialect == "sqlite" else v)
+        else:
+            if isinstance(v, bool) or not isinstance(v, int):
+                raise ValidationError(f"{expression} expects a whole number, got {v!r}")
+            checked.append(v)
+    if dialect == "sqlite":  # the stored text is UTC 'YYYY-MM-DD HH:MM:SS...'
+        key: Any = sa.func.date(column) if part == "date" else sa.cast(
+            sa.func.strftime({"year": "%Y", "month": "%m", "day": "%d", "hour": "%H"}[part], column), sa.Integer)
+    else:
+        utc = sa.func.timezone("UTC", column)
+        key = sa.cast(utc, sa.Date) if part == "date" else sa.cast(sa.extract(part, utc), sa.Integer)
+    if op == "range" and len(checked) != 2:
+        raise ValidationError(f"{expression} expects a (low, high) pair, got {value!r}")
+    return _apply(key, op, checked if op in ("in", "range") else checked[0], expression)
 
 
 _TEXT_OPS = {"contains", "icontains", "startswith", "istartswith", "endswith", "iendswith", "iexact"}
