@@ -428,6 +428,8 @@ def test_labels_annotate_runs_and_artifacts(lineage):
     assert list(df["ulabels__name"].iloc[0]) == ["experiment_1"]
     labels = ln.ULabel.from_values(["experiment_1", "experiment_2"])
     assert labels[0] == experiment and labels[1].id is None
+    assert list(ln.ULabel.from_values(["experiment_1", "experiment_2"], create=False)) == [experiment]  # lamindb's default
+    assert len(ln.ULabel.from_values(["experiment_3"], create=True).save()) == 1
     with pytest.raises(ValidationError, match="needs a name"):
         ln.ULabel()
     experiment.delete(permanent=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import os
 import socket
 from collections.abc import Iterable
@@ -19,6 +20,8 @@ from .queryset import QuerySet
 from .record import ForeignKey, ManyToMany, Relation, Reverse, SQLRecord, link
 from .status import FINAL_STATUSES, STATUS_CODES, STATUS_NAMES, Status
 from .uids import base62, is_base62, next_version_uid
+
+logger = logging.getLogger("lamin_integrations")
 
 
 def _insert_ignore(conn: sa.Connection, table: sa.Table, values: dict[str, Any]) -> int | None:
@@ -1025,14 +1028,22 @@ class Record(SQLRecord):
     }
 
     @classmethod
-    def from_values(cls, values: Any, field: str = "name", **kwargs: Any) -> Any:
-        """One record per value, reusing the ones that already exist (call `.save()` on the list)."""
+    def from_values(cls, values: Any, field: str = "name", create: bool | None = None, **kwargs: Any) -> Any:
+        """One record per value, reusing the ones that already exist (call `.save()` on the list).
+
+        The missing ones are made, as the seeds' example expects (`from_values([...]).save()`, then
+        `get(name=...)`); `create=False` returns only those that exist, as lamindb's default does."""
         from .record import RecordList
 
         if field not in cls._meta.columns:
             raise FieldError(f"{cls.__name__} has no field {field!r}")
         values = list(dict.fromkeys(values))
         existing = {getattr(r, field): r for r in cls.filter(**{f"{field}__in": values})} if values else {}
+        if create is False:
+            missing = [v for v in values if v not in existing]
+            if missing:
+                logger.warning("did not create %s for %s (pass create=True)", cls.__name__, ", ".join(map(repr, missing[:10])))
+            return RecordList(existing[v] for v in values if v in existing)
         return RecordList(existing.get(v) or cls(**{field: v}, **kwargs) for v in values)
 
 
