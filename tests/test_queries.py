@@ -456,8 +456,11 @@ def test_features_annotate_artifacts_too(lineage, tmp_path):
     with pytest.raises(ValidationError, match="temperature"):
         ln.Artifact(str(tmp_path / "c.txt"), key="c.txt", features={"temperature": "warm"}).save()
     assert ln.Artifact.filter(key="c.txt").count() == 0
-    c = ln.Artifact(str(tmp_path / "c.txt"), key="c.txt", features={"temperature": 4.0}).save()
-    assert c.features["temperature"] == 4.0 and temperature in [temperature]
+    c = ln.Artifact(str(tmp_path / "c.txt"), key="c.txt", features={"temperature": 4.5}).save()
+    assert c.features["temperature"] == 4.5 and temperature in [temperature]
+    c.ulabels.add(ln.ULabel(name="benchmark").save())
+    text = c.describe(return_str=True)
+    assert "temperature: 4.5" in text and "ulabels: benchmark" in text
 
 
 def test_date_parts_of_timestamps_as_in_django(lineage):

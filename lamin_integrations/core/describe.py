@@ -42,6 +42,21 @@ def _add_fields(tree: Any, fields: list[tuple[str, Any]]) -> None:
             tree.add(f"{label}: {escape(safe(value))}")
 
 
+def _add_labels(tree: Any, record: Any) -> None:
+    """A run's or artifact's feature values, and the labels (ulabels, records, projects) on it."""
+    from rich.markup import escape
+
+    feats = record.features.get_values()
+    if feats:
+        fnode = tree.add("features")
+        for k, v in feats.items():
+            fnode.add(escape(f"{k}: {v}"))
+    for relation in ("ulabels", "records", "projects"):
+        names = [r.name for r in getattr(record, relation)[:20]]
+        if names:
+            tree.add(escape(f"{relation}: {', '.join(str(n) for n in names)}"))
+
+
 def describe(record: Any, include: Any = None) -> str:
     from rich.console import Console
     from rich.markup import escape
@@ -82,11 +97,7 @@ def describe(record: Any, include: Any = None) -> str:
             params = tree.add("params")
             for k, v in record.params.items():
                 params.add(escape(safe(f"{k}: {json.dumps(v, default=str, ensure_ascii=False)[:200]}")))
-        feats = record.features.get_values()
-        if feats:
-            fnode = tree.add("features")
-            for k, v in feats.items():
-                fnode.add(escape(f"{k}: {v}"))
+        _add_labels(tree, record)
         for label, qs in [("inputs", record.input_artifacts), ("outputs", record.output_artifacts),
                           ("recreated outputs", record.recreated_artifacts)]:
             items = qs[:50].to_list()
@@ -132,6 +143,7 @@ def describe(record: Any, include: Any = None) -> str:
         n_in = record.input_of_runs.count()
         if n_in:
             tree.add(f"input of {n_in} run(s)")
+        _add_labels(tree, record)
     else:
         tree = Tree(f"[bold]{name}[/bold] {getattr(record, 'uid', '')}")
         _add_fields(tree, [(col, record.__dict__.get(col)) for col in record._meta.columns
