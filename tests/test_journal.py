@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sqlite3
 import stat
 import subprocess
@@ -218,6 +219,53 @@ def test_finish_with_the_server_down_journals_the_end(outage, tmp_path):
     server.start()
     done = cli("sync")
     assert "wrote 1 journaled event(s) (1 run(s))" in done.stdout, done.stderr
+    run = ln.Run.get(uid)
+    assert run.status == "completed" and run.finished_at is not None
+
+
+def _processes_of(postmaster: int) -> list[int]:
+    """The postmaster and its backends (each in a process group of its own)."""
+    pids = [postmaster]
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == postmaster:
+                pids.append(int(entry.name))
+        except (OSError, ValueError, IndexError):
+            continue
+    return pids
+
+
+def test_finish_gives_up_on_a_server_that_stops_answering_and_journals_the_end(outage, tmp_path):
+    server, _, _ = outage
+    go = tmp_path / "go"
+    (tmp_path / "job.py").write_text(textwrap.dedent(f"""
+        import os, time
+        import lamin_integrations as ln
+        print("RUN", ln.track().uid, flush=True)
+        while not os.path.exists({str(go)!r}):
+            time.sleep(0.05)
+        ln.finish()
+        print("AFTER FINISH", flush=True)
+    """))
+    env = {**python_env(), "LAMIN_INTEGRATIONS_END_TIMEOUT": "3"}
+    proc = subprocess.Popen([sys.executable, str(tmp_path / "job.py")], cwd=tmp_path, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env)
+    cluster: list[int] = []
+    try:
+        uid = proc.stdout.readline().split()[1]
+        cluster = _processes_of(server.postmaster_pid())
+        for pid in cluster:  # hung: its connections stay open, its kernel acknowledges, nothing answers
+            os.kill(pid, signal.SIGSTOP)
+        go.touch()
+        out, err = proc.communicate(timeout=60)  # was: ln.finish() waited forever, the run left started
+    finally:
+        for pid in cluster:
+            os.kill(pid, signal.SIGCONT)
+        proc.kill()
+    assert proc.returncode == 0 and "AFTER FINISH" in out, err
+    assert "did not answer within 3 s" in err
+    done = cli("sync")
+    assert "(1 run(s))" in done.stdout, done.stdout + done.stderr
     run = ln.Run.get(uid)
     assert run.status == "completed" and run.finished_at is not None
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import os
@@ -369,6 +370,35 @@ def test_sigkill_of_snakemake_is_recorded_as_aborted(sqlite_registry, tmp_path):
     assert "without closing" in wf._aux["reason"]
     [slow] = jobs(wf)["slow"]
     assert slow.status == "aborted"
+
+
+def test_sigkill_keeps_the_jobs_snakemake_saw_finish(sqlite_registry, tmp_path):
+    """Under --quiet no job_finished event comes; killed, only Snakemake's incomplete markers tell
+    a finished job from one it was running (were: both aborted, the finished one without outputs)."""
+    wd = new_workflow(tmp_path / "killed", textwrap.dedent("""
+        rule all:
+            input: "fast.txt", "slow.txt"
+        rule fast:
+            output: "fast.txt"
+            shell: "echo done > {output}"
+        rule slow:
+            output: "slow.txt"
+            shell: "echo partial > {output}; sleep 60"
+    """))
+    proc = subprocess.Popen([sys.executable, "-m", "snakemake", "--cores", "2", "--quiet", "--logger", "lamin"], cwd=wd,
+                            env=python_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        _wait_for(lambda: (wd / "fast.txt").exists() and (wd / "slow.txt").exists()
+                  and not list((wd / ".snakemake" / "incomplete").glob(base64.urlsafe_b64encode(b"fast.txt").decode())))
+        _wait_for(lambda: ln.Run.filter(name="slow").first())
+        proc.kill()
+        proc.wait(timeout=30)
+    finally:
+        proc.kill()
+    wf = _wait_for(lambda: ln.Run.filter(reference_type="snakemake_id", status="aborted").first())
+    fast, slow = jobs(wf)["fast"][0], jobs(wf)["slow"][0]
+    assert fast.status == "completed" and [a.key for a in fast.output_artifacts] == ["fast.txt"]
+    assert slow.status == "aborted" and slow.output_artifacts.count() == 0  # a partial output is no output
 
 
 def test_unreachable_registry_leaves_the_workflow_alone(tmp_path, workflow):

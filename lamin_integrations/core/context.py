@@ -257,7 +257,10 @@ class Context:
     @staticmethod
     def _announce(run: Any, transform: Any) -> Run:
         # after the run is guarded, so that both ways of tracking have the line in the report
-        announce(f"started Run('{run.uid}') of Transform('{transform.uid}', key={transform.key!r})")
+        if transform.uid is None:  # journaled while the registry is unavailable: its uid comes with `sync`
+            announce(f"started Run('{run.uid}') of Transform(key={transform.key!r}), journaled")
+        else:
+            announce(f"started Run('{run.uid}') of Transform('{transform.uid}', key={transform.key!r})")
         return run  # type: ignore[no-any-return]
 
     def _track(self, transform: str | Transform | None, project: str | None, params: dict | None,

@@ -113,6 +113,8 @@ class Instance:
         elif self.dialect == "postgresql":
             kwargs["pool_pre_ping"] = True
             kwargs["connect_args"] = {"connect_timeout": 10}
+            if url.get_driver_name() in ("psycopg", "psycopg2"):  # libpq: notice a peer gone silent in ~1 min
+                kwargs["connect_args"].update(keepalives=1, keepalives_idle=30, keepalives_interval=10, keepalives_count=3)
         try:
             engine = sa.create_engine(url, **kwargs)
         except Exception as e:

@@ -33,6 +33,9 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("lamin_integrations")
 HEARTBEAT_SECONDS = float(os.environ.get("LAMIN_INTEGRATIONS_HEARTBEAT", "30"))
+# A database server that stops answering on an open connection (hung, or a partition that still
+# acknowledges packets) would block the end of the run, and the script, forever.
+END_TIMEOUT_SECONDS = float(os.environ.get("LAMIN_INTEGRATIONS_END_TIMEOUT", "60"))
 
 
 class _Tee:
@@ -235,39 +238,59 @@ class RunGuard:
             if fasttrack.end(run, status, reason, self.log_path):
                 return
             run._become_run()  # and the full path below tries again
-        from .journal import Journal, is_unavailable, track_end
+        from .journal import Journal, track_end
         from .schema import now
 
-        if self.journal is None:
-            try:
-                from .models import Artifact
-
-                report = Artifact(self.log_path, description=f"log streams of run {run.uid}", kind="__lamindb_run__")
-                report.__dict__["_no_lineage"] = True
-                run.report = report.save()
-            except Exception as e:
-                if is_unavailable(e):
-                    self.journal = Journal.of(run._db)  # the report is lost; the end is not
-                else:
-                    logger.warning("could not save the log of run %s: %s", run.uid, e)
         if reason:
             run._aux = {**(run._aux or {}), "end_reason": reason[:1000]}
         run.status = status  # type: ignore[assignment]
         if self.journal is None:
-            try:
-                run.save()
+            if self._within_timeout(lambda: self._record_end(status, reason)):
                 return
-            except Exception as e:
-                if not is_unavailable(e):
-                    if self._end_without_changes(status, reason, e):
-                        return
-                    logger.warning("could not record the end of run %s (%s): %s", run.uid, status, e)
-                    return
-                self.journal = Journal.of(run._db)
+            self.journal = Journal.of(run._db)
         try:
             self.journal.append("track", run.uid, [track_end(status, run.finished_at or now(), reason)])
         except Exception as e:
             logger.warning("could not record or journal the end of run %s (%s): %s", run.uid, status, e)
+
+    def _within_timeout(self, record: Any) -> bool:
+        """`record()` on a database server, given END_TIMEOUT_SECONDS: a server that does not answer
+        is given up on (the end is journaled, `sync` records it later), the script goes on."""
+        if self.run._db.dialect == "sqlite":
+            return bool(record())  # a local file: SQLite's own busy timeout bounds the wait
+        result: list[bool] = []
+        worker = threading.Thread(target=lambda: result.append(record()), name="lamin-end", daemon=True)
+        worker.start()
+        worker.join(END_TIMEOUT_SECONDS)
+        if worker.is_alive():
+            sys.stderr.write(f"lamin-integrations: the registry did not answer within {END_TIMEOUT_SECONDS:g} s; the end of "
+                             f"run {self.run.uid} is journaled (`lamin-integrations sync` records it)\n")
+            return False
+        return bool(result and result[0])
+
+    def _record_end(self, status: str, reason: str | None) -> bool:
+        """Save the report and the run's end; False when the registry is unavailable (journal it)."""
+        from .journal import is_unavailable
+
+        run = self.run
+        try:
+            from .models import Artifact
+
+            report = Artifact(self.log_path, description=f"log streams of run {run.uid}", kind="__lamindb_run__")
+            report.__dict__["_no_lineage"] = True
+            run.report = report.save()
+        except Exception as e:
+            if is_unavailable(e):
+                return False  # the report is lost; the end is not
+            logger.warning("could not save the log of run %s: %s", run.uid, e)
+        try:
+            run.save()
+        except Exception as e:
+            if is_unavailable(e):
+                return False
+            if not self._end_without_changes(status, reason, e):
+                logger.warning("could not record the end of run %s (%s): %s", run.uid, status, e)
+        return True
 
     def _end_without_changes(self, status: str, reason: str | None, error: Exception) -> bool:
         """The run's own fields could not be saved (an invalid value set on `ln.context.run`):

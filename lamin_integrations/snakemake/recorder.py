@@ -446,8 +446,11 @@ class Recorder:
         # Under --quiet Snakemake sends no job_finished: a workflow that succeeded finished every
         # job it started; in one that failed (--keep-going), a job finished if its outputs are
         # there, written since it started (Snakemake deletes a failed job's outputs).
+        # Killed (SIGKILL, OOM): Snakemake's own markers tell the jobs it saw finish from the ones it
+        # was running (`.snakemake/incomplete/`, removed as each job finishes).
         finished = [job for job in still_open if status == "completed"
-                    or (s.no_finish_events and not (s.interrupted or s.terminating or s.lost) and _wrote_outputs(job))]
+                    or (s.no_finish_events and not (s.interrupted or s.terminating or s.lost) and _wrote_outputs(job))
+                    or (s.lost and _wrote_outputs(job) and _marked_finished(job))]
         stopped = [job for job in still_open if job not in finished]
         self._record_outputs([(job, job.outputs) for job in finished])
         close_runs([(job.run, "completed", None, {"end_time": "workflow end (no job_finished event)"})
@@ -592,6 +595,24 @@ def _written_since(path: str, job: Job) -> bool:
         return "://" not in path and os.lstat(path).st_mtime >= started
     except OSError:
         return False
+
+
+def _marked_finished(job: Job) -> bool:
+    """No output of the job has Snakemake's incomplete marker (`.snakemake/incomplete/<base64 of the
+    path as the Snakefile names it>`, set when the job starts and removed when it finishes)."""
+    from base64 import urlsafe_b64encode
+
+    folder = os.path.join(job.cwd, ".snakemake", "incomplete")
+    if not os.path.isdir(folder):
+        return False  # not Snakemake's usual bookkeeping: nothing tells
+    logs = set(job.logs)
+    for path in (p for p in job.outputs if p not in logs and "://" not in p):
+        for name in {path, os.path.relpath(path, job.cwd)}:
+            b64 = urlsafe_b64encode(name.encode()).decode()
+            parts = [b64[i:i + 254] for i in range(0, len(b64), 254)]  # long names: "@"-prefixed folders
+            if os.path.exists(os.path.join(folder, *["@" + part for part in parts[:-1]], parts[-1])):
+                return False
+    return True
 
 
 def _wrote_outputs(job: Job) -> bool:
