@@ -270,6 +270,30 @@ def test_finish_gives_up_on_a_server_that_stops_answering_and_journals_the_end(o
     assert run.status == "completed" and run.finished_at is not None
 
 
+def test_processes_started_just_after_an_unanswered_one_journal_without_waiting(outage, tmp_path):
+    server, _, _ = outage
+    (tmp_path / "job.py").write_text("import lamin_integrations as ln\nprint('RUN', ln.track().uid)\nln.finish()\n")
+
+    def job() -> tuple[str, str]:
+        proc = subprocess.run([sys.executable, str(tmp_path / "job.py")], cwd=tmp_path, capture_output=True, text=True,
+                              env=python_env(), timeout=120)
+        assert proc.returncode == 0, proc.stderr
+        return proc.stdout.split()[1], proc.stderr
+
+    server.stop()
+    first, err = job()
+    assert "the registry is unavailable" in err and "by another process" not in err  # it tried: it waited
+    # a hung server costs each try the connect timeout (10 s): a workflow's next jobs do not try
+    second, err = job()
+    assert "by another process" in err and "journaled" in err
+    server.start()
+    done = cli("sync")
+    assert "(2 run(s))" in done.stdout, done.stdout + done.stderr
+    assert {ln.Run.get(first).status, ln.Run.get(second).status} == {"completed"}
+    third, err = job()  # synced: the next process tries the registry again
+    assert "unavailable" not in err and ln.Run.get(third).status == "completed"
+
+
 # -- Snakemake -------------------------------------------------------------------------------------
 
 WORKFLOW = textwrap.dedent("""

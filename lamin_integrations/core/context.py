@@ -228,6 +228,13 @@ class Context:
             self._supersede()
         from . import fasttrack
 
+        down = _registry_recently_unavailable()
+        if down is not None:  # another process just waited for it in vain: do not wait again
+            from ..errors import RegistryUnavailable
+
+            run = self._track_offline(RegistryUnavailable(down), transform, project, params, path, initiated_by_run,
+                                      remember=False)
+            return self._announce(run, self._transform)
         uid, version, description = (None if mine == activated else mine for mine, activated in
                                      zip((self.uid, self.version, self.description), self._activated, strict=True))
         if transform is None and uid is not None:
@@ -322,9 +329,10 @@ class Context:
         return run
 
     def _track_offline(self, error: Exception, transform: str | Transform | None, project: str | None,
-                       params: dict | None, path: str | None, initiated_by_run: Run | None) -> Run:
+                       params: dict | None, path: str | None, initiated_by_run: Run | None, remember: bool = True) -> Run:
         """The registry is unavailable: run on with an in-memory run whose start and end are
-        journaled (core/journal.py) for `lamin-integrations sync`. No report or environment."""
+        journaled (core/journal.py) for `lamin-integrations sync`. No report or environment.
+        `remember`: processes started in the next seconds journal without waiting for it."""
         from .instance import current
         from .journal import Journal, track_start
         from .models import Run, Transform
@@ -368,6 +376,8 @@ class Context:
         except OSError as e:
             raise error from e  # nowhere to keep it: the caller must know
         reason = mask_text(f"{type(error).__name__}: {error}").splitlines()[0][:500]
+        if remember:
+            journal.mark_unavailable(reason)
         sys.stderr.write(f"lamin-integrations: the registry is unavailable ({reason}); Run('{run.uid}') is journaled "
                          f"in {journal.path} for `lamin-integrations sync`\n")
         blocked = _block_signals()
@@ -512,6 +522,24 @@ def _environment_artifact() -> Any:
     except Exception as e:  # the environment is a nice-to-have; the run is not
         logger.warning("could not record the Python environment: %s", e)
         return None
+
+
+def _registry_recently_unavailable() -> str | None:
+    """Why a database server registry was found unavailable moments ago by another process (a
+    SQLite file is never skipped: it costs nothing to try, and this check must not import SQLAlchemy)."""
+    from .settings import as_url, resolve
+
+    module = sys.modules.get("lamin_integrations.core.instance")
+    connected = getattr(module, "_current", None) if module is not None else None
+    try:
+        url = connected.url if connected is not None else as_url(resolve()[0])
+    except Exception:  # a broken configuration: the full path says what is wrong
+        return None
+    if url.startswith("sqlite"):
+        return None
+    from .journal import Journal
+
+    return Journal(url).recently_unavailable()
 
 
 def _looks_like_uid(value: str) -> bool:

@@ -93,6 +93,9 @@ def _registry(url: str) -> tuple[str, str]:
     return masked, hashlib.sha256(masked.encode()).hexdigest()[:16]
 
 
+UNAVAILABLE_SECONDS = 30
+
+
 class Journal:
     """The journal of one registry (a file that may not exist yet)."""
 
@@ -104,6 +107,7 @@ class Journal:
         self.path = folder / f"{digest}.jsonl"
         self._lock_path = folder / f"{digest}.lock"
         self._sync_lock_path = folder / f"{digest}.sync-lock"
+        self._down_path = folder / f"{digest}.unavailable"
 
     @classmethod
     def of(cls, instance: Instance | None = None) -> Journal:
@@ -165,6 +169,30 @@ class Journal:
             return self.path.read_bytes().splitlines(keepends=True)
         except FileNotFoundError:
             return []
+
+    # A server that does not answer costs each process the connect timeout (10 s): the processes
+    # started soon after one found it unavailable (a workflow's jobs) journal at once instead.
+    def mark_unavailable(self, reason: str) -> None:
+        with contextlib.suppress(OSError):
+            self._down_path.parent.mkdir(parents=True, exist_ok=True)
+            self._down_path.write_text(reason[:500], encoding="utf-8")
+
+    def recently_unavailable(self) -> str | None:
+        """Why the registry was found unavailable in the last UNAVAILABLE_SECONDS, else None."""
+        import time
+
+        try:
+            age = time.time() - self._down_path.stat().st_mtime
+            if not 0 <= age <= UNAVAILABLE_SECONDS:
+                return None
+            reason = self._down_path.read_text(encoding="utf-8", errors="replace").strip() or "unavailable"
+        except OSError:
+            return None
+        return f"{reason} ({age:.0f} s ago, by another process; tried again after {UNAVAILABLE_SECONDS} s)"
+
+    def clear_unavailable(self) -> None:
+        with contextlib.suppress(OSError):
+            self._down_path.unlink()
 
     def pending_count(self) -> int:
         """How many events wait to be written to the registry."""
@@ -251,6 +279,7 @@ def sync(instance: Instance | None = None, *, dry_run: bool = False, only: str |
     instance = instance or current()
     journal = Journal.of(instance)
     result = SyncResult(journal=str(journal.path), dry_run=dry_run)
+
     with journal._locked(journal._sync_lock_path, blocking=False) as acquired:
         if not acquired:
             result.busy = True
@@ -292,6 +321,8 @@ def sync(instance: Instance | None = None, *, dry_run: bool = False, only: str |
             kept = [line for i, line in enumerate(lines) if i not in removed]
             journal._rewrite(kept, consumed)
             consumed = sum(len(line) for line in kept)
+    if not dry_run and not result.busy:
+        journal.clear_unavailable()  # synced: the processes started from now on try the registry again
     return result
 
 
