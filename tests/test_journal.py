@@ -400,6 +400,26 @@ def test_snakemake_records_its_journal_itself_when_the_server_is_back_before_the
         "all": "completed", "slow": "completed", "after": "completed"}
 
 
+def test_a_close_event_that_comes_after_the_registry_is_back_is_recorded_too(outage, tmp_path):
+    """The logger's close and the recorder's own close may reach the recording thread in two
+    batches: the second was left in the journal, `info` counting it as pending (it failed CI once)."""
+    from lamin_integrations.snakemake.recorder import Config, Recorder
+
+    server, url, storage = outage
+    server.stop()
+    recorder = Recorder(Config(db=url, storage=str(storage)), "W" * 16)
+    recorder.put({"event": "workflow_started", "created": time.time(), "cwd": str(tmp_path), "workflow_id": "w1",
+                  "snakefile": str(tmp_path / "Snakefile")})
+    journal = Journal(url)
+    _wait_for(journal.path.exists)
+    server.start()
+    recorder.put({"event": "close", "created": time.time()})  # the logger's: the registry is back, the journal is written
+    _wait_for(lambda: journal.pending_count() == 0)
+    assert recorder.close(timeout=60)  # the recorder's own close, in a batch of its own
+    assert journal.pending_count() == 0
+    assert ln.Run.get("W" * 16).status == "completed"
+
+
 def test_a_workflow_whose_recorder_still_runs_waits_and_one_whose_recorder_died_is_closed(sqlite_registry):
     journal = Journal.of()
     started = {"event": "workflow_started", "created": time.time(), "cwd": "/nowhere", "workflow_id": "w1",

@@ -94,6 +94,7 @@ class Recorder:
         self.seen: list[dict[str, Any]] = []  # every event so far, journaled if the registry goes away
         self.journal: Any = None  # the Journal, once the registry was unavailable
         self._synced = False
+        self._back = False  # the journaled workflow was written at its close: write what follows too
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._loop, name="lamin-integrations-recorder", daemon=True)
         if not replay:
@@ -128,7 +129,9 @@ class Recorder:
             elif not self.disabled:
                 self.seen.extend(events)
                 self._process(events)
-            if self.journal is not None and any(e["event"] == "close" for e in events):
+            # After the close (or after it when the registry came back: Snakemake's last events
+            # may arrive in a later batch), try to write the journaled workflow.
+            if self.journal is not None and events and (self._back or any(e["event"] == "close" for e in events)):
                 self._sync_at_close()
             if len(events) < len(batch):
                 return
@@ -220,8 +223,9 @@ class Recorder:
                          f"written either ({type(error).__name__}: {error})\n")
 
     def _sync_at_close(self) -> None:
-        """One attempt to write the journaled workflow, in case the registry is back."""
-        if self._synced or self.journal is None:
+        """One attempt to write the journaled workflow, in case the registry is back (again for
+        events journaled after a successful one)."""
+        if (self._synced and not self._back) or self.journal is None:
             return
         self._synced = True
         from ..core.instance import connect
@@ -232,8 +236,9 @@ class Recorder:
         except Exception as e:  # still unavailable: the journal keeps it for `lamin-integrations sync`
             logger.debug("syncing the journal at the end failed", exc_info=e)
             return
-        if result.runs or result.present:
+        if (result.runs or result.present) and not self._back:
             sys.stderr.write("lamin-integrations: the registry is back; the journaled workflow is recorded\n")
+        self._back = self._back or bool(result.runs or result.present)
 
     # -- events ------------------------------------------------------------------------------
 
