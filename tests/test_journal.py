@@ -194,17 +194,25 @@ def test_track_with_the_server_down_runs_on_and_sync_records_it(outage, tmp_path
     assert ln.Run.filter().count() == 2 and ln.Transform.filter().count() == 2
 
 
-def test_finish_with_the_server_down_journals_the_end(outage, tmp_path):
-    server, _, _ = outage
-    go = tmp_path / "go"
-    (tmp_path / "job.py").write_text(textwrap.dedent(f"""
+def waiting_job(folder: Path) -> Path:
+    """`job.py` in `folder`: a tracked script that prints its run uid, waits for the file it
+    returns to appear, then finishes its run and says so."""
+    go = folder / "go"
+    (folder / "job.py").write_text(textwrap.dedent(f"""
         import os, time
         import lamin_integrations as ln
         print("RUN", ln.track().uid, flush=True)
         while not os.path.exists({str(go)!r}):
             time.sleep(0.05)
         ln.finish()
+        print("AFTER FINISH", flush=True)
     """))
+    return go
+
+
+def test_finish_with_the_server_down_journals_the_end(outage, tmp_path):
+    server, _, _ = outage
+    go = waiting_job(tmp_path)
     proc = subprocess.Popen([sys.executable, str(tmp_path / "job.py")], cwd=tmp_path, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, env=python_env())
     try:
@@ -237,16 +245,7 @@ def _processes_of(postmaster: int) -> list[int]:
 
 def test_finish_gives_up_on_a_server_that_stops_answering_and_journals_the_end(outage, tmp_path):
     server, _, _ = outage
-    go = tmp_path / "go"
-    (tmp_path / "job.py").write_text(textwrap.dedent(f"""
-        import os, time
-        import lamin_integrations as ln
-        print("RUN", ln.track().uid, flush=True)
-        while not os.path.exists({str(go)!r}):
-            time.sleep(0.05)
-        ln.finish()
-        print("AFTER FINISH", flush=True)
-    """))
+    go = waiting_job(tmp_path)
     env = {**python_env(), "LAMIN_INTEGRATIONS_END_TIMEOUT": "3"}
     proc = subprocess.Popen([sys.executable, str(tmp_path / "job.py")], cwd=tmp_path, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, env=env)

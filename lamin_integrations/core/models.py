@@ -980,7 +980,20 @@ Artifact._meta.special_lookups["transform"] = _transform_alias
 Run._meta.special_lookups["status"] = _status_lookup
 
 
-class Project(SQLRecord):
+class _Named:
+    """Records made by name (Project, ULabel), which lamindb refuses to make without one."""
+
+    _example_name: ClassVar[str]
+
+    def __init__(self, name: str | None = None, **kwargs: Any):
+        SQLRecord.__init__(self)  # type: ignore[arg-type]
+        kind = type(self).__name__
+        if not name or not isinstance(name, str):
+            raise ValidationError(f"{kind}() needs a name, e.g. {kind}(name={self._example_name!r})")
+        self._set_fields({"name": name, **kwargs})  # type: ignore[attr-defined]
+
+
+class Project(_Named, SQLRecord):
     """A label that groups transforms, runs and artifacts."""
 
     uid: str
@@ -1000,11 +1013,7 @@ class Project(SQLRecord):
         "records": ManyToMany("Record", table=schema.project_record, self_column="project_id", other_column="record_id"),
     }
 
-    def __init__(self, name: str | None = None, **kwargs: Any):
-        super().__init__()
-        if not name or not isinstance(name, str):
-            raise ValidationError("Project() needs a name, e.g. Project(name='my project')")
-        self._set_fields({"name": name, **kwargs})
+    _example_name = "my project"
 
 
 class Record(SQLRecord):
@@ -1047,7 +1056,7 @@ class Record(SQLRecord):
         return RecordList(existing.get(v) or cls(**{field: v}, **kwargs) for v in values)
 
 
-class ULabel(SQLRecord):
+class ULabel(_Named, SQLRecord):
     """lamindb's universal label, from its older tutorials (`Record` succeeds it): a name that
     annotates runs and artifacts (`artifact.ulabels.add(label)`, `Artifact.filter(ulabels__name="x")`)."""
 
@@ -1068,11 +1077,7 @@ class ULabel(SQLRecord):
         "artifacts": ManyToMany("Artifact", table=schema.artifact_ulabel, self_column="ulabel_id", other_column="artifact_id"),
     }
 
-    def __init__(self, name: str | None = None, **kwargs: Any):
-        super().__init__()
-        if not name or not isinstance(name, str):
-            raise ValidationError("ULabel() needs a name, e.g. ULabel(name='experiment_1')")
-        self._set_fields({"name": name, **kwargs})
+    _example_name = "experiment_1"
 
     from_values = Record.__dict__["from_values"]
 
