@@ -25,6 +25,8 @@ _LAZY = {
     "Feature": "lamin_integrations.core.models",
     "Record": "lamin_integrations.core.models",
     "ULabel": "lamin_integrations.core.models",
+    "Collection": "lamin_integrations.core.models",
+    "RunBlock": "lamin_integrations.core.models",
     "JsonValue": "lamin_integrations.core.models",
     "Q": "lamin_integrations.core.query",
     "QuerySet": "lamin_integrations.core.queryset",

@@ -571,3 +571,92 @@ def test_saving_known_content_under_another_key_says_the_existing_artifact_is_re
     assert second == first and second.key == "raw/data.txt"
     [message] = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
     assert first.uid in message and "'other/dup.txt'" in message and "not used" in message
+
+
+# -- replace(): new content in the artifact's place, no new version (lamindb's replace) -----------
+
+
+def artifact_row(registry, artifact) -> dict:
+    with registry.read() as conn:
+        return dict(conn.execute(sa.select(schema.artifact).where(schema.artifact.c.id == artifact.id)).mappings().one())
+
+
+def test_replace_puts_new_content_in_the_artifacts_place_without_a_new_version(registry, tmp_path):
+    artifact = ln.Artifact(write(tmp_path / "notes.txt", "first draft\n"), key="notes/summary.txt").save()
+    uid, first_hash, place = artifact.uid, artifact.hash, artifact.path
+    ln.track(transform=ln.Transform(key="edit.py", kind="script").save())
+    artifact.replace(write(tmp_path / "better.txt", "second draft, longer\n"))
+    assert artifact_row(registry, artifact)["hash"] == first_hash  # nothing stored before save()
+    artifact.save()
+    editor = ln.context.run
+    ln.finish()
+    again = ln.Artifact.get(key="notes/summary.txt")
+    assert (again.uid, again.key, again.path) == (uid, "notes/summary.txt", place)
+    assert again.hash != first_hash and again.size == len("second draft, longer\n")
+    assert again.load() == "second draft, longer\n" and again.versions.count() == 1
+    assert again.run == editor and editor.output_artifacts.to_list() == [again]
+    assert again.hash == hashing.hash_file(place)[0]  # the row names the bytes that are there
+
+    artifact.replace(pd.DataFrame({"x": [1, 2, 3]}))  # another format: the key's suffix follows it
+    artifact.save()
+    assert (artifact.key, artifact.suffix, artifact.n_observations) == ("notes/summary.parquet", ".parquet", 3)
+    assert list(ln.Artifact.get(uid).load()["x"]) == [1, 2, 3]
+    assert not place.exists() and artifact.path.exists()  # the old bytes went with the old name
+
+
+def test_replace_refuses_what_it_cannot_do_and_changes_nothing(registry, tmp_path):
+    v1 = ln.Artifact(write(tmp_path / "a.txt", "one\n"), key="data/a.txt").save()
+    v2 = ln.Artifact(write(tmp_path / "a.txt", "two\n"), key="data/a.txt").save()
+    folder = ln.Artifact(write(tmp_path / "dir" / "f.txt", "x").parent, key="data/dir").save()
+    in_place = ln.Artifact(write(Path(registry.storage_root) / "kept.txt", "kept\n")).save()
+    before = {a.uid: artifact_row(registry, a) for a in (v1, v2, folder, in_place)}
+    unsaved = ln.Artifact(write(tmp_path / "new.txt", "new\n"), key="data/new.txt")
+    cases = [
+        (lambda: unsaved.replace(tmp_path / "a.txt"), ValidationError, "saved artifact"),
+        (lambda: folder.replace(tmp_path / "a.txt"), ValidationError, "is a folder"),
+        (lambda: in_place.replace(tmp_path / "a.txt"), ValidationError, "registered in place"),
+        (lambda: v2.replace("s3://bucket/x.txt"), ValidationError, "local file, a DataFrame or an AnnData"),
+        (lambda: v2.replace(tmp_path / "dir"), ValidationError, "a folder cannot replace"),
+        (lambda: v2.replace(Path(registry.storage_root) / "kept.txt"), ValidationError, "in a registered storage"),
+        (lambda: v2.replace(tmp_path / "missing.txt"), NotFoundOnDisk, "no such file"),
+        (lambda: v2.replace(tmp_path / "a.txt", format="csv"), ValidationError, "format"),
+    ]
+    for attempt, error, message in cases:
+        with pytest.raises(error, match=message):
+            attempt()
+    # the content of the key's first version: refused at save(), in the transaction
+    v2.replace(write(tmp_path / "back.txt", "one\n"))
+    with pytest.raises(ValidationError, match=f"already registered at key 'data/a.txt' as artifact {v1.uid}"):
+        v2.save()
+    # the new file gone before save(): the copy fails, the row is rolled back
+    fresh = ln.Artifact.get(v2.id)
+    fresh.replace(write(tmp_path / "gone.txt", "three\n"))
+    (tmp_path / "gone.txt").unlink()
+    with pytest.raises(NotFoundOnDisk, match="is unchanged"):
+        fresh.save()
+    assert {a.uid: artifact_row(registry, a) for a in (v1, v2, folder, in_place)} == before
+    assert v2.path.read_text() == "two\n" and v1.path.read_text() == "one\n"
+
+
+def test_an_anndata_is_stored_as_h5ad_and_loads_back(registry, tmp_path):
+    """lamindb's single-cell format: `Artifact.from_anndata(adata, key=...)`, `Artifact(adata)`,
+    a path to an .h5ad, and `load()` giving the AnnData back."""
+    import anndata
+    import numpy as np
+
+    adata = anndata.AnnData(X=np.arange(6, dtype="float32").reshape(3, 2),
+                            obs=pd.DataFrame({"cell_type": ["T", "B", "T"]}, index=["c1", "c2", "c3"]))
+    artifact = ln.Artifact.from_anndata(adata, key="scrna/pbmc.h5ad", description="3 cells").save()
+    assert (artifact.suffix, artifact.otype, artifact.kind, artifact.n_observations) == (".h5ad", "AnnData", "dataset", 3)
+    back = ln.Artifact.get(key="scrna/pbmc.h5ad").load()
+    assert list(back.obs["cell_type"]) == ["T", "B", "T"] and back.X.sum() == 15
+    assert ln.Artifact(adata, key="scrna/pbmc.h5ad").save() == artifact  # the same content: the same artifact
+    adata.write_h5ad(tmp_path / "other.h5ad")
+    assert ln.Artifact.from_anndata(tmp_path / "other.h5ad", key="scrna/other.h5ad").save().otype == "AnnData"
+    with pytest.raises(Exception, match="must end in .h5ad"):
+        ln.Artifact.from_anndata(adata, key="scrna/pbmc.parquet")
+    with pytest.raises(ValidationError, match="AnnData or the path of an .h5ad"):
+        ln.Artifact.from_anndata(pd.DataFrame({"x": [1]}), key="x.h5ad")
+    artifact.replace(adata[:2].copy())
+    artifact.save()
+    assert artifact.n_observations == 2 and ln.Artifact.get(artifact.uid).load().n_obs == 2

@@ -163,6 +163,8 @@ def _check_suffix(key: str, path: str, is_dir: bool) -> None:
         return
     if have == ".parquet" and Path(path).parent.name == "dataframes":
         raise InvalidArgument(f"a DataFrame is stored as parquet: its key must end in .parquet, not {wanted!r} ({key})")
+    if have == ".h5ad" and Path(path).parent.name == "anndata":
+        raise InvalidArgument(f"an AnnData is stored as .h5ad: its key must end in .h5ad, not {wanted!r} ({key})")
     raise InvalidArgument(f"the key's suffix {wanted!r} does not match the file's {have!r} ({key} for {path})")
 
 
@@ -473,21 +475,114 @@ def track_input(artifact: Artifact, run: Run | None = None) -> None:
     """Link `artifact` as an input of the current run, unless that run created or recreated it."""
     from . import plugins
     from .context import get_current_run
-    from .record import link
 
     run = run or get_current_run()
     if run is None or run.id is None or artifact.id is None or artifact.run_id == run.id:
         return
-    links = schema.run_recreated_artifact
+    if link_input(run, "artifact", artifact.id) and plugins.has_impls("run_inputs_linked"):
+        plugins.fire("run_inputs_linked", run=run, artifacts=[artifact])
+
+
+def link_input(run: Run, kind: str, record_id: int) -> int:
+    """Link an artifact or collection as an input of `run` unless the run recreated it (a run
+    that saved the same content again is not its reader); the number of links made."""
+    from .record import link
+
+    recreated, inputs = getattr(schema, f"run_recreated_{kind}"), getattr(schema, f"run_input_{kind}")
+    column = f"{kind}_id"
 
     def write(conn: sa.Connection) -> int:
-        recreated = conn.execute(sa.select(links.c.id).where(links.c.run_id == run.id, links.c.artifact_id == artifact.id)).first()
-        if recreated is not None:
+        if conn.execute(sa.select(recreated.c.id).where(recreated.c.run_id == run.id, recreated.c[column] == record_id)).first():
             return 0
-        return link(conn, schema.run_input_artifact, [{"run_id": run.id, "artifact_id": artifact.id}])
+        return link(conn, inputs, [{"run_id": run.id, column: record_id}])
 
-    if run._db.write(write) and plugins.has_impls("run_inputs_linked"):
-        plugins.fire("run_inputs_linked", run=run, artifacts=[artifact])
+    return run._db.write(write)
+
+
+def prepare_replacement(artifact: Artifact, data: Any, run: Any) -> None:
+    """Hash the new content of `artifact.replace(data)` and set the fields it changes; the
+    bytes are stored and the row updated together by `save_replacement`."""
+    from .context import get_current_run
+    from .models import Artifact, Run, _is_anndata, _is_dataframe
+
+    if artifact.id is None:
+        raise ValidationError("replace() is for a saved artifact; give new data to Artifact(...) instead")
+    d = artifact.__dict__
+    if d.get("n_files") is not None:
+        raise ValidationError("replace() takes the place of a file; this artifact is a folder: save the new folder as a new version")
+    if d.get("_key_is_virtual") is False:
+        raise ValidationError(f"artifact {artifact.uid} is registered in place at {artifact.path}: replace() would "
+                              "overwrite that file; save the new content as a new version (ln.Artifact(path, key=...))")
+    if run is not None and run is not False and not (isinstance(run, Run) and run.id is not None):
+        raise ValidationError(f"replace(run=...) takes a saved Run, None or False, got {run!r}")
+    rows = len(data) if _is_dataframe(data) else data.n_obs if _is_anndata(data) else None
+    if rows is not None:
+        from .instance import data_dir
+
+        data = dataframe_to_file(data, data_dir() / "cache" / "dataframes") if _is_dataframe(data) \
+            else anndata_to_file(data, data_dir() / "cache" / "anndata")
+    elif not isinstance(data, (str, os.PathLike)) or st.is_url(os.fspath(data)):
+        raise ValidationError(f"replace() takes a local file, a DataFrame or an AnnData, got {data!r}")
+    new = Artifact(data)  # its key is this artifact's, with the new suffix
+    source: Source = new.__dict__["_source"]
+    if source.is_dir:
+        raise ValidationError("replace() takes a file; a folder cannot replace one")
+    if source.in_place:
+        raise ValidationError(f"{source.location} is in a registered storage: replace() takes a file from outside "
+                              "every storage (it is copied into this artifact's place)")
+    compute_stats(new, hash_mode(artifact._db))
+    if new.__dict__["hash"] == d.get("hash"):
+        return  # the same content: nothing to replace
+    suffix = new.__dict__.get("suffix") or ""
+    if d.get("key") and suffix != (d.get("suffix") or ""):
+        old_key = d["key"]
+        stem = old_key[: len(old_key) - len(d.get("suffix") or "")] if d.get("suffix") and old_key.endswith(d["suffix"]) else old_key
+        logger.warning("replacing the %s file changes the key %r to %r", suffix or "suffix-less", old_key, stem + suffix)
+        artifact.key = stem + suffix
+    d["_replacement"] = (source, storage_location(artifact, _roots(artifact._db)[d["storage_id"]]))
+    for name in ("hash", "_hash_type", "size", "suffix"):
+        setattr(artifact, name, new.__dict__.get(name))
+    writer = get_current_run() if run is None else (run or None)
+    artifact.run = writer if writer is not None and writer.id is not None else None
+    artifact.n_observations = rows
+
+
+def save_replacement(artifact: Artifact) -> None:
+    """The row and the bytes of `artifact.replace()` in one transaction: the new bytes go to the
+    artifact's place (a temporary copy renamed over the old one) before the commit, and a
+    failed copy leaves both as they were. A suffix change moves the bytes to the new name."""
+    d = artifact.__dict__
+    source, old_location = d["_replacement"]
+    instance = artifact._db
+    root = _roots(instance)[d["storage_id"]]
+    artifact._prepare(instance)
+    state = dict(d)
+    table = schema.artifact
+
+    def write(conn: sa.Connection) -> list:
+        d.clear()
+        d.update(state)
+        if d.get("key") and d.get("hash"):
+            other = conn.execute(sa.select(table.c.uid).where(
+                table.c.storage_id == d["storage_id"], table.c.key == d["key"], table.c.hash == d["hash"],
+                table.c.id != d["id"], table.c.branch_id != -1)).scalar()
+            if other is not None:
+                raise ValidationError(f"this content is already registered at key {d['key']!r} as artifact {other}; "
+                                      "use that one instead of replacing")
+        events: list = []
+        artifact._update(conn, events)
+        try:
+            st.put(source.location, storage_location(artifact, root), False)
+        except OSError as e:
+            raise NotFoundOnDisk(f"could not store {source.location}: {e}; artifact {artifact.uid} is unchanged") from e
+        return events
+
+    instance.write(write)
+    d.pop("_replacement", None)
+    artifact._snapshot()
+    new_location = storage_location(artifact, root)
+    if new_location != old_location:
+        st.remove(old_location, False)
 
 
 def check_revises(revises: Any) -> None:
@@ -495,6 +590,15 @@ def check_revises(revises: Any) -> None:
 
     if revises is not None and (not isinstance(revises, Artifact) or revises.id is None):
         raise ValidationError("revises expects a saved Artifact")
+
+
+def anndata_to_file(adata: Any, directory: Path) -> Path:
+    import uuid
+
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"{uuid.uuid4().hex}.h5ad"
+    adata.write_h5ad(path)
+    return path
 
 
 def dataframe_to_file(df: Any, directory: Path) -> Path:

@@ -62,7 +62,7 @@ def describe(record: Any, include: Any = None) -> str:
     from rich.markup import escape
     from rich.tree import Tree
 
-    from .models import Artifact, Run, Transform
+    from .models import Artifact, Collection, Run, Transform
 
     name = type(record).__name__
     if isinstance(record, Run):
@@ -105,6 +105,9 @@ def describe(record: Any, include: Any = None) -> str:
                 node = tree.add(f"{label} ({qs.count()})")
                 for a in items:
                     node.add(_artifact_line(a))
+        for label, qs in [("input collections", record.input_collections), ("output collections", record.output_collections)]:
+            for c in qs[:50]:
+                tree.add(f"{label[:-1]}: {escape(c.key or '')} [dim]{c.uid} · {c.artifacts.count()} artifacts[/dim]")
         for label in ("report", "environment"):
             a = getattr(record, label)
             if a is not None:
@@ -144,6 +147,20 @@ def describe(record: Any, include: Any = None) -> str:
         if n_in:
             tree.add(f"input of {n_in} run(s)")
         _add_labels(tree, record)
+    elif isinstance(record, Collection):
+        tree = Tree(f"[bold]Collection[/bold] {escape(record.key or '')} [dim]{record.uid}[/dim]")
+        _add_fields(tree, [("description", record.description), ("hash", record.hash), ("version", record.version),
+                           ("is_latest", record.is_latest), ("created_at", _fmt_time(record.created_at))])
+        run = record.run
+        if run is not None:
+            tree.add(f"created by run: {run.uid} [dim]{escape(run.transform.key)} · {run.status}[/dim]")
+        members = record.ordered_artifacts
+        node = tree.add(f"artifacts ({members.count()})")
+        for a in members[:50]:
+            node.add(_artifact_line(a))
+        n_in = record.input_of_runs.count()
+        if n_in:
+            tree.add(f"input of {n_in} run(s)")
     else:
         tree = Tree(f"[bold]{name}[/bold] {getattr(record, 'uid', '')}")
         _add_fields(tree, [(col, record.__dict__.get(col)) for col in record._meta.columns

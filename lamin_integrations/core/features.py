@@ -184,8 +184,62 @@ class FeatureManager:
     def __getitem__(self, name: str) -> Any:
         return self.get_values()[name]
 
+    def describe(self, return_str: bool = False) -> str | None:
+        """The record's feature values, one per line (lamindb's `artifact.features.describe()`)."""
+        values = self.get_values()
+        kind = type(self._record).__name__
+        lines = [f"{kind} {self._record.uid}: {'features' if values else 'no feature values'}"]
+        lines += [f"  {name}: {json.dumps(value, ensure_ascii=False, default=str)}" for name, value in values.items()]
+        text = "\n".join(lines) + "\n"
+        if return_str:
+            return text
+        print(text, end="")
+        return None
+
     def __repr__(self) -> str:
         return f"FeatureManager({self.get_values()!r})"
+
+
+class LabelManager:
+    """`artifact.labels` / `run.labels`: lamindb's one place to add labels of any registry
+    (ULabel, Record, Project), each linked through its own relation; with `feature=` the
+    labels' names are also that feature's values on the record."""
+
+    _relations = {"ULabel": "ulabels", "Record": "records", "Project": "projects"}
+
+    def __init__(self, record: Any):
+        self._record = record
+
+    def _relation(self, label: Any) -> Any:
+        name = self._relations.get(type(label).__name__)
+        if name is None or label.id is None:
+            raise ValidationError(f"labels.add() takes saved ULabel, Record or Project records, got {label!r}")
+        return getattr(self._record, name)
+
+    def add(self, records: Any, feature: Any = None) -> None:
+        labels = list(records) if isinstance(records, (list, tuple, set)) or hasattr(records, "to_list") else [records]
+        relations = [self._relation(label) for label in labels]  # every label checked before any is linked
+        if feature is not None:
+            from .models import Feature
+
+            if not isinstance(feature, Feature) or feature.id is None:
+                raise ValidationError(f"labels.add(feature=...) takes a saved Feature, got {feature!r}")
+            self._record.features.add_values({feature.name: [label.name for label in labels]})
+        for relation, label in zip(relations, labels, strict=True):
+            relation.add(label)
+
+    def get(self, feature: Any) -> list[Any]:
+        """The labels whose names are values of `feature` on this record."""
+        value = self._record.features.get_values().get(feature.name)
+        names = value if isinstance(value, list) else [] if value is None else [value]
+        found = []
+        for relation in self._relations.values():
+            found += list(getattr(self._record, relation).filter(name__in=names)) if names else []
+        return found
+
+    def __repr__(self) -> str:
+        parts = {r: [x.name for x in getattr(self._record, r)] for r in self._relations.values()}
+        return f"LabelManager({ {k: v for k, v in parts.items() if v} !r})"
 
 
 def feature_lookup(model: Any, name: str, rest: list[str], value: Any, dialect: str) -> sa.ColumnElement[bool] | None:

@@ -3,7 +3,8 @@
 The graph has two kinds of nodes, runs and artifacts, and four kinds of edges, all pointing
 the way data flows:
 
-    artifact --used--> run          (run_input_artifact)
+    artifact --used--> run          (run_input_artifact; and each artifact of a collection
+                                     the run read: run_input_collection + collection_artifact)
     run --generated--> artifact     (artifact.run_id)
     run --recreated--> artifact     (run_recreated_artifact: same content saved again)
     run --initiated--> run          (run.initiated_by_run_id: a pipeline run and its steps)
@@ -70,14 +71,19 @@ class LineageData:
 # One branch per edge kind: (kind of the node in `w`, kind of the next node, table x, join
 # condition, the next node's id column, extra condition). Each branch is one index lookup.
 _Branch = tuple[str, str, str, str, str, str]
+# (run_id, artifact_id) of the artifacts in the collections each run read
+_COLLECTION_INPUTS = ("(SELECT ric.run_id, ca.artifact_id FROM run_input_collection ric "
+                      "JOIN collection_artifact ca ON ca.collection_id = ric.collection_id)")
 _UP: list[_Branch] = [
     ("a", "r", "artifact", "x.id = w.id", "run_id", " AND x.run_id IS NOT NULL"),
     ("a", "r", "run_recreated_artifact", "x.artifact_id = w.id", "run_id", ""),
     ("r", "a", "run_input_artifact", "x.run_id = w.id", "artifact_id", ""),
+    ("r", "a", _COLLECTION_INPUTS, "x.run_id = w.id", "artifact_id", ""),
 ]
 _UP_CHAIN: _Branch = ("r", "r", "run", "x.id = w.id", "initiated_by_run_id", " AND x.initiated_by_run_id IS NOT NULL")
 _DOWN: list[_Branch] = [
     ("a", "r", "run_input_artifact", "x.artifact_id = w.id", "run_id", ""),
+    ("a", "r", _COLLECTION_INPUTS, "x.artifact_id = w.id", "run_id", ""),
     ("r", "a", "artifact", "x.run_id = w.id", "id", ""),
     ("r", "a", "run_recreated_artifact", "x.run_id = w.id", "artifact_id", ""),
 ]
@@ -170,6 +176,13 @@ def _dicts(result: Any) -> list[dict[str, Any]]:
     return [dict(zip(keys, row, strict=True)) for row in result]
 
 
+def _collection_inputs(run_ids: set[int], dialect: str) -> sa.Select:
+    """(run_id, artifact_id) for each artifact of each collection these runs read."""
+    ric, ca = schema.run_input_collection, schema.collection_artifact
+    return (sa.select(ric.c.run_id, ca.c.artifact_id).join(ca, ca.c.collection_id == ric.c.collection_id)
+            .where(_in_ids(ric.c.run_id, run_ids, dialect)))
+
+
 def load(instance: Instance, run_ids: set[int], artifact_ids: set[int], root: NodeKey, direction: str,
          depth: int | None) -> LineageData:
     """Records and the edges among them, in a fixed number of queries (trash left out)."""
@@ -185,9 +198,11 @@ def load(instance: Instance, run_ids: set[int], artifact_ids: set[int], root: No
     with instance.read() as conn:
         if run_ids:
             run_rows = _dicts(conn.execute(sa.select(r).where(_in_ids(r.c.id, run_ids, dialect), r.c.branch_id != -1)))
-            for table, kind in ((inputs, "used"), (recreated, "recreated")):
-                links += [(kind, row[0], row[1]) for row in conn.execute(
-                    sa.select(table.c.run_id, table.c.artifact_id).where(_in_ids(table.c.run_id, run_ids, dialect)))]
+            used = sa.union(sa.select(inputs.c.run_id, inputs.c.artifact_id).where(_in_ids(inputs.c.run_id, run_ids, dialect)),
+                            _collection_inputs(run_ids, dialect))  # an artifact read alone and in a collection: one edge
+            links += [("used", row[0], row[1]) for row in conn.execute(used)]
+            links += [("recreated", row[0], row[1]) for row in conn.execute(
+                sa.select(recreated.c.run_id, recreated.c.artifact_id).where(_in_ids(recreated.c.run_id, run_ids, dialect)))]
         if artifact_ids:
             artifact_rows = _dicts(conn.execute(sa.select(a).where(_in_ids(a.c.id, artifact_ids, dialect), a.c.branch_id != -1,
                                                                    a.c._storage_ongoing.is_(False))))
@@ -296,6 +311,7 @@ def run_tree(run: Run) -> LineageData:
         for table in (schema.run_input_artifact, schema.run_recreated_artifact):
             artifact_ids |= set(conn.execute(sa.select(table.c.artifact_id)
                                              .where(_in_ids(table.c.run_id, run_ids, instance.dialect))).scalars())  # type: ignore[arg-type]
+        artifact_ids |= {row[1] for row in conn.execute(_collection_inputs(run_ids, instance.dialect))}  # type: ignore[arg-type]
     data = load(instance, run_ids, artifact_ids, root, "tree", None)  # type: ignore[arg-type]
     data.distance = _distances(data, ("downstream",))
     return data

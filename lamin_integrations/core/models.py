@@ -198,6 +198,18 @@ def _family_uids(conn: sa.Connection, table: sa.Table, stem: str) -> list[str]:
     return list(conn.execute(sa.select(table.c.uid).where(table.c.uid.startswith(stem, autoescape=True))).scalars())
 
 
+def _insert_next_version(record: SQLRecord, conn: sa.Connection, stem: str | None) -> int:
+    """Insert `record` as the latest version of the family `stem` (a new family if None); its id."""
+    t = record.__table__
+    values = record._insert_values(conn)
+    stem = stem or base62(record._stem_len)
+    values["uid"] = next_version_uid(stem, _family_uids(conn, t, stem))
+    new_id = conn.execute(sa.insert(t).values(values).returning(t.c.id)).scalar_one()
+    record.__dict__.update(values, id=new_id)
+    _demote_family(conn, t, stem, new_id)
+    return new_id
+
+
 class Transform(IsVersioned, SQLRecord):
     """A piece of code or a pipeline step; each execution of it is a Run."""
 
@@ -382,6 +394,15 @@ class Run(SQLRecord):
     projects: Any
     ulabels: Any
     records: Any
+    output_collections: QuerySet
+    input_collections: Any
+    recreated_collections: Any
+    output_records: QuerySet
+    input_records: Any
+    artifacts: Any
+    linked_artifacts: Any
+    linked_in_records: Any
+    ablocks: QuerySet
 
     __table__ = schema.run
     _uid_len = 16
@@ -408,6 +429,15 @@ class Run(SQLRecord):
         "ulabels": ManyToMany("ULabel", table=schema.run_ulabel, self_column="run_id", other_column="ulabel_id"),
         "records": ManyToMany("Record", table=schema.run_record, self_column="run_id", other_column="record_id"),
         "json_values": ManyToMany("JsonValue", table=schema.run_json_value, self_column="run_id", other_column="json_value_id"),
+        "output_collections": Reverse("Collection", fk_column="run_id"),
+        "input_collections": ManyToMany("Collection", table=schema.run_input_collection, self_column="run_id", other_column="collection_id"),
+        "recreated_collections": ManyToMany("Collection", table=schema.run_recreated_collection, self_column="run_id", other_column="collection_id"),
+        "output_records": Reverse("Record", fk_column="run_id"),
+        "input_records": ManyToMany("Record", table=schema.run_input_record, self_column="run_id", other_column="record_id"),
+        "artifacts": ManyToMany("Artifact", table=schema.artifact_run, self_column="run_id", other_column="artifact_id"),
+        "linked_artifacts": ManyToMany("Artifact", table=schema.run_artifact, self_column="run_id", other_column="artifact_id"),
+        "linked_in_records": ManyToMany("Record", table=schema.record_run, self_column="run_id", other_column="record_id"),
+        "ablocks": Reverse("RunBlock", fk_column="run_id"),
     }
 
     def __init__(
@@ -535,6 +565,13 @@ class Run(SQLRecord):
 
         return FeatureManager(self)
 
+    @property
+    def labels(self) -> Any:
+        """ULabels, Records and Projects on this run (`run.labels.add(label)`)."""
+        from .features import LabelManager
+
+        return LabelManager(self)
+
     def view_lineage(self, direction: str = "both", depth: int | None = None) -> Any:
         """The lineage graph around this run: a tree in a terminal, a picture in Jupyter."""
         from ..lineage import graph_of
@@ -635,6 +672,9 @@ class Artifact(IsVersioned, SQLRecord):
         "ulabels": ManyToMany("ULabel", table=schema.artifact_ulabel, self_column="artifact_id", other_column="ulabel_id"),
         "records": ManyToMany("Record", table=schema.artifact_record, self_column="artifact_id", other_column="record_id"),
         "json_values": ManyToMany("JsonValue", table=schema.artifact_json_value, self_column="artifact_id", other_column="json_value_id"),
+        "collections": ManyToMany("Collection", table=schema.collection_artifact, self_column="artifact_id", other_column="collection_id"),
+        "runs": ManyToMany("Run", table=schema.artifact_run, self_column="artifact_id", other_column="run_id"),
+        "linked_by_runs": ManyToMany("Run", table=schema.run_artifact, self_column="artifact_id", other_column="run_id"),
     }
 
     def __init__(
@@ -679,15 +719,19 @@ class Artifact(IsVersioned, SQLRecord):
 
                 self.key = check_key(key)
             return
-        if _is_dataframe(data):
+        if _is_dataframe(data) or _is_anndata(data):
             from .instance import data_dir
 
-            self.__dict__["n_observations"] = len(data)
-            data = artifacts.dataframe_to_file(data, data_dir() / "cache" / "dataframes")
-            self.__dict__["otype"] = self.__dict__.get("otype") or "DataFrame"
+            otype = "DataFrame" if _is_dataframe(data) else "AnnData"
+            self.__dict__["n_observations"] = len(data) if otype == "DataFrame" else data.n_obs
+            if otype == "DataFrame":
+                data = artifacts.dataframe_to_file(data, data_dir() / "cache" / "dataframes")
+            else:
+                data = artifacts.anndata_to_file(data, data_dir() / "cache" / "anndata")
+            self.__dict__["otype"] = self.__dict__.get("otype") or otype
             self.__dict__["kind"] = self.__dict__.get("kind") or "dataset"
         elif not isinstance(data, (str, os.PathLike)):
-            raise ValidationError(f"Artifact() takes a path, URL or DataFrame, got {type(data).__name__}")
+            raise ValidationError(f"Artifact() takes a path, URL, DataFrame or AnnData, got {type(data).__name__}")
         artifacts.describe_source(self, data, key)
 
     @classmethod
@@ -718,6 +762,16 @@ class Artifact(IsVersioned, SQLRecord):
         return cls(df, key=key, description=description, **kwargs)
 
     from_df = from_dataframe  # lamindb's earlier name, still common in examples
+
+    @classmethod
+    def from_anndata(cls, adata: Any, key: str | None = None, description: str | None = None, **kwargs: Any) -> Artifact:
+        """An AnnData (stored as .h5ad) or a path to an .h5ad file, as lamindb takes them."""
+        if not _is_anndata(adata) and not (isinstance(adata, (str, os.PathLike)) and os.fspath(adata).endswith((".h5ad", ".zarr"))):
+            raise ValidationError(f"from_anndata() takes an AnnData or the path of an .h5ad file, got {adata!r}")
+        artifact = cls(adata, key=key, description=description, **kwargs)
+        artifact.__dict__["otype"] = artifact.__dict__.get("otype") or "AnnData"
+        artifact.__dict__["kind"] = artifact.__dict__.get("kind") or "dataset"
+        return artifact
 
     @classmethod
     def from_dir(cls, path: str | os.PathLike, key: str | None = None, *, run: Run | None = None) -> Any:
@@ -755,8 +809,30 @@ class Artifact(IsVersioned, SQLRecord):
 
         return FeatureManager(self)
 
+    @property
+    def labels(self) -> Any:
+        """ULabels, Records and Projects on this artifact (`artifact.labels.add(label)`)."""
+        from .features import LabelManager
+
+        return LabelManager(self)
+
     def _save_metadata(self) -> None:
-        SQLRecord.save(self)
+        if self.__dict__.get("_replacement") is not None:
+            from .artifacts import save_replacement
+
+            save_replacement(self)
+        else:
+            SQLRecord.save(self)
+
+    def replace(self, data: Any, run: Run | bool | None = None, format: str | None = None) -> None:
+        """lamindb's `replace`: new content for this artifact in storage, without a new version
+        (same uid and key; the key's suffix follows the new data's). `.save()` stores it; `run`
+        is the run that made the new content (None: the current run; False: none)."""
+        from .artifacts import prepare_replacement
+
+        if format is not None:
+            raise ValidationError("replace(format=...) is not supported: the format follows the data (a DataFrame is stored as parquet)")
+        prepare_replacement(self, data, run)
 
     @classmethod
     def _check_value(cls, name: str, value: Any) -> Any:
@@ -976,6 +1052,10 @@ def _is_dataframe(data: Any) -> bool:
     return type(data).__name__ == "DataFrame" and type(data).__module__.startswith("pandas")
 
 
+def _is_anndata(data: Any) -> bool:
+    return type(data).__name__ == "AnnData" and type(data).__module__.startswith("anndata")
+
+
 Artifact._meta.special_lookups["transform"] = _transform_alias
 Run._meta.special_lookups["status"] = _status_lookup
 
@@ -1025,6 +1105,7 @@ class Record(SQLRecord):
     is_type: bool
 
     __table__ = schema.record
+    _tracks_run = True
     _uid_len = 16
     _relations: ClassVar[dict[str, Relation]] = {
         "created_by": ForeignKey("User", column="created_by_id"),
@@ -1034,6 +1115,8 @@ class Record(SQLRecord):
         "projects": ManyToMany("Project", table=schema.project_record, self_column="record_id", other_column="project_id"),
         "runs": ManyToMany("Run", table=schema.run_record, self_column="record_id", other_column="run_id"),
         "artifacts": ManyToMany("Artifact", table=schema.artifact_record, self_column="record_id", other_column="artifact_id"),
+        "input_of_runs": ManyToMany("Run", table=schema.run_input_record, self_column="record_id", other_column="run_id"),
+        "linked_runs": ManyToMany("Run", table=schema.record_run, self_column="record_id", other_column="run_id"),
     }
 
     @classmethod
@@ -1068,6 +1151,7 @@ class ULabel(_Named, SQLRecord):
     artifacts: Any
 
     __table__ = schema.ulabel
+    _tracks_run = True
     _uid_len = 8
     _relations: ClassVar[dict[str, Relation]] = {
         "created_by": ForeignKey("User", column="created_by_id"),
@@ -1178,3 +1262,199 @@ def _wire_features() -> None:
 
 
 _wire_features()
+
+
+class Collection(IsVersioned, SQLRecord):
+    """lamindb's collection: artifacts saved together under a key (a dataset in several files,
+    the shards of a training set), versioned by key as artifacts are, and read by runs as one
+    input (`collection.load()`, `collection.cache()`)."""
+
+    uid: str
+    key: str | None
+    description: str | None
+    hash: str | None
+    reference: str | None
+    reference_type: str | None
+    version: str | None
+    is_latest: bool
+    run_id: int | None
+    run: Run | None
+    created_at: dt.datetime
+    updated_at: dt.datetime
+    created_by: User
+    artifacts: Any
+    input_of_runs: Any
+    recreating_runs: Any
+
+    __table__ = schema.collection
+    _tracks_run = True
+    _uid_len = 20
+    _stem_len = 16
+    _aliases: ClassVar[dict[str, str]] = {"name": "key", "version_tag": "version"}
+    _relations: ClassVar[dict[str, Relation]] = {
+        "run": ForeignKey("Run", column="run_id"),
+        "created_by": ForeignKey("User", column="created_by_id"),
+        "artifacts": ManyToMany("Artifact", table=schema.collection_artifact, self_column="collection_id", other_column="artifact_id"),
+        "input_of_runs": ManyToMany("Run", table=schema.run_input_collection, self_column="collection_id", other_column="run_id"),
+        "recreating_runs": ManyToMany("Run", table=schema.run_recreated_collection, self_column="collection_id", other_column="run_id"),
+    }
+
+    def __init__(self, artifacts: Any = None, key: str | None = None, description: str | None = None,
+                 reference: str | None = None, reference_type: str | None = None, run: Run | None = None,
+                 revises: Collection | None = None, version: str | None = None, **kwargs: Any):
+        super().__init__()
+        if "name" in kwargs:  # lamindb < 1.0 called the key name
+            key = key or kwargs.pop("name")
+        if kwargs:
+            raise FieldError(f"Collection() got unexpected arguments {', '.join(sorted(kwargs))}")
+        members = [artifacts] if isinstance(artifacts, Artifact) else list(artifacts) if artifacts is not None else []
+        if not members:
+            raise ValidationError("Collection() needs artifacts: a saved Artifact or a list of them")
+        for a in members:
+            if not isinstance(a, Artifact):
+                raise ValidationError(f"Collection() takes saved Artifacts, got {a!r}")
+            if a.id is None:
+                raise ValidationError(f"save {a!r} before putting it in a collection")
+        if len({a.id for a in members}) != len(members):
+            raise ValidationError("Collection() got the same artifact twice")
+        if revises is not None and (not isinstance(revises, Collection) or revises.id is None):
+            raise ValidationError("revises expects a saved Collection")
+        from .hashing import hash_string
+
+        key = key or (revises.key if revises is not None else None)
+        fields: dict[str, Any] = {"key": key, "description": description, "reference": reference, "reference_type": reference_type,
+                  "version": str(version) if version is not None else None,
+                  "hash": hash_string("\n".join(sorted(a.hash or a.uid for a in members)))}
+        if run is not None:
+            fields["run"] = run
+        self._set_fields({k: v for k, v in fields.items() if v is not None})
+        self.__dict__["_members"] = members
+        if revises is not None:
+            self.__dict__["_revises"] = revises
+
+    @property
+    def ordered_artifacts(self) -> QuerySet:
+        """The artifacts in the order they were given."""
+        link = schema.collection_artifact
+        qs = self.artifacts.all()
+        qs._order = [sa.select(link.c.id).where(link.c.collection_id == self.id, link.c.artifact_id == Artifact.__table__.c.id)
+                     .scalar_subquery()]
+        return qs
+
+    @property
+    def data_artifact(self) -> Artifact | None:
+        """The artifact of a collection of one."""
+        members = list(self.ordered_artifacts)
+        return members[0] if len(members) == 1 else None
+
+    def _insert(self, conn: sa.Connection, events: list) -> None:
+        """An existing collection of the same artifacts is this one (recreated by this run, as
+        lamindb does for artifacts); else a new version in the family of its key or `revises`."""
+        t = self.__table__
+        existing = conn.execute(sa.select(t).where(t.c.hash == self.hash, t.c.branch_id != -1)
+                                .order_by(t.c.id.desc()).limit(1)).mappings().first()
+        run_id = self.__dict__.get("run_id")
+        if existing is not None:
+            logger.warning("returning the existing collection with the same artifacts: %s", existing["uid"])
+            self.__dict__.pop("_members", None)
+            self.__dict__.pop("_revises", None)
+            _load_into(self, existing)
+            if run_id is not None and existing["run_id"] != run_id:
+                link(conn, schema.run_recreated_collection, [{"run_id": run_id, "collection_id": existing["id"]}])
+            return
+        revises = self.__dict__.pop("_revises", None)
+        stem = revises.uid[:16] if revises is not None else None
+        if stem is None and self.key is not None:
+            latest = conn.execute(sa.select(t.c.uid).where(t.c.key == self.key, t.c.is_latest.is_(True), t.c.branch_id != -1)
+                                  .order_by(t.c.id.desc()).limit(1)).scalar()
+            stem = latest[:16] if latest else None
+        new_id = _insert_next_version(self, conn, stem)
+        if revises is not None and revises.id is not None:
+            revises.__dict__["is_latest"] = False
+        members = self.__dict__.pop("_members", [])
+        link(conn, schema.collection_artifact, [{"collection_id": new_id, "artifact_id": a.id} for a in members])
+
+    def append(self, artifact: Artifact, run: Run | None = None) -> Collection:
+        """A new version of this collection with `artifact` added at the end (save it)."""
+        return Collection([*self.ordered_artifacts, artifact], key=self.key, description=self.description,
+                          run=run, revises=self)
+
+    def cache(self, is_run_input: bool | None = None) -> list[Path]:
+        """Local paths of the artifacts, in order; tracks the collection as a run input."""
+        paths = [a.cache(is_run_input=False) for a in self.ordered_artifacts]
+        self._track_input(is_run_input)
+        return paths
+
+    def load(self, join: str = "outer", is_run_input: bool | None = None, **kwargs: Any) -> Any:
+        """The artifacts' DataFrames concatenated (lamindb's `join`: "outer" keeps every column,
+        "inner" the shared ones); other data as a list of what each artifact loads to."""
+        loaded = [a.load(is_run_input=False, **kwargs) for a in self.ordered_artifacts]
+        self._track_input(is_run_input)
+        if loaded and all(_is_dataframe(x) for x in loaded):
+            import pandas as pd
+
+            if join not in ("outer", "inner"):
+                raise ValidationError(f"load(join=...) takes 'outer' or 'inner', got {join!r}")
+            return pd.concat(loaded, join=join, ignore_index=True)
+        return loaded
+
+    def _track_input(self, is_run_input: bool | None) -> None:
+        if is_run_input is False:
+            return
+        from .context import get_current_run
+        from .settings import settings
+
+        if is_run_input is None and not settings.track_run_inputs:
+            return
+        run = get_current_run()
+        if run is not None and run.id is not None and self.id is not None and self.run_id != run.id:
+            from .artifacts import link_input
+
+            link_input(run, "collection", self.id)
+
+
+class RunBlock(IsVersioned, SQLRecord):
+    """lamindb's notes on a run (`run.ablocks`): markdown of kind "readme" (a new readme of a
+    run is the next version of its last one) or "comment" (each its own)."""
+
+    uid: str
+    run_id: int
+    run: Run
+    content: str
+    kind: str
+    hash: str | None
+    version: str | None
+    is_latest: bool
+    created_at: dt.datetime
+    created_by: User
+
+    __table__ = schema.run_block
+    _uid_len = 20
+    _stem_len = 16
+    _relations: ClassVar[dict[str, Relation]] = {
+        "run": ForeignKey("Run", column="run_id"),
+        "created_by": ForeignKey("User", column="created_by_id"),
+    }
+
+    def __init__(self, run: Run | None = None, content: str | None = None, kind: str = "readme",
+                 version: str | None = None, **kwargs: Any):
+        super().__init__()
+        if kwargs:
+            raise FieldError(f"RunBlock() got unexpected arguments {', '.join(sorted(kwargs))}; it takes run, content, kind and version")
+        if not isinstance(run, Run) or run.id is None:
+            raise ValidationError("RunBlock() needs a saved run, e.g. RunBlock(run=ln.context.run, content='...')")
+        if not isinstance(content, str):
+            raise ValidationError(f"RunBlock() needs markdown content (a str), got {content!r}")
+        if kind not in ("readme", "comment"):
+            raise ValidationError(f"RunBlock kind is 'readme' or 'comment', got {kind!r}")
+        from .hashing import hash_string
+
+        self._set_fields({"run": run, "content": content, "kind": kind, "hash": hash_string(content),
+                          **({"version": str(version)} if version is not None else {})})
+
+    def _insert(self, conn: sa.Connection, events: list) -> None:
+        t = self.__table__
+        latest = None if self.kind == "comment" else conn.execute(
+            sa.select(t.c.uid).where(t.c.run_id == self.run_id, t.c.kind == self.kind, t.c.is_latest.is_(True))
+            .order_by(t.c.id.desc()).limit(1)).scalar()
+        _insert_next_version(self, conn, latest[:16] if latest else None)

@@ -221,6 +221,7 @@ class SQLRecord:
     _uid_len: ClassVar[int] = 0
     _stem_len: ClassVar[int] = 0
     _search_fields: ClassVar[tuple[str, ...]] = ()
+    _tracks_run: ClassVar[bool] = False  # run_id is the current run when the record is made
 
     id: int | None
     uid: str
@@ -440,6 +441,12 @@ class SQLRecord:
                 self._check_value(name, value)
         if "created_by_id" in self._meta.columns and self.__dict__.get("created_by_id") is None:
             self.__dict__["created_by_id"] = instance.user.id
+        if self._tracks_run and d.get("id") is None and d.get("run_id") is None:
+            from .context import get_current_run
+
+            run = get_current_run()  # as lamindb's TracksRun: the run that made the record
+            if run is not None and run.id is not None and run._db is instance:
+                self.__dict__["run_id"] = run.id
 
     def _save(self, conn: sa.Connection, events: list[tuple[str, dict[str, Any]]]) -> None:
         if self.id is None:
@@ -520,6 +527,22 @@ class SQLRecord:
         self._db.write(lambda conn: conn.execute(sa.update(table).where(table.c.id == self.id).values(branch_id=1)))
         self.__dict__["branch_id"] = 1
         self._snapshot()
+
+    @property
+    def branch(self) -> Branch | None:
+        """lamindb's branch of the record: main, or archive / trash (`delete()` moves it there)."""
+        branch_id = self.__dict__.get("branch_id")
+        return None if "branch_id" not in self._meta.columns else Branch.of(1 if branch_id is None else branch_id)
+
+    @property
+    def created_on(self) -> Branch | None:
+        """The branch the record was made on: main (this registry makes records nowhere else)."""
+        return Branch.of(1) if "branch_id" in self._meta.columns else None
+
+    @property
+    def space(self) -> Space:
+        """lamindb's space of the record: every record of this registry is in the one space, `all`."""
+        return Space()
 
     def describe(self, include: Any = None, return_str: bool = False) -> str | None:
         """A tree of identity, lineage, params, inputs and outputs (rich output)."""
@@ -640,6 +663,26 @@ def _json_text(value: Any) -> Any:
         return json.dumps(value, sort_keys=True)
     except (TypeError, ValueError):
         return object()  # not JSON: always "changed", so validation at save reports it
+
+
+@dataclass(frozen=True)
+class Branch:
+    """lamindb's branches as this registry keeps them (a branch_id on each record, no table)."""
+
+    id: int
+    name: str
+
+    @classmethod
+    def of(cls, branch_id: int) -> Branch:
+        return cls(branch_id, {1: "main", 0: "archive", -1: "trash"}.get(branch_id, str(branch_id)))
+
+
+@dataclass(frozen=True)
+class Space:
+    """lamindb's default space: access control is the database's here, so there is one."""
+
+    id: int = 1
+    name: str = "all"
 
 
 class RecordList(list):

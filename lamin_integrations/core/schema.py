@@ -341,6 +341,28 @@ record = sa.Table(
     _aux(),
 )
 
+# lamindb's collections: an ordered set of artifacts saved together, versioned by key
+collection = sa.Table(
+    "collection",
+    metadata,
+    _id(),
+    sa.Column("uid", sa.String(20), nullable=False, unique=True),
+    sa.Column("key", sa.String(1024), index=True),
+    sa.Column("description", sa.Text),
+    sa.Column("hash", sa.String(64), index=True),
+    sa.Column("reference", sa.String(255)),
+    sa.Column("reference_type", sa.String(25)),
+    sa.Column("run_id", IdType, sa.ForeignKey("run.id", ondelete="SET NULL"), index=True),
+    sa.Column("version", sa.String(64)),
+    sa.Column("is_latest", sa.Boolean, nullable=False, default=True),
+    _created_at(),
+    _updated_at(),
+    _created_by(),
+    _branch(),
+    _is_locked(),
+    _aux(),
+)
+
 # lamindb's universal labels (its older tutorials; `record` is their successor)
 ulabel = sa.Table(
     "ulabel",
@@ -403,3 +425,30 @@ artifact_ulabel = _link("artifact_ulabel", "artifact", "ulabel")
 run_record = _link("run_record", "run", "record")
 artifact_record = _link("artifact_record", "artifact", "record")
 artifact_json_value = _link("artifact_json_value", "artifact", "json_value")  # `artifact.features`
+# a collection's artifacts, in the order given (the link id); runs reading or recreating collections or reading records
+collection_artifact = _link("collection_artifact", "collection", "artifact")
+run_input_collection = _link("run_input_collection", "run", "collection")
+run_recreated_collection = _link("run_recreated_collection", "run", "collection")
+run_input_record = _link("run_input_record", "run", "record")
+# lamindb's run annotations: artifacts annotated by a run (`run.artifacts` / `artifact.runs`),
+# artifacts a run links as values (`run.linked_artifacts`), records linking a run as a value
+artifact_run = _link("artifact_run", "artifact", "run")
+run_artifact = _link("run_artifact", "run", "artifact")
+record_run = _link("record_run", "record", "run")
+
+# lamindb's notes attached to a run (`run.ablocks`): markdown, versioned
+run_block = sa.Table(
+    "run_block",
+    metadata,
+    _id(),
+    sa.Column("uid", sa.String(20), nullable=False, unique=True),
+    sa.Column("run_id", IdType, sa.ForeignKey("run.id", ondelete="CASCADE"), nullable=False, index=True),
+    sa.Column("content", sa.Text, nullable=False),
+    sa.Column("kind", sa.String(22), nullable=False, default="readme"),
+    sa.Column("hash", sa.String(22)),
+    sa.Column("version", sa.String(64)),
+    sa.Column("is_latest", sa.Boolean, nullable=False, default=True),
+    _created_at(),
+    _created_by(index=False),
+    _branch(index=False),
+)

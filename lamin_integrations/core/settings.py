@@ -20,7 +20,7 @@ ENV_DB = "LAMIN_INTEGRATIONS_DB"
 ENV_STORAGE = "LAMIN_INTEGRATIONS_STORAGE"
 ENV_HOME = "LAMIN_INTEGRATIONS_HOME"
 SQLITE_BUSY_TIMEOUT_MS = 30_000
-SCHEMA_HEAD = "0005"  # the newest migration (core/migrations/versions); migrate.HEAD
+SCHEMA_HEAD = "0006"  # the newest migration (core/migrations/versions); migrate.HEAD
 
 
 ENV_MAX_HASH_MB = "LAMIN_INTEGRATIONS_MAX_HASH_MB"
