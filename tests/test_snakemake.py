@@ -333,8 +333,13 @@ def test_signals_while_a_job_runs(sqlite_registry, tmp_path, sig, group):
                             start_new_session=group)
     try:
         _wait_for(lambda: ln.Run.filter(name="slow", status="started").first())
+        # The job's shell is running, and Snakemake has finished submitting it: its SIGTERM
+        # handler takes the scheduler's lock (a threading.Lock), so a signal that arrives while
+        # its main thread holds that lock, submitting the job, deadlocks Snakemake itself (seen
+        # once in CI, with or without this plugin).
+        _wait_for(lambda: (wd / "logs" / "slow.log").exists() and (wd / "logs" / "slow.log").read_text())
+        time.sleep(0.5)
         if group:
-            time.sleep(0.5)  # the job's shell is running
             os.killpg(proc.pid, sig)
         else:
             proc.send_signal(sig)
