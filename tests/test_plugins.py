@@ -163,7 +163,7 @@ def env_with(*folders: Path, **extra: str) -> dict[str, str]:
 def run_python(script: str, env: dict[str, str], tmp_path: Path) -> subprocess.CompletedProcess:
     path = tmp_path / "script.py"
     path.write_text(script)
-    proc = subprocess.run([sys.executable, str(path)], capture_output=True, text=True, env=env, timeout=120)
+    proc = subprocess.run([sys.executable, str(path)], capture_output=True, text=True, env=env, timeout=120, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     return proc
 
