@@ -825,13 +825,27 @@ def test_saving_a_trashed_transform_again_makes_it_visible(registry):
     assert ln.Transform.filter(key="k").count() == 1
 
 
-def test_deleting_the_latest_version_promotes_the_newest_remaining_one(registry, tmp_path):
+def _three_versions(tmp_path):
+    """counts.tsv saved with three contents: the file and its three versions."""
     data = tmp_path / "counts.tsv"
     versions = []
     for content in ("1", "2", "3"):
         data.write_text(content)
         versions.append(ln.Artifact(str(data), key="counts.tsv").save())
-    v1, v2, v3 = versions
+    return data, versions
+
+
+def _two_folder_versions(tmp_path):
+    folder = tmp_path / "plates"
+    folder.mkdir()
+    (folder / "a.csv").write_text("1")
+    f1 = ln.Artifact(str(folder), key="plates").save()
+    (folder / "a.csv").write_text("2")
+    return f1, ln.Artifact(str(folder), key="plates").save()
+
+
+def test_deleting_the_latest_version_promotes_the_newest_remaining_one(registry, tmp_path):
+    data, (v1, v2, v3) = _three_versions(tmp_path)
     v3.delete()  # to the trash: v2 is the latest now, in the same transaction
     assert ln.Artifact.get(key="counts.tsv", is_latest=True) == v2 and not v3.is_latest
     data.write_text("4")
@@ -842,12 +856,7 @@ def test_deleting_the_latest_version_promotes_the_newest_remaining_one(registry,
     assert v4.delete(permanent=True) == (1, {"lamindb.Artifact": 1})  # as Django returns it
     assert not stored.exists() and data.exists()  # its copy is gone, the user's file stays
     assert ln.Artifact.get(key="counts.tsv", is_latest=True) == v2
-    folder = tmp_path / "plates"
-    folder.mkdir()
-    (folder / "a.csv").write_text("1")
-    f1 = ln.Artifact(str(folder), key="plates").save()
-    (folder / "a.csv").write_text("2")
-    f2 = ln.Artifact(str(folder), key="plates").save()
+    f1, f2 = _two_folder_versions(tmp_path)
     f1.delete(permanent=True)  # folder versions share one place in storage: f2's bytes stay
     assert (f2.path / "a.csv").read_text() == "2"
     v1.delete()  # not the latest: nothing else changes
@@ -862,12 +871,7 @@ def test_deleting_the_latest_version_promotes_the_newest_remaining_one(registry,
 
 
 def test_deleting_through_a_query_set_is_deleting_each_record(registry, tmp_path):
-    data = tmp_path / "counts.tsv"
-    versions = []
-    for content in ("1", "2", "3"):
-        data.write_text(content)
-        versions.append(ln.Artifact(str(data), key="counts.tsv").save())
-    v1, v2, v3 = versions
+    data, (v1, v2, v3) = _three_versions(tmp_path)
     # it was one UPDATE: the family was left without a latest version
     assert ln.Artifact.filter(uid=v3.uid).delete() == 1
     assert ln.Artifact.get(key="counts.tsv", is_latest=True) == v2
@@ -877,12 +881,7 @@ def test_deleting_through_a_query_set_is_deleting_each_record(registry, tmp_path
     assert ln.Artifact.filter(key="counts.tsv").delete(permanent=True) == 2
     assert not any(p.exists() for p in stored) and data.exists()
     assert ln.Artifact.filter(key="counts.tsv").count() == 0
-    folder = tmp_path / "plates"
-    folder.mkdir()
-    (folder / "a.csv").write_text("1")
-    f1 = ln.Artifact(str(folder), key="plates").save()
-    (folder / "a.csv").write_text("2")
-    f2 = ln.Artifact(str(folder), key="plates").save()
+    f1, f2 = _two_folder_versions(tmp_path)
     place = f2.path
     ln.Artifact.filter(uid=f1.uid).delete(permanent=True)
     assert (place / "a.csv").read_text() == "2"  # the remaining version's bytes

@@ -31,7 +31,7 @@ from . import storage as st
 from .match import existing_match
 
 if TYPE_CHECKING:
-    from .models import Artifact, Run
+    from .models import Artifact, Collection, Run
 
 logger = logging.getLogger("lamin_integrations")
 
@@ -471,16 +471,26 @@ def _copy_all(artifacts: list[Artifact], roots: dict[int, str]) -> list[tuple[Ar
         return [r for r in pool.map(copy, artifacts) if r is not None]
 
 
-def track_input(artifact: Artifact, run: Run | None = None) -> None:
-    """Link `artifact` as an input of the current run, unless that run created or recreated it."""
+def track_input(record: Artifact | Collection, is_run_input: bool | None = None) -> None:
+    """Link an artifact or collection that was read as an input of the current run.
+
+    Not when the reader says it is no input (`is_run_input=False`), nor, unless it says it is,
+    when the `track_run_inputs` setting is off; never for the run that created the record.
+    """
     from . import plugins
     from .context import get_current_run
+    from .models import Collection
+    from .settings import settings
 
-    run = run or get_current_run()
-    if run is None or run.id is None or artifact.id is None or artifact.run_id == run.id:
+    if is_run_input is False or (is_run_input is None and not settings.track_run_inputs):
         return
-    if link_input(run, "artifact", artifact.id) and plugins.has_impls("run_inputs_linked"):
-        plugins.fire("run_inputs_linked", run=run, artifacts=[artifact])
+    run = get_current_run()
+    if run is None or run.id is None or record.id is None or record.run_id == run.id:
+        return
+    if isinstance(record, Collection):
+        link_input(run, "collection", record.id)
+    elif link_input(run, "artifact", record.id) and plugins.has_impls("run_inputs_linked"):
+        plugins.fire("run_inputs_linked", run=run, artifacts=[record])
 
 
 def link_input(run: Run, kind: str, record_id: int) -> int:

@@ -42,6 +42,16 @@ def _add_fields(tree: Any, fields: list[tuple[str, Any]]) -> None:
             tree.add(f"{label}: {escape(safe(value))}")
 
 
+def _add_runs(tree: Any, record: Any) -> None:
+    """The run that made an artifact or collection, and how many runs read it."""
+    run = record.run
+    if run is not None:
+        tree.add(f"created by run: {run.uid} [dim]{_e(run.transform.key)} · {run.status}[/dim]")
+    n_in = record.input_of_runs.count()
+    if n_in:
+        tree.add(f"input of {n_in} run(s)")
+
+
 def _add_labels(tree: Any, record: Any) -> None:
     """A run's or artifact's feature values, and the labels (ulabels, records, projects) on it."""
     from rich.markup import escape
@@ -134,33 +144,23 @@ def describe(record: Any, include: Any = None) -> str:
             ("n_files", record.n_files), ("storage", record.storage.root if record.storage else None),
             ("created_at", _fmt_time(record.created_at)),
         ])
-        run = record.run
-        if run is not None:
-            tree.add(f"created by run: {run.uid} [dim]{escape(run.transform.key)} · {run.status}[/dim]")
+        _add_runs(tree, record)
         source = (record._aux or {}).get("published_from")
         if isinstance(source, dict) and source.get("run"):  # a Nextflow publishDir copy or link
             task = Run.filter(uid=source["run"]).first()
             what = f"{task.uid} [dim]{escape(task.name or task.transform.key)} · {task.status}[/dim]" if task else source["run"]
             what = what if task else _e(what)
             tree.add(f"published from task run: {what} [dim](by {escape(str(source.get('how', '?')))})[/dim]")
-        n_in = record.input_of_runs.count()
-        if n_in:
-            tree.add(f"input of {n_in} run(s)")
         _add_labels(tree, record)
     elif isinstance(record, Collection):
         tree = Tree(f"[bold]Collection[/bold] {escape(record.key or '')} [dim]{record.uid}[/dim]")
         _add_fields(tree, [("description", record.description), ("hash", record.hash), ("version", record.version),
                            ("is_latest", record.is_latest), ("created_at", _fmt_time(record.created_at))])
-        run = record.run
-        if run is not None:
-            tree.add(f"created by run: {run.uid} [dim]{escape(run.transform.key)} · {run.status}[/dim]")
+        _add_runs(tree, record)
         members = record.ordered_artifacts
         node = tree.add(f"artifacts ({members.count()})")
         for a in members[:50]:
             node.add(_artifact_line(a))
-        n_in = record.input_of_runs.count()
-        if n_in:
-            tree.add(f"input of {n_in} run(s)")
     else:
         tree = Tree(f"[bold]{name}[/bold] {getattr(record, 'uid', '')}")
         _add_fields(tree, [(col, record.__dict__.get(col)) for col in record._meta.columns

@@ -71,9 +71,16 @@ class LineageData:
 # One branch per edge kind: (kind of the node in `w`, kind of the next node, table x, join
 # condition, the next node's id column, extra condition). Each branch is one index lookup.
 _Branch = tuple[str, str, str, str, str, str]
-# (run_id, artifact_id) of the artifacts in the collections each run read
-_COLLECTION_INPUTS = ("(SELECT ric.run_id, ca.artifact_id FROM run_input_collection ric "
-                      "JOIN collection_artifact ca ON ca.collection_id = ric.collection_id)")
+
+
+def _collection_pairs() -> sa.Select:
+    """(run_id, artifact_id) for each artifact of each collection a run read."""
+    ric, ca = schema.run_input_collection, schema.collection_artifact
+    return sa.select(ric.c.run_id, ca.c.artifact_id).join(ca, ca.c.collection_id == ric.c.collection_id)
+
+
+# the same pairs as a table of the walk (plain SQL that both dialects accept)
+_COLLECTION_INPUTS = f"({_collection_pairs()})"
 _UP: list[_Branch] = [
     ("a", "r", "artifact", "x.id = w.id", "run_id", " AND x.run_id IS NOT NULL"),
     ("a", "r", "run_recreated_artifact", "x.artifact_id = w.id", "run_id", ""),
@@ -177,10 +184,7 @@ def _dicts(result: Any) -> list[dict[str, Any]]:
 
 
 def _collection_inputs(run_ids: set[int], dialect: str) -> sa.Select:
-    """(run_id, artifact_id) for each artifact of each collection these runs read."""
-    ric, ca = schema.run_input_collection, schema.collection_artifact
-    return (sa.select(ric.c.run_id, ca.c.artifact_id).join(ca, ca.c.collection_id == ric.c.collection_id)
-            .where(_in_ids(ric.c.run_id, run_ids, dialect)))
+    return _collection_pairs().where(_in_ids(schema.run_input_collection.c.run_id, run_ids, dialect))
 
 
 def load(instance: Instance, run_ids: set[int], artifact_ids: set[int], root: NodeKey, direction: str,

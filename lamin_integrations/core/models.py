@@ -1008,16 +1008,9 @@ class Artifact(IsVersioned, SQLRecord):
         return result
 
     def _track_input(self, is_run_input: bool | None) -> None:
-        if is_run_input is False:
-            return
-        if is_run_input is None:
-            from .settings import settings
-
-            if not settings.track_run_inputs:
-                return
         from .artifacts import track_input
 
-        track_input(self)
+        track_input(self, is_run_input)
 
 
 class _LazyStat:
@@ -1399,18 +1392,9 @@ class Collection(IsVersioned, SQLRecord):
         return loaded
 
     def _track_input(self, is_run_input: bool | None) -> None:
-        if is_run_input is False:
-            return
-        from .context import get_current_run
-        from .settings import settings
+        from .artifacts import track_input
 
-        if is_run_input is None and not settings.track_run_inputs:
-            return
-        run = get_current_run()
-        if run is not None and run.id is not None and self.id is not None and self.run_id != run.id:
-            from .artifacts import link_input
-
-            link_input(run, "collection", self.id)
+        track_input(self, is_run_input)
 
 
 class RunBlock(IsVersioned, SQLRecord):
