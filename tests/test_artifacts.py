@@ -35,10 +35,30 @@ def test_file_is_copied_into_storage_and_readable(registry, tmp_path):
     assert stored.exists() and stored.read_bytes() == src.read_bytes()
     assert Path(registry.storage_root) in stored.parents
     assert artifact.load().equals(pd.DataFrame({"a": [1, 3], "b": [2, 4]}))
-    with artifact.open() as f:
-        assert f.read() == src.read_bytes()
+    assert artifact.open().to_table().to_pandas().equals(pd.DataFrame({"a": [1, 3], "b": [2, 4]}))  # lamindb: a pyarrow Dataset
     again = ln.Artifact.get(key="results/table.csv")
     assert again == artifact and again.hash == artifact.hash
+
+
+def test_open_reads_tables_lazily_and_other_files_as_bytes(registry, tmp_path):
+    """lamindb's `artifact.open()`: a pyarrow Dataset for table formats (read in batches,
+    filtered before loading); other files as read-only file objects."""
+    frame = pd.DataFrame({"gene": ["a", "b", "c"], "count": [1, 5, 9]})
+    parquet = ln.Artifact.from_dataframe(frame, key="counts.parquet").save()
+    dataset = parquet.open()
+    assert type(dataset).__name__ == "FileSystemDataset" and dataset.count_rows() == 3
+    import pyarrow.dataset as ds
+
+    assert dataset.to_table(filter=ds.field("count") > 2).to_pandas()["gene"].tolist() == ["b", "c"]
+    tsv = ln.Artifact(write(tmp_path / "t.tsv", "x\ty\n1\t2\n"), key="t.tsv").save()
+    assert tsv.open().to_table().to_pydict() == {"x": [1], "y": [2]}
+    notes = ln.Artifact(write(tmp_path / "notes.md", "# hi"), key="notes.md").save()
+    with notes.open() as f:
+        assert f.read() == b"# hi"
+    with pytest.raises(ValidationError, match="engine 'pyarrow' or 'polars'"):
+        parquet.open(engine="duckdb")
+    with pytest.raises(ValidationError, match="read-only"):
+        notes.open(mode="w")
 
 
 def test_load_refuses_unknown_formats_and_names_alternatives(registry, tmp_path):
@@ -98,7 +118,7 @@ def test_new_content_under_a_key_is_a_new_version(registry, tmp_path):
     v1.refresh_from_db()
     assert v2.is_latest and not v1.is_latest
     assert ln.Artifact.get(key="model.txt") == v2
-    assert [a.uid for a in v2.versions] == [v1.uid, v2.uid]
+    assert [a.uid for a in v2.versions] == [v2.uid, v1.uid]
     assert ln.Artifact.get(v1.uid[:16]) == v2  # a family stem gives the latest version
     assert v1.path.read_text() == "v1" and v2.path.read_text() == "version two"
     v3 = ln.Artifact(write(tmp_path / "other.txt", "three"), revises=v2).save()
@@ -361,8 +381,7 @@ def test_reading_tracks_inputs_but_get_does_not(registry, tmp_path):
         assert consumer.input_artifacts.count() == 0
         fetched.cache()
         fetched.load()
-        with fetched.open():
-            pass
+        fetched.open()  # a table: a pyarrow Dataset
     finally:
         reset_current_run(token)
     assert list(consumer.input_artifacts) == [artifact]

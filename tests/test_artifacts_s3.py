@@ -6,6 +6,7 @@ import base64
 import hashlib
 import uuid
 
+import pandas as pd
 import pytest
 from conftest import file_and_folder
 
@@ -78,6 +79,8 @@ def test_cache_downloads_once(s3_registry, s3_server, tmp_path):
     assert artifact.cache() == local and local.stat().st_mtime_ns == mtime, "second cache() must not download again"
     with artifact.open() as f:
         assert f.read(10) == b"0123456789"
+    table = ln.Artifact.from_dataframe(pd.DataFrame({"a": [1, 2]}), key="t.parquet").save()
+    assert table.open().to_table().to_pydict() == {"a": [1, 2]}  # a pyarrow Dataset read through fsspec
 
 
 def test_missing_object_is_a_clear_error(s3_registry):

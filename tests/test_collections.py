@@ -61,7 +61,7 @@ def test_a_collection_saved_again_under_its_key_is_a_new_version(registry):
     assert v2.uid[:16] == v1.uid[:16] and v2.uid != v1.uid
     assert v2.is_latest and not ln.Collection.get(uid=v1.uid).is_latest
     v3 = v2.append(frames({"x": [4]})[0]).save()
-    assert [x.uid for x in v3.versions] == [v1.uid, v2.uid, v3.uid]
+    assert [x.uid for x in v3.versions] == [v3.uid, v2.uid, v1.uid]
     assert not v2.is_latest  # in memory too, as after Artifact(revises=...)
     assert len(v3.load()) == 4
     other = ln.Collection([c], key="other").save()

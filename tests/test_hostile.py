@@ -415,6 +415,22 @@ def test_a_folder_with_a_dangling_link_is_saved_without_it(registry, tmp_path):
     assert sorted(p.name for p in Path(artifact.path).iterdir()) == ["a.txt"]
 
 
+def test_relative_links_in_a_folder_are_stored_as_hashed(registry, tmp_path, monkeypatch):
+    """Regression (was a bug): copytree's dangling-link check resolves a relative link from the
+    working folder, so `ok -> a.txt` was left out of the stored copy though the hash counted it."""
+    folder = tmp_path / "folder"
+    (folder / "sub").mkdir(parents=True)
+    (folder / "a.txt").write_text("a")
+    (folder / "ok").symlink_to("a.txt")
+    (folder / "sub" / "up").symlink_to("../a.txt")
+    (folder / "gone").symlink_to("missing.txt")
+    monkeypatch.chdir(tmp_path)  # not the folder: its links do not resolve from here
+    artifact = ln.Artifact(str(folder), key="folder").save()
+    stored = Path(artifact.path)
+    assert sorted(p.relative_to(stored).as_posix() for p in stored.rglob("*") if p.is_file()) == ["a.txt", "ok", "sub/up"]
+    assert artifact.n_files == 3 and (stored / "sub" / "up").read_text() == "a"
+
+
 def test_a_file_named_in_bytes_that_are_not_utf8_is_saved_or_refused_clearly(registry, tmp_path):
     """Regression (was a bug): a file name that is not UTF-8 (os.fsdecode gives lone surrogates) crashed the stat
     cache and the database driver with UnicodeEncodeError instead of being stored or refused."""

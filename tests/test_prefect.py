@@ -15,6 +15,7 @@ import os
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -638,6 +639,35 @@ def test_parameters_are_stored_like_ln_track_stores_them(work: Path) -> None:
     assert flow_run.params["day"] == "2024-01-02" and ln.Run.filter(params__day="2024-01-02").count() == 1
     assert task_run.params["api_token"] == "***"
     assert task_run.params["values"] == "<list of 5,000 items: too many to record>"
+
+
+@dataclass
+class DBConfig:
+    host: str
+    password: str
+
+
+@task
+def query(cfg: DBConfig, url: str) -> str:
+    return cfg.host
+
+
+@flow
+def dataclass_flow(cfg: DBConfig, url: str, prefect: str = "2.x-compat") -> str:
+    return query(cfg, url)
+
+
+def test_secrets_in_dataclasses_and_urls_are_masked_and_a_prefect_parameter_kept(work: Path) -> None:
+    """A config dataclass is stored as its fields (masked by name, as a dict or pydantic model
+    is); a password inside a URL is hidden; a flow parameter named `prefect` is the user's."""
+    assert dataclass_flow(DBConfig("db.internal", "hunter2"), "postgresql://u:pg-pass@h/db") == "db.internal"
+    [flow_run] = runs(reference_type="prefect_flow_run")
+    [task_run] = runs(reference_type="prefect_task_run")
+    assert "hunter2" not in json.dumps([flow_run.params, task_run.params])
+    assert "pg-pass" not in json.dumps([flow_run.params, task_run.params])
+    assert flow_run.params["cfg"] == task_run.params["cfg"] == {"host": "db.internal", "password": "***"}
+    assert flow_run.params["url"] == "postgresql://u:***@h/db"
+    assert flow_run.params["prefect"] == "2.x-compat" and flow_run.params["_prefect"]["state"] == "Completed"
 
 
 def test_a_locked_registry_does_not_hold_the_flow_back(work: Path, monkeypatch: pytest.MonkeyPatch,

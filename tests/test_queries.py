@@ -275,7 +275,7 @@ def test_transform_get_or_create_and_versions(registry):
     assert t2.uid[:12] == t1.uid[:12] and t1.uid.endswith("0000") and t2.uid.endswith("0001")
     assert t2.is_latest and not t1.is_latest
     assert ln.Transform.get(key="k") == t2
-    assert [t.version for t in t2.versions] == ["1", "2"]
+    assert [t.version for t in t2.versions] == ["2", "1"]
     old = ln.Transform(name="Cell Ranger", version="7.2.0", type="pipeline").save()
     assert ln.Transform.filter(name="Cell Ranger", version="7.2.0").one() == old
     assert old.key == "Cell Ranger" and old.kind == "pipeline"

@@ -780,7 +780,7 @@ def test_transform_get_or_create_and_versions(registry):
     assert t2.is_latest and not t1.is_latest
     assert ln.Transform.filter(key="k", is_latest=True).one() == t2
     assert ln.Transform.get(key="k") == t2
-    assert [t.version for t in t2.versions] == ["1", "2"]
+    assert [t.version for t in t2.versions] == ["2", "1"]  # newest first, as lamindb orders them
     t3 = ln.Transform(key="k", version=3).save()
     assert t3.version == "3" and decode(t3.uid[12:]) == decode(t2.uid[12:]) + 1
     assert ln.Transform.filter(key="k").count() == 3

@@ -991,3 +991,34 @@ def test_keep_incomplete_outputs_are_outputs_of_the_failed_job(sqlite_registry, 
     [c] = jobs(second)["c"]
     assert b.status == "errored" and [a.key for a in b.output_artifacts] == ["b.txt"]
     assert [a.run_id for a in c.input_artifacts] == [b.id]
+
+
+def test_a_workflow_started_by_a_tracked_script_is_its_child(sqlite_registry, tmp_path):
+    """A driver script that calls ln.track() and then runs Snakemake: the workflow run is the
+    driver's child (lamindb's chain), and so is a workflow run by a job of another workflow."""
+    inner = new_workflow(tmp_path / "inner", """
+        rule all:
+            output: "inner.txt"
+            shell: "echo inner > {output}"
+    """)
+    new_workflow(tmp_path / "outer", f"""
+        rule all:
+            output: "outer.txt"
+            shell: "{sys.executable} -m snakemake --cores 1 --logger lamin -d {inner} -s {inner}/Snakefile && touch {{output}}"
+    """)
+    driver = tmp_path / "driver.py"
+    driver.write_text(textwrap.dedent(f"""
+        import subprocess, sys
+        import lamin_integrations as ln
+        ln.track()
+        subprocess.run([sys.executable, "-m", "snakemake", "--cores", "1", "--logger", "lamin"],
+                       cwd={str(tmp_path / "outer")!r}, check=True, capture_output=True)
+        ln.finish()
+    """))
+    subprocess.run([sys.executable, str(driver)], check=True, env=python_env(), cwd=tmp_path, timeout=240)
+    tracked = ln.Run.get(transform__key="driver.py")
+    outer = ln.Run.get(reference_type="snakemake_id", initiated_by_run=tracked)
+    [job] = jobs(outer)["all"]
+    inner_run = ln.Run.get(reference_type="snakemake_id", name="inner")
+    assert inner_run.initiated_by_run in (outer, job) and inner_run.status == "completed"
+    assert outer.status == "completed" and tracked.status == "completed"

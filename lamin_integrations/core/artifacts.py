@@ -509,6 +509,50 @@ def link_input(run: Run, kind: str, record_id: int) -> int:
     return run._db.write(write)
 
 
+# what `artifact.open()` reads lazily, as lamindb does: suffix -> pyarrow dataset format
+_TABLE_FORMATS = {".parquet": "parquet", ".csv": "csv", ".tsv": "tsv", ".feather": "feather", ".arrow": "ipc",
+                  ".ipc": "ipc", ".orc": "orc"}
+
+
+def open_table(fs: Any, path: str, suffix: str, engine: str) -> Any:
+    """A table file opened without loading it, or None for other files.
+
+    pyarrow: a `pyarrow.dataset.Dataset` (object stores through fsspec). polars: a context
+    manager giving a LazyFrame, as lamindb's `open(engine="polars")`."""
+    kind = _TABLE_FORMATS.get(suffix.lower())
+    if kind is None:
+        return None
+    local = type(fs).__name__ == "LocalFileSystem"
+    if engine == "polars":
+        try:
+            import polars as pl
+        except ImportError:
+            raise ValidationError("open(engine='polars') needs polars: pip install polars") from None
+        scan = {"parquet": pl.scan_parquet, "ipc": pl.scan_ipc, "feather": pl.scan_ipc, "csv": pl.scan_csv,
+                "tsv": lambda p, **kw: pl.scan_csv(p, separator="\t", **kw)}.get(kind)
+        if scan is None:
+            raise ValidationError(f"polars cannot scan {suffix} files; use engine='pyarrow'")
+        from contextlib import contextmanager
+
+        @contextmanager
+        def lazy() -> Any:
+            yield scan(path if local else fs.unstrip_protocol(path))
+
+        return lazy()
+    import pyarrow.dataset as ds
+
+    fmt: Any = {"feather": "ipc"}.get(kind, kind)
+    if kind == "tsv":
+        import pyarrow.csv as pcsv
+
+        fmt = ds.CsvFileFormat(parse_options=pcsv.ParseOptions(delimiter="\t"))
+    if local:
+        return ds.dataset(path, format=fmt)
+    from pyarrow.fs import FSSpecHandler, PyFileSystem
+
+    return ds.dataset(path, format=fmt, filesystem=PyFileSystem(FSSpecHandler(fs)))
+
+
 def prepare_replacement(artifact: Artifact, data: Any, run: Any) -> None:
     """Hash the new content of `artifact.replace(data)` and set the fields it changes; the
     bytes are stored and the row updated together by `save_replacement`."""

@@ -199,7 +199,7 @@ class Context:
         params: dict | None = None,
         new_run: bool | None = None,
         path: str | None = None,
-        initiated_by_run: Run | None = None,
+        initiated_by_run: Run | str | None = None,
         features: dict | None = None,
     ) -> Run:
         """Start (or resume) a run of this script; returns the Run.
@@ -222,8 +222,13 @@ class Context:
         if initiated_by_run is not None:
             from .models import Run
 
+            if isinstance(initiated_by_run, str):  # lamindb takes the parent's uid too
+                parent = Run.filter(uid=initiated_by_run).one_or_none()
+                if parent is None:
+                    raise ValidationError(f"initiated_by_run: no run with uid {initiated_by_run!r}")
+                initiated_by_run = parent
             if not isinstance(initiated_by_run, Run):
-                raise ValidationError(f"initiated_by_run expects a Run, got {initiated_by_run!r}")
+                raise ValidationError(f"initiated_by_run expects a Run or its uid, got {initiated_by_run!r}")
         if self._run is not None and _current_run.get() is self._run:
             self._supersede()
         from . import fasttrack

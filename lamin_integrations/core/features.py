@@ -100,6 +100,7 @@ def resolve_values(values: dict[str, Any], instance: Any) -> list[tuple[Feature,
 
     if not isinstance(values, dict):
         raise ValidationError(f"feature values are a dict of name -> value, got {values!r}")
+    values = {_feature_name(key): value for key, value in values.items()}
     features = {f.name: f for f in Feature.connect(instance).filter(name__in=list(values))}
     unknown = [name for name in values if name not in features]
     if unknown:
@@ -112,6 +113,19 @@ def resolve_values(values: dict[str, Any], instance: Any) -> list[tuple[Feature,
         items = value if isinstance(value, (list, tuple, set)) and not features[name].dtype.startswith(("list", "dict")) else [value]
         pairs.extend((features[name], check_value(features[name], v)) for v in items)
     return pairs
+
+
+def _feature_name(key: Any) -> str:
+    """lamindb takes a feature's name or the saved Feature itself as the key."""
+    from .models import Feature
+
+    if isinstance(key, Feature):
+        if key.id is None:
+            raise ValidationError(f"save the feature {key.name!r} before using it as a key: ln.Feature(...).save()")
+        return key.name
+    if not isinstance(key, str):
+        raise ValidationError(f"feature keys are names or saved ln.Feature records, got {key!r}")
+    return key
 
 
 def value_links(table_name: str) -> tuple[sa.Table, str]:
@@ -147,11 +161,28 @@ class FeatureManager:
 
         self._record._db.write(replace)
 
-    def remove_values(self, *names: str) -> None:
+    def update_values(self, values: dict[str, Any]) -> None:
+        """Replace the values of these features and keep the others (a list replaces the whole
+        list; None, [] or {} removes the feature's values), as lamindb does."""
+        empty = [name for name, value in values.items() if value is None or (isinstance(value, (list, tuple, dict, set)) and not value)]
+        pairs = self._resolve({name: value for name, value in values.items() if name not in empty}) if len(empty) < len(values) else []
+        names = [_feature_name(name) for name in values]
+
+        def replace(conn: sa.Connection) -> None:
+            conn.execute(self._delete_of(names))
+            self._link(conn, pairs)
+
+        self._record._db.write(replace)
+
+    def remove_values(self, *names: Any) -> None:
+        flat = [n for name in names for n in (name if isinstance(name, (list, tuple)) else [name])]
+        stmt = self._delete_of([_feature_name(name) for name in flat])
+        self._record._db.write(lambda conn: conn.execute(stmt))
+
+    def _delete_of(self, names: list[str]) -> sa.Delete:
         jv, link, feature = schema.json_value, self._links, schema.feature
         ids = sa.select(jv.c.id).join(feature, feature.c.id == jv.c.feature_id).where(feature.c.name.in_(names))
-        stmt = sa.delete(link).where(link.c[self._column] == self._record.id, link.c.json_value_id.in_(ids))
-        self._record._db.write(lambda conn: conn.execute(stmt))
+        return sa.delete(link).where(link.c[self._column] == self._record.id, link.c.json_value_id.in_(ids))
 
     def _link(self, conn: sa.Connection, pairs: list[tuple[Feature, Any]]) -> None:
         from .models import _insert_ignore
@@ -181,8 +212,8 @@ class FeatureManager:
                 out.setdefault(name, []).append(value)
         return {k: v[0] if len(v) == 1 else v for k, v in out.items()}
 
-    def __getitem__(self, name: str) -> Any:
-        return self.get_values()[name]
+    def __getitem__(self, name: Any) -> Any:
+        return self.get_values()[_feature_name(name)]
 
     def describe(self, return_str: bool = False) -> str | None:
         """The record's feature values, one per line (lamindb's `artifact.features.describe()`)."""

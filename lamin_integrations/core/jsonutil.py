@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import math
 import os
 from typing import Any
 
 from ..errors import ValidationError
+
+logger = logging.getLogger("lamin_integrations")
 
 MAX_DEPTH = 64
 # A parameter of a job or task is stored with every run of it: a list of 100,000 samples
@@ -50,8 +53,9 @@ def check_json(value: Any, where: str, _depth: int = 0) -> None:
 
 def run_params(params: dict[str, Any]) -> dict[str, Any]:
     """`ln.track(params=...)` as lamindb stores it: records as `"Artifact[uid]"`, paths as text,
-    numpy scalars and dates as plain values, secret-looking keys redacted; anything else that is
-    not JSON is refused naming its key (`check_json`)."""
+    numpy scalars and dates as plain values, secret-looking keys redacted. A parameter that is
+    still not JSON is left out with a warning naming it, as lamindb does: a tracking call must
+    not stop the analysis it records."""
     import sys
 
     from .settings import SECRET_NAME
@@ -75,9 +79,14 @@ def run_params(params: dict[str, Any]) -> dict[str, Any]:
             return [convert(v, depth + 1) for v in value]
         return value
 
-    out = convert(params, 0)
-    check_json(out, "params")
-    return out  # type: ignore[no-any-return]
+    out = {}
+    for key, value in convert(params, 0).items():
+        try:
+            check_json({key: value}, "params")
+            out[key] = value
+        except ValidationError as e:  # as lamindb: the script goes on, without this parameter
+            logger.warning("skipping param %r: %s", key, e)
+    return out
 
 
 def check_text(where: str, value: str) -> None:
@@ -103,14 +112,17 @@ def too_big(value: Any) -> str | None:
 
 def masked(value: Any) -> Any:
     """`value` with the text under secret-looking keys (password, token, api_key, ...) as
-    `***`, at any depth: what adapters store from configs and parameters."""
-    from .settings import SECRET_NAME
+    `***`, at any depth, and passwords inside text hidden (`postgresql://u:***@h/db`, the repr
+    of an object with `password='...'`): what adapters store from configs and parameters."""
+    from .settings import SECRET_NAME, mask_text
 
     if isinstance(value, dict):
         return {k: "***" if isinstance(k, str) and SECRET_NAME.search(k) and isinstance(v, str) and v else masked(v)
                 for k, v in value.items()}
     if isinstance(value, list):
         return [masked(v) for v in value]
+    if isinstance(value, str):
+        return mask_text(value)
     return value
 
 
@@ -147,6 +159,9 @@ def to_json(value: Any, _depth: int = 0) -> Any:
         return os.fspath(value)
     if isinstance(value, (dt.date, dt.time)):  # a date parameter is found by its ISO text
         return value.isoformat()
+    fields = getattr(value, "__dataclass_fields__", None)
+    if isinstance(fields, dict) and not isinstance(value, type):  # a config dataclass: its fields, each masked by name
+        return {_clean(str(name)): to_json(getattr(value, name, None), _depth + 1) for name in fields}
     return _repr(value)
 
 

@@ -12,7 +12,7 @@ from typing import Any, ClassVar
 
 import sqlalchemy as sa
 
-from ..errors import FieldError, NotFoundOnDisk, ValidationError
+from ..errors import FieldError, NotFoundOnDisk, RegistryUnavailable, ValidationError
 from . import schema
 from .lineage import InputArtifacts
 from .query import _compile
@@ -157,8 +157,8 @@ class IsVersioned:
 
     @property
     def versions(self) -> QuerySet:
-        """Every version in this record's family, oldest first."""
-        return type(self).filter(uid__startswith=self.stem_uid).order_by("id")  # type: ignore[attr-defined]
+        """Every version in this record's family, newest first (lamindb's order: `.first()` is the latest saved)."""
+        return type(self).filter(uid__startswith=self.stem_uid).order_by("-id")  # type: ignore[attr-defined]
 
     # Deleting the latest version promotes the newest remaining one in the same transaction,
     # so the family (and the next version saved under its key) carries on, as in lamindb.
@@ -728,8 +728,7 @@ class Artifact(IsVersioned, SQLRecord):
                 data = artifacts.dataframe_to_file(data, data_dir() / "cache" / "dataframes")
             else:
                 data = artifacts.anndata_to_file(data, data_dir() / "cache" / "anndata")
-            self.__dict__["otype"] = self.__dict__.get("otype") or otype
-            self.__dict__["kind"] = self.__dict__.get("kind") or "dataset"
+            self._as_dataset(otype)
         elif not isinstance(data, (str, os.PathLike)):
             raise ValidationError(f"Artifact() takes a path, URL, DataFrame or AnnData, got {type(data).__name__}")
         artifacts.describe_source(self, data, key)
@@ -759,7 +758,9 @@ class Artifact(IsVersioned, SQLRecord):
 
     @classmethod
     def from_dataframe(cls, df: Any, key: str | None = None, description: str | None = None, **kwargs: Any) -> Artifact:
-        return cls(df, key=key, description=description, **kwargs)
+        """A DataFrame (stored as .parquet) or the path of a table file, marked as a dataset of
+        otype DataFrame either way (lamindb's `filter(otype="DataFrame")` finds both)."""
+        return cls(df, key=key, description=description, **kwargs)._as_dataset("DataFrame")
 
     from_df = from_dataframe  # lamindb's earlier name, still common in examples
 
@@ -768,10 +769,12 @@ class Artifact(IsVersioned, SQLRecord):
         """An AnnData (stored as .h5ad) or a path to an .h5ad file, as lamindb takes them."""
         if not _is_anndata(adata) and not (isinstance(adata, (str, os.PathLike)) and os.fspath(adata).endswith((".h5ad", ".zarr"))):
             raise ValidationError(f"from_anndata() takes an AnnData or the path of an .h5ad file, got {adata!r}")
-        artifact = cls(adata, key=key, description=description, **kwargs)
-        artifact.__dict__["otype"] = artifact.__dict__.get("otype") or "AnnData"
-        artifact.__dict__["kind"] = artifact.__dict__.get("kind") or "dataset"
-        return artifact
+        return cls(adata, key=key, description=description, **kwargs)._as_dataset("AnnData")
+
+    def _as_dataset(self, otype: str) -> Artifact:
+        d = self.__dict__
+        d["otype"], d["kind"] = d.get("otype") or otype, d.get("kind") or "dataset"
+        return self
 
     @classmethod
     def from_dir(cls, path: str | os.PathLike, key: str | None = None, *, run: Run | None = None) -> Any:
@@ -948,14 +951,22 @@ class Artifact(IsVersioned, SQLRecord):
         self._track_input(is_run_input)
         return Path(path)
 
-    def open(self, mode: str = "rb", is_run_input: bool | None = None) -> Any:
-        """A file object on the bytes (read-only); tracks the run input."""
+    def open(self, mode: str = "rb", engine: str = "pyarrow", is_run_input: bool | None = None) -> Any:
+        """Read without loading, as lamindb does: a table file (.parquet, .csv, .tsv, .feather,
+        .arrow, .ipc, .orc) as a `pyarrow.dataset.Dataset`, or with `engine="polars"` a context
+        manager giving a polars LazyFrame; any other file as a read-only file object. Tracks the
+        run input."""
         if mode not in ("r", "rb"):
             raise ValidationError("artifacts open read-only ('r' or 'rb'); save changes as a new version")
+        if engine not in ("pyarrow", "polars"):
+            raise ValidationError(f"open() reads tables with engine 'pyarrow' or 'polars', got {engine!r}")
+        from .artifacts import open_table
         from .storage import filesystem
 
         fs, fs_path = filesystem(str(self.path))
-        handle = fs.open(fs_path, mode)
+        handle = open_table(fs, fs_path, self.suffix or "", engine)
+        if handle is None:
+            handle = fs.open(fs_path, mode)
         self._track_input(is_run_input)
         return handle
 
@@ -1053,6 +1064,28 @@ Artifact._meta.special_lookups["transform"] = _transform_alias
 Run._meta.special_lookups["status"] = _status_lookup
 
 
+def _adopt_same_name(record: SQLRecord, kwargs: dict[str, Any]) -> bool:
+    """Become the saved record of this name (within the type, when one is given), as lamindb's
+    constructors do: a script run twice must not make its labels twice, or `get(name=...)`
+    would fail from then on. Other fields given are applied, so `save()` updates them."""
+    name = kwargs.get("name")
+    if not isinstance(name, str):
+        return False
+    query = type(record).filter(name=name)
+    if "type" in kwargs:
+        query = query.filter(type__isnull=True) if kwargs["type"] is None else query.filter(type=kwargs["type"])
+    try:
+        existing = query.order_by("id").first()
+    except RegistryUnavailable:  # made offline: saved (or journaled) as a new record later
+        return False
+    if existing is None:
+        return False
+    logger.info("returning %s with same name: %r", type(record).__name__.lower(), name)
+    record.__dict__.update(existing.__dict__)
+    record._set_fields({k: v for k, v in kwargs.items() if k != "name"})
+    return True
+
+
 class _Named:
     """Records made by name (Project, ULabel), which lamindb refuses to make without one."""
 
@@ -1063,7 +1096,8 @@ class _Named:
         kind = type(self).__name__
         if not name or not isinstance(name, str):
             raise ValidationError(f"{kind}() needs a name, e.g. {kind}(name={self._example_name!r})")
-        self._set_fields({"name": name, **kwargs})  # type: ignore[attr-defined]
+        if not _adopt_same_name(self, {"name": name, **kwargs}):  # type: ignore[arg-type]
+            self._set_fields({"name": name, **kwargs})  # type: ignore[attr-defined]
 
 
 class Project(_Named, SQLRecord):
@@ -1100,6 +1134,11 @@ class Record(SQLRecord):
     __table__ = schema.record
     _tracks_run = True
     _uid_len = 16
+
+    def __init__(self, **kwargs: Any):
+        super().__init__()
+        if not _adopt_same_name(self, kwargs):
+            self._set_fields(kwargs)
     _relations: ClassVar[dict[str, Relation]] = {
         "created_by": ForeignKey("User", column="created_by_id"),
         "type": ForeignKey("Record", column="type_id"),

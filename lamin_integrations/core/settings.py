@@ -73,9 +73,10 @@ _PASSWORD_IN_URL = re.compile(r"(?<![a-zA-Z0-9+.-])(?P<head>[a-zA-Z][a-zA-Z0-9+.
 # A parameter or option whose name says it holds a secret (`api_key`, `--password`, `auth-token`),
 # as a whole word of the name: `tokenizer` and `max_tokens` are not secrets.
 SECRET_NAME = re.compile(r"(?i)(?:^|[_.-])(?:password|passwd|pwd|secret|token|api_?key|access_?key|private_?key|credentials?)$")
-# `--config api_key=X db_password=Y` (Snakemake), `key=value` arguments generally
+# `--config api_key=X db_password=Y` (Snakemake), `key=value` arguments generally, and the
+# repr of an object holding one (`DBConfig(host='h', password='hunter2')`)
 _SECRET_ASSIGN = re.compile(r"(?i)(?<![\w.-])([\w.]*?(?:password|passwd|secret|token|api_?key|access_?key|private_?key)=)"
-                            r"(?!\*\*\*)[^\s'\"]+")
+                            r"(?!\*\*\*)(?:'[^']*'|\"[^\"]*\"|[^\s'\"]+)")  # a repr's password='...' too
 _SECRET_OPTION = re.compile(r"(?i)(?<![\w-])(--?[\w.-]*?(?:password|passwd|secret|token|api[_-]?key|access[_-]?key|private[_-]?key)(?:=|\s+))(?!-)\S+")
 
 

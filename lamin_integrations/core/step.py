@@ -25,7 +25,8 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 def json_safe(value: Any) -> Any:
     """A parameter value as JSON: plain values as they are, records by uid, dates as ISO text,
-    values too big to store with every run summarised, others as repr."""
+    pydantic models and dataclasses as their fields, values too big to store with every run
+    summarised, others as repr."""
     import datetime as dt
 
     from .jsonutil import too_big
@@ -44,6 +45,9 @@ def json_safe(value: Any) -> Any:
             return json_safe(dump(mode="json"))
         except Exception:
             pass
+    fields = getattr(value, "__dataclass_fields__", None)
+    if isinstance(fields, dict) and not isinstance(value, type):  # a config dataclass: its fields, masked by name
+        return {str(name): json_safe(getattr(value, name, None)) for name in fields}
     if isinstance(value, (list, tuple)):
         return [json_safe(v) for v in value]
     if isinstance(value, dict) and all(isinstance(k, str) for k in value):

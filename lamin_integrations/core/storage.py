@@ -168,7 +168,7 @@ def put(source: str, destination: str, is_dir: bool) -> None:
             if is_dir:
                 # Links to folders are not part of the folder (hashing.list_files does not
                 # follow them either); links to files are copied as the file's bytes.
-                shutil.copytree(source, tmp, ignore=_linked_dirs, ignore_dangling_symlinks=True)
+                shutil.copytree(source, tmp, ignore=_linked_dirs)
                 _replace_dir(tmp, dest)
             else:
                 shutil.copyfile(source, tmp)
@@ -236,12 +236,15 @@ def remove_partial_copies() -> None:
 
 
 def _linked_dirs(folder: str, names: list[str]) -> set[str]:
-    """What a folder's copy leaves out: links to folders, and named pipes, sockets and devices
-    (hashing.list_files skips them: opening a pipe would block, or take bytes from its reader)."""
+    """What a folder's copy leaves out: links to folders, dangling links, and named pipes,
+    sockets and devices (hashing.list_files skips them: opening a pipe would block, or take
+    bytes from its reader). Dangling links are found here, not by copytree's
+    `ignore_dangling_symlinks`, which resolves a relative link from the working folder and so
+    drops good links like `ok -> real.txt`."""
     out = set()
     for n in names:
         path = os.path.join(folder, n)
-        if os.path.islink(path) and os.path.isdir(path) or not os.path.isdir(path) and os.path.exists(path) and not os.path.isfile(path):
+        if os.path.isdir(path) and os.path.islink(path) or not os.path.isdir(path) and not os.path.isfile(path):
             out.add(n)
     return out
 

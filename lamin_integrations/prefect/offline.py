@@ -239,7 +239,7 @@ def flow_started(flow: Any, flow_run: Any, state_obj: Any) -> None:
 
 
 def _own_params(run: Any) -> dict[str, Any]:
-    return {k: v for k, v in (run.params or {}).items() if k not in (recorder._FACTS, f"_{recorder._FACTS}")}
+    return recorder._without_facts(run.params)
 
 
 def _related_transform_key(run: Any) -> str | None:

@@ -142,6 +142,14 @@ def _with_facts(params: dict[str, Any], facts: dict[str, Any]) -> dict[str, Any]
     return {**params, key: {k: v for k, v in facts.items() if v is not None}}
 
 
+def _without_facts(params: dict[str, Any] | None) -> dict[str, Any]:
+    """The user's own parameters: only the key that holds the facts is dropped (a parameter
+    named `prefect` moves the facts to `_prefect`, and stays)."""
+    params = params or {}
+    key = f"_{_FACTS}" if isinstance(params.get(f"_{_FACTS}"), dict) else _FACTS
+    return {k: v for k, v in params.items() if k != key}
+
+
 def _facts_of(run: Any) -> dict[str, Any]:
     params = run.params or {}
     value = params.get(f"_{_FACTS}") if isinstance(params.get(f"_{_FACTS}"), dict) else params.get(_FACTS)
@@ -346,7 +354,7 @@ def flow_started(flow: Any, flow_run: Any, state_obj: Any) -> None:
         if attempt > entry.attempt:  # a flow retry: same run, next attempt
             entry.attempt = attempt
             entry.run.status = "restarted"
-            entry.run.params = _with_facts({k: v for k, v in (entry.run.params or {}).items() if k not in (_FACTS, f"_{_FACTS}")},
+            entry.run.params = _with_facts(_without_facts(entry.run.params),
                                            {**_facts_of(entry.run), "attempt": attempt})
             entry.run.save()
         return
@@ -463,7 +471,7 @@ def _finish_flow(flow: Any, flow_run: Any, state_obj: Any, entry: _Open | None, 
         params = run.params or {}
         if ctx is not None and ctx.flow_run is not None and str(ctx.flow_run.id) == ref and ctx.parameters is not None:
             params = _with_facts(params_json(ctx.parameters), _facts_of(run))  # validated values
-        run.params = _with_facts({k: v for k, v in params.items() if k not in (_FACTS, f"_{_FACTS}")},
+        run.params = _with_facts(_without_facts(params),
                                  {**_facts_of(run), "state": state_obj.name})
         if status == "completed":
             _record_outputs(run, _result(state_obj), entry)
@@ -536,7 +544,7 @@ def close_leftovers() -> None:
                     continue  # closed with a parent already
             live = _live_state(entry)
             name = getattr(live, "name", None) or "unknown"
-            entry.run.params = _with_facts({k: v for k, v in (entry.run.params or {}).items() if k not in (_FACTS, f"_{_FACTS}")},
+            entry.run.params = _with_facts(_without_facts(entry.run.params),
                                            {**_facts_of(entry.run), "state": name})
             _close_children(entry.run, entry)
             close_run(entry.run, "aborted", error=(
@@ -570,7 +578,7 @@ def _apply_map_indexes(run: Any) -> None:
         facts = _facts_of(child)
         index = pending[child.reference]
         if facts.get("map_index") != index:
-            child.params = _with_facts({k: v for k, v in (child.params or {}).items() if k not in (_FACTS, f"_{_FACTS}")},
+            child.params = _with_facts(_without_facts(child.params),
                                        {**facts, "map_index": index})
             child.save()
         done.append(child.reference)
@@ -682,7 +690,7 @@ def task_finished(task: Any, task_run: Any, state_obj: Any) -> None:
     if entry is None:
         found = _by_reference(ref, TASK_RUN)
         if found is not None:  # closed "aborted" by its flow's end first (submitted, never awaited)
-            params = {k: v for k, v in (found.params or {}).items() if k not in (_FACTS, f"_{_FACTS}")}
+            params = _without_facts(found.params)
             entry = _Open(found, int(task_run.run_count or 1), params=params, facts=_facts_of(found))
     if entry is None:  # no running hook seen (instrumented mid-run): record the end alone
         task_started(task, task_run, state_obj)

@@ -50,18 +50,24 @@ class LogHandler(LogHandlerBase):
                     self._closed = True
                     return
                 self._start()
+                event["launched_by"] = self._launched_by
             if self._recorder is not None:
                 self._recorder.put(event)
         except Exception as e:  # never let the listener thread die
             self._fail(e)
 
     def _start(self) -> None:
-        from ..core.context import ENV_RUN_UID
+        from ..core.context import ENV_LAMINDB_RUN_UID, ENV_RUN_UID
         from ..core.uids import base62
         from .worker import Remote
 
         if self._recorder is not None:
             return
+        # A tracked script (or a job of another workflow) that started this Snakemake says so
+        # in these variables: the workflow run becomes its child. They are put back at the end,
+        # so a process that runs workflows through Snakemake's API does not adopt ours.
+        self._launched_by = {k: os.environ[k] for k in (ENV_RUN_UID, ENV_LAMINDB_RUN_UID) if os.environ.get(k)}
+        self._saved_env = {k: os.environ.get(k) for k in (ENV_RUN_UID, "LAMIN_INTEGRATIONS_DB", "LAMIN_INTEGRATIONS_STORAGE")}
         run_uid = base62(16)
         # Jobs inherit this, so a script calling ln.track() becomes a child of this workflow.
         os.environ[ENV_RUN_UID] = run_uid
@@ -92,6 +98,11 @@ class LogHandler(LogHandlerBase):
         try:
             if self._recorder is not None:
                 self._recorder.close()
+                for name, value in self._saved_env.items():
+                    if value is None:
+                        os.environ.pop(name, None)
+                    else:
+                        os.environ[name] = value
         except Exception as e:
             self._fail(e)
         finally:

@@ -243,7 +243,7 @@ class Recorder:
     # -- events ------------------------------------------------------------------------------
 
     def _on_workflow_started(self, e: dict[str, Any]) -> None:
-        from ..core.context import context
+        from ..core.context import context, parent_run_from_env
         from ..core.instance import connect, mask_text
         from ..core.models import Run, Transform
 
@@ -277,8 +277,11 @@ class Recorder:
             if found is not None:  # written before the registry went away
                 self.workflow_run = found
                 return
+        launched_by = e.get("launched_by")  # the tracked run (or job) that started Snakemake
+        parent = parent_run_from_env(launched_by) if launched_by else None
         run = Run(self.pipeline, name=_workflow_name(snakefile, e["cwd"]), reference=e["workflow_id"],
-                  reference_type="snakemake_id", params=params, status="started", uid=self.run_uid)
+                  reference_type="snakemake_id", params=params, status="started", uid=self.run_uid,
+                  initiated_by_run=parent)
         run.cli_args = (e.get("cmd") or "")[:4096] or None
         run.started_at = _time(e["created"])
         run.host = (e.get("host") or "")[:255] or None

@@ -1,0 +1,91 @@
+"""What lamindb's own examples do and expect, beyond the seeds: a label made again by name is
+the same label, features are keyed by name or by the Feature itself, `update_values` keeps the
+other features, versions list the newest first, a table file given to `from_dataframe` is a
+DataFrame dataset, and `initiated_by_run` takes a uid. Real registries on both databases.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+import lamin_integrations as ln
+from lamin_integrations.errors import ValidationError
+
+
+@pytest.mark.parametrize("registry_class", [ln.ULabel, ln.Project])
+def test_a_label_made_again_by_name_is_the_saved_one(registry, registry_class):
+    # lamindb: "returning ulabel with same name"; a script run twice must not fork its labels
+    first = registry_class(name="train").save()
+    again = registry_class(name="train", description="the training split").save()
+    assert again.id == first.id and registry_class.filter(name="train").count() == 1
+    assert registry_class.get(name="train").description == "the training split"  # the new field is saved
+    assert registry_class(name="test").save().id != first.id
+
+
+def test_records_of_one_name_are_one_within_a_type(registry):
+    sample = ln.Record(name="Sample", is_type=True).save()
+    typed = ln.Record(name="s1", type=sample).save()
+    assert ln.Record(name="s1", type=sample).save().id == typed.id
+    assert ln.Record(name="s1").save().id == typed.id  # no type given: any record of that name, as lamindb
+    untyped = ln.Record(name="s1", type=None).save()  # type=None asks for a record without a type
+    assert untyped.id != typed.id and ln.Record(name="s1", type=None).save().id == untyped.id
+    assert ln.Record().save().id not in (typed.id, untyped.id)  # nameless records are each their own
+
+
+def test_a_label_trashed_is_not_given_back(registry):
+    old = ln.ULabel(name="train").save()
+    old.delete()
+    assert ln.ULabel(name="train").save().id != old.id
+
+
+def test_features_keyed_by_the_feature_itself_and_updated_one_at_a_time(registry, tmp_path):
+    temperature = ln.Feature(name="temperature", dtype=float).save()
+    site = ln.Feature(name="site", dtype=str).save()
+    data = tmp_path / "x.txt"
+    data.write_text("x")
+    artifact = ln.Artifact(str(data), key="x.txt").save()
+    artifact.features.set_values({temperature: 27.5, "site": "lab-a"})
+    assert artifact.features.get_values() == {"temperature": 27.5, "site": "lab-a"}
+    assert artifact.features[temperature] == 27.5
+    artifact.features.update_values({temperature: 30.5})  # the other feature stays
+    assert artifact.features.get_values() == {"temperature": 30.5, "site": "lab-a"}
+    artifact.features.update_values({site: None})  # None removes the feature's values
+    assert artifact.features.get_values() == {"temperature": 30.5}
+    with pytest.raises(ValidationError, match="cannot take str .warm."):  # checked before anything changes
+        artifact.features.update_values({temperature: "warm"})
+    assert artifact.features.get_values() == {"temperature": 30.5}
+    unsaved = ln.Feature(name="pressure", dtype=float)
+    with pytest.raises(ValidationError, match="save the feature 'pressure'"):
+        artifact.features.add_values({unsaved: 1.0})
+    ln.track(transform=ln.Transform(key="annotate.py", kind="script").save(), features={temperature: 21.0})
+    assert ln.context.run.features.get_values() == {"temperature": 21.0}
+    ln.finish()
+
+
+def test_versions_are_listed_newest_first(registry, tmp_path):
+    data = tmp_path / "counts.tsv"
+    saved = []
+    for content in ("1", "2", "3"):
+        data.write_text(content)
+        saved.append(ln.Artifact(str(data), key="counts.tsv").save())
+    assert saved[0].versions.first() == saved[2]  # lamindb orders by -created_at: first() is the latest
+    assert [a.uid for a in saved[1].versions] == [a.uid for a in reversed(saved)]
+
+
+def test_a_table_file_given_to_from_dataframe_is_a_dataframe_dataset(registry, tmp_path):
+    path = tmp_path / "table.parquet"
+    pd.DataFrame({"a": [1, 2]}).to_parquet(path)
+    artifact = ln.Artifact.from_dataframe(str(path), key="tables/table.parquet").save()
+    assert (artifact.otype, artifact.kind) == ("DataFrame", "dataset")
+    assert ln.Artifact.filter(otype="DataFrame").one() == artifact
+    assert list(artifact.load()["a"]) == [1, 2]
+
+
+def test_initiated_by_run_takes_the_parent_uid(registry):
+    parent = ln.Run(ln.Transform(key="pipeline", kind="pipeline").save()).save()
+    child = ln.track(transform=ln.Transform(key="step.py", kind="script").save(), initiated_by_run=parent.uid)
+    assert child.initiated_by_run == parent
+    ln.finish()
+    with pytest.raises(ValidationError, match="no run with uid 'nosuchrun0000000'"):
+        ln.track(transform=ln.Transform(key="step.py", kind="script").save(), initiated_by_run="nosuchrun0000000")
