@@ -670,6 +670,36 @@ def test_secrets_in_dataclasses_and_urls_are_masked_and_a_prefect_parameter_kept
     assert flow_run.params["prefect"] == "2.x-compat" and flow_run.params["_prefect"]["state"] == "Completed"
 
 
+@task
+def skipped() -> object:
+    from prefect.states import Cancelled
+
+    return Cancelled(message="nothing to do")
+
+
+@task
+def after_skip(x: int) -> int:
+    return x + 1
+
+
+@flow
+def cancelling_flow() -> str:
+    skipped(return_state=True)
+    after_skip(1)
+    Path("summary.txt").write_text("s")
+    return ln.Artifact("summary.txt", key="summary.txt").save().uid
+
+
+def test_a_task_that_returns_cancelled_is_not_the_parent_of_what_follows(work: Path) -> None:
+    """Prefect runs no hook for a task that ends Cancelled: its run must not stay the current
+    one, or the next task and the flow's own artifacts would be recorded under it."""
+    uid = cancelling_flow()
+    [flow_run] = runs(reference_type="prefect_flow_run")
+    by_key = {r.transform.key.split(":")[-1]: r for r in runs(reference_type="prefect_task_run")}
+    assert by_key["after_skip"].initiated_by_run == flow_run and by_key["skipped"].initiated_by_run == flow_run
+    assert ln.Artifact.get(uid).run == flow_run
+
+
 def test_a_locked_registry_does_not_hold_the_flow_back(work: Path, monkeypatch: pytest.MonkeyPatch,
                                                         caplog: pytest.LogCaptureFixture) -> None:
     """Another process holds the SQLite write lock (a big ingest, a sync): recording gives up

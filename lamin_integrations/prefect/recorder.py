@@ -597,10 +597,16 @@ def _task_parent(task_run: Any) -> Any:
         return current  # a task called outside any flow: child of the script's run, if any
     entry = state.open.get(flow_ref)
     parent = entry.run if entry is not None else _by_reference(flow_ref, FLOW_RUN)
-    # a task called inside another task's body: the outer task run started it
-    if (current is not None and parent is not None and current.reference_type == TASK_RUN
-            and current.initiated_by_run_id == parent.id and current.reference != str(task_run.id)):
-        return current
+    # a task called inside another task's body: the outer task run started it (Prefect names
+    # it among the task's `__parents__`). Any other task run still current in this thread
+    # ended without a hook (it returned a Cancelled state): it started nothing more.
+    outer = {str(getattr(r, "id", "")) for r in (getattr(task_run, "task_inputs", None) or {}).get("__parents__", ())}
+    if current is not None and current.reference_type == TASK_RUN and current.reference != str(task_run.id):
+        if current.reference in outer:
+            return current
+        stale = state.open.get(str(current.reference))
+        if stale is not None:
+            _unset_current(stale)
     return parent
 
 
