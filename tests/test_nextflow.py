@@ -122,6 +122,9 @@ def test_the_pre_19_04_header_with_rss_and_vmem():
 @pytest.mark.parametrize(("name", "message"), [
     ("not_a_trace.txt", ":1: not a Nextflow trace file"),
     ("truncated.txt", ":5: the last line is truncated"),
+    ("no_final_newline.txt", ":5: the last line is incomplete (no newline at its end)"),  # wchar `10` of `1016 B`
+    ("huge_duration.txt", ":3: field duration: '9999999999d' is out of range"),  # was: OverflowError, no line
+    ("far_future_submit.txt", ":4: field submit: '9999-12-31 23:59:59.000' is out of range"),
     ("wrong_separator.txt", ":4: 1 field where the header has 14: wrong separator?"),
     ("multiline_script.txt", ":3: 1 fields where the header has 6: a multi-line script"),
     ("duplicate_task_id.txt", ":4: task_id 2 again (first on line 3)"),
@@ -146,7 +149,7 @@ def test_ingest_with_discovered_report_log_history_work_dir_and_outdir(registry,
     # the pipeline run: names from the report / log, status from the report
     assert (run.name, run.reference, run.reference_type) == ("tender_turing", "tender_turing", "nextflow_id")
     assert run.status == "completed"
-    assert run.transform.kind == "pipeline" and run.transform.key == "https://github.com/nf-demo/align"
+    assert run.transform.kind == "pipeline" and run.transform.key == "nf-demo/align"
     assert run.transform.version == "v1.2.0"
     assert run.params["session_id"] == "4e5a1f0c-2b7d-4c1e-9f3a-8d6b5c4a3e21"
     assert run.cli_args.startswith("nextflow run nf-demo/align -r v1.2.0")
@@ -162,7 +165,7 @@ def test_ingest_with_discovered_report_log_history_work_dir_and_outdir(registry,
     assert retry.params["memory"] == 6 * 1024**3 and retry.params["hash"] == "d4/e5f607"
     assert "bwa mem" in retry.params["script"] and retry.params["env"].count("\n") == 2  # multi-line, from the report
     assert retry.started_at.replace(tzinfo=UTC) == dt.datetime(2024, 3, 4, 21, 6, 7, 612000, tzinfo=UTC)
-    assert retry.transform.key == "https://github.com/nf-demo/align:ALIGN" and retry.transform.kind == "step"
+    assert retry.transform.key == "nf-demo/align:ALIGN" and retry.transform.kind == "step"
     # files: staged inputs and produced outputs link the tasks
     fastqc_a, align_a, multiqc = tasks["1"], tasks["3"], tasks["6"]
     out = fastqc_a.output_artifacts.one()
@@ -190,7 +193,7 @@ def test_ingest_with_discovered_report_log_history_work_dir_and_outdir(registry,
     assert f"published from task run: {align_a.uid}" in find_record(str(bam)).describe(return_str=True)
     result = CliRunner().invoke(cli, ["lineage", os.path.relpath(bam)])
     assert result.exit_code == 0, result.output
-    assert f"recreated by run https://github.com/nf-demo/align:ALIGN (ALIGN (a)) [{align_a.uid}" in result.output
+    assert f"recreated by run nf-demo/align:ALIGN (ALIGN (a)) [{align_a.uid}" in result.output
 
 
 def test_a_launch_folder_moved_off_the_machine_it_ran_on_keeps_its_task_files(registry, tmp_path, caplog):
@@ -239,10 +242,14 @@ def test_ingesting_twice_adds_nothing_and_a_grown_trace_adds_only_new_rows(regis
 def test_every_status_and_an_inferred_outcome(registry):
     run = ingest_trace(TRACES / "statuses.txt", discover_files=False, run_name="stopped_run", timezone_name="UTC")
     tasks = tasks_of(run)
+    # RUNNING / SUBMITTED rows are flushed when a launch stops: the launch took those tasks down
     assert {k: t.status for k, t in tasks.items()} == {
-        "1": "completed", "2": "completed", "3": "completed", "4": "errored", "5": "aborted", "6": "started", "7": "scheduled"}
-    assert tasks["7"].finished_at is None and tasks["5"].params.get("exit") is None
+        "1": "completed", "2": "completed", "3": "completed", "4": "errored", "5": "aborted", "6": "aborted", "7": "aborted"}
+    assert (tasks["6"].params["status_in_trace"], tasks["7"].params["status_in_trace"]) == ("RUNNING", "SUBMITTED")
+    assert tasks["7"].finished_at == run.finished_at and tasks["5"].params.get("exit") is None
     assert run.status == "aborted" and run._aux["status_source"] == "inferred from the trace rows"
+    running = ingest_trace(TRACES / "statuses.txt", discover_files=False, run_name="going_run", timezone_name="UTC", final=False)
+    assert {k: t.status for k, t in tasks_of(running).items() if k in "67"} == {"6": "started", "7": "scheduled"}
 
 
 def test_cached_rows_point_at_the_run_that_produced_them(registry, tmp_path):
@@ -491,7 +498,7 @@ def test_serve_records_a_whole_run_posted_over_http_then_a_trace_ingest_merges(s
     assert post(server, events[-1])[0] == 200
     run = ln.Run.get(reference="tender_turing", reference_type="nextflow_id")
     assert run.status == "completed" and run.params["stats"]["succeedCount"] == 5
-    assert run.transform.key == "https://github.com/nf-demo/align" and run.transform.version == "v1.2.0"
+    assert run.transform.key == "nf-demo/align" and run.transform.version == "v1.2.0"
     assert run.finished_at.replace(tzinfo=UTC) == dt.datetime(2024, 3, 4, 22, 9, 21, tzinfo=UTC)
     # late or repeated events never move a task back
     assert post(server, events[1])[0] == 200
@@ -623,6 +630,7 @@ def test_follow_command_takes_the_idle_timeout_as_the_end(registry, tmp_path):
     assert result.exit_code == 0, result.output
     run = ln.Run.get(reference="idle_run")
     assert run.status == "completed" and len(tasks_of(run)) == 6
+    assert ": 6 new task run(s)" in result.output  # the rows of every read, not of the last one (was: 0)
     # a launch killed while a row was half written: the idle end records the whole rows
     cut = tmp_path / "cut.txt"
     cut.write_text(trace.read_text()[:-25])
@@ -1048,3 +1056,202 @@ def test_results_a_later_launch_copied_into_the_shared_outdir_are_not_an_earlier
     keys = {a.key for a in original.output_artifacts} | {a.key for a in original.recreated_artifacts}
     assert "results/multiqc/multiqc_data.json" not in keys
     assert "results/align/a.bam" in keys  # its own copied result still is
+
+
+# -- files as Nextflow really writes them ------------------------------------------------------
+
+
+def test_a_report_with_javascript_string_escapes_is_read_and_a_found_unreadable_one_is_skipped(registry, tmp_path, caplog):
+    """Nextflow escapes the report's embedded strings for JavaScript (Java's escapeEcmaScript):
+    nf-core module scripts hold `sed '/FastQC v/!d'`, written `sed \\'\\/FastQC v\\/!d\\'`."""
+    root = launch_dir(tmp_path)
+    report = root / "results" / "pipeline_info" / f"execution_report_{STAMP}.html"
+    page = report.read_text()
+    escaped = r"fastqc --version | sed \'\/FastQC v\/!d; s\/.*v\/\/\' \x41\v"
+    report.write_text(page.replace("fastqc --threads 2 a.fastq > a_fastqc.txt", escaped, 1))
+    run = ingest_trace(trace_of(root), timezone_name="UTC", record_files=False)
+    script = tasks_of(run)["1"].params["script"]
+    assert "fastqc --version | sed '/FastQC v/!d; s/.*v//' A\x0b" in script
+    # found next to the trace but unreadable: a warning, the launch is recorded from the other files
+    report.write_text(page.replace('"script": "', '"script": \'', 1))
+    again = ingest_trace(trace_of(root), timezone_name="UTC", record_files=False)
+    assert again.id == run.id and f"not using {report}" in caplog.text
+    # given explicitly: an error naming the file and line, nothing written
+    before = ln.Run.filter().count()
+    result = CliRunner().invoke(cli, ["nextflow", "ingest", str(trace_of(root)), "--report", str(report), "--run-name", "x"])
+    assert result.exit_code == 1 and f"{report}:49: the report's embedded data" in result.output
+    assert ln.Run.filter().count() == before
+
+
+def test_a_moved_launch_folder_without_a_report_is_placed_by_the_work_dir_its_log_names(registry, tmp_path):
+    root = launch_dir(tmp_path, moved=True)  # its log says `Work-dir: /nf/launch/work`
+    (root / "results" / "pipeline_info" / f"execution_report_{STAMP}.html").unlink()
+    run = ingest_trace(trace_of(root), timezone_name="UTC")
+    tasks = tasks_of(run)
+    # were: no staged inputs (only the report's "Launch directory" said where the launch ran)
+    assert {a.key for a in tasks["3"].input_artifacts} == {"data/a.fastq", "data/ref.fa"}
+    assert "work/5e/6f7a8b9c0d1e2f3a4b5c6d7e8f9a0b/a.bam" in {a.key for a in tasks["6"].input_artifacts}
+    assert run.params["launch_dir"] == "/nf/launch"
+
+
+def test_one_pipeline_is_one_transform_whichever_files_name_it(registry, tmp_path):
+    """The report names the repository URL, the log and history `org/repo`: Nextflow's project name."""
+    root = launch_dir(tmp_path)
+    with_report = ingest_trace(trace_of(root), timezone_name="UTC", record_files=False)
+    (root / "results" / "pipeline_info" / f"execution_report_{STAMP}.html").unlink()
+    without = ingest_trace(trace_of(root), timezone_name="UTC", record_files=False, run_name="other_launch")
+    assert with_report.transform.key == without.transform.key == "nf-demo/align"
+    assert ln.Transform.filter(kind="pipeline").count() == 1
+
+
+def test_weblog_task_events_before_started_leave_no_transforms_named_after_the_servers_folder(registry):
+    started, submitted, *_ = _events("weblog_23.jsonl")
+    receiver = Receiver(discover=False)
+    receiver.handle(check_event(json.dumps(submitted).encode()))  # before `started`: the pipeline is unknown
+    run = receiver.handle(check_event(json.dumps(started).encode()))
+    assert run.transform.key == "nf-demo/align"
+    assert {t.key for t in ln.Transform.filter()} == {"nf-demo/align", "nf-demo/align:FASTQC"}
+    assert tasks_of(run)["1"].transform.key == "nf-demo/align:FASTQC"
+
+
+def test_the_same_trace_ingested_again_knowing_less_is_the_same_launch(registry, tmp_path):
+    root = launch_dir(tmp_path)
+    first = ingest_trace(trace_of(root), timezone_name="UTC", record_files=False)  # named by the report and log
+    assert first.reference == "tender_turing"
+    for options in ({"discover_files": False}, {"discover_files": False, "run_name": None}):
+        again = ingest_trace(trace_of(root), timezone_name="UTC", **options)  # no name known now
+        assert again.id == first.id and again.__dict__["_ingest_counts"] == {"new": 0, "updated": 0, "cached": 0}
+    assert ln.Run.filter().count() == 7
+    assert tasks_of(first)["1"].started_at.replace(tzinfo=UTC) == dt.datetime(2024, 3, 4, 21, 6, 0, 312000, tzinfo=UTC)  # the report's start
+
+
+def test_a_trace_written_over_by_a_later_launch_is_another_launch(registry, tmp_path):
+    """`trace.overwrite = true`, then `-resume`: the same path, another launch (no log or report names either)."""
+    trace = tmp_path / "trace.txt"
+    header = "task_id\thash\tname\tstatus\texit\tsubmit\tduration\n"
+    trace.write_text(header + "1\t3f/a1b2c3\tFASTQC (a)\tCOMPLETED\t0\t2024-03-04 21:06:00.112\t3.8s\n"
+                              "2\t4f/a1b2c3\tALIGN (a)\tFAILED\t1\t2024-03-04 21:06:10.112\t3.8s\n")
+    first = ingest_trace(trace, timezone_name="UTC")
+    trace.write_text(header + "1\t3f/a1b2c3\tFASTQC (a)\tCACHED\t0\t2024-03-04 21:06:00.112\t3.8s\n"
+                              "2\t5a/a1b2c3\tALIGN (a)\tCOMPLETED\t0\t2024-03-05 09:06:10.112\t3.8s\n")
+    resumed = ingest_trace(trace, timezone_name="UTC")
+    assert resumed.id != first.id and resumed.status == "completed"
+    first = ln.Run.get(first.id)
+    assert first.status == "errored" and [r.status for r in tasks_of(first).values()] == ["completed", "errored"]
+    assert resumed._aux["cached_tasks"] == {"1": tasks_of(first)["1"].uid}
+    with trace.open("a") as f:  # the resume's trace grows: still the resume
+        f.write("3\t6b/a1b2c3\tMULTIQC\tCOMPLETED\t0\t2024-03-05 09:07:10.112\t3.8s\n")
+    assert ingest_trace(trace, timezone_name="UTC").id == resumed.id
+
+
+def test_custom_fields_without_task_id_are_keyed_by_hash_on_every_ingest(registry, tmp_path):
+    trace = tmp_path / "trace.txt"
+    trace.write_text("hash\tname\tstatus\texit\trealtime\n3f/a1b2c3\tA (1)\tCOMPLETED\t0\t1s\n4f/a1b2c3\tA (2)\tFAILED\t1\t1s\n")
+    run = ingest_trace(trace, discover_files=False)
+    with trace.open("a") as f:
+        f.write("5f/a1b2c3\tA (2)\tCOMPLETED\t0\t2s\n")
+    for _ in range(2):
+        again = ingest_trace(trace, discover_files=False)
+    assert again.id == run.id and ln.Run.filter(initiated_by_run=run).count() == 3
+    assert again.__dict__["_ingest_counts"] == {"new": 0, "updated": 0, "cached": 0}
+
+
+def test_a_trace_without_time_columns_ingested_again_changes_nothing(registry, tmp_path):
+    trace = tmp_path / "trace.txt"
+    trace.write_text("task_id\thash\tname\tstatus\texit\n1\t3f/a1b2c3\tA (1)\tCOMPLETED\t0\n2\t4f/a1b2c3\tA (2)\tFAILED\t1\n")
+    run = ingest_trace(trace, discover_files=False)
+    again = ingest_trace(trace, discover_files=False)
+    assert again.__dict__["_ingest_counts"] == {"new": 0, "updated": 0, "cached": 0}
+    assert [r.finished_at for r in tasks_of(run).values()] == [None, None]  # was: the time of the second ingest
+
+
+@pytest.mark.parametrize("first_submit", ["2023-12-31 23:59:00.112", "2024-01-01 00:00:30.112"])
+def test_a_launch_across_new_year_gets_the_years_of_its_log_lines_right(registry, tmp_path, first_submit):
+    """`.nextflow.log` timestamps have no year: `Dec-31` then `Jan-01` is the next year."""
+    trace = tmp_path / "trace.txt"
+    trace.write_text("task_id\thash\tname\tstatus\texit\tsubmit\tduration\n"
+                     f"1\t3f/a1b2c3\tFASTQC (a)\tCOMPLETED\t0\t{first_submit}\t3.8s\n"
+                     "2\t4f/a1b2c3\tALIGN (a)\tCOMPLETED\t0\t2024-01-01 00:05:10.112\t3.8s\n")
+    (tmp_path / ".nextflow.log").write_text(
+        "Dec-31 23:58:56.612 [main] DEBUG nextflow.Session - Run name: newyear_noether\n"
+        "Jan-01 00:05:10.112 [Task submitter] INFO  nextflow.Session - [4f/a1b2c3] Submitted process > ALIGN (a)\n"
+        "Jan-01 00:06:00.100 [main] DEBUG nextflow.script.ScriptRunner - > Execution complete -- Goodbye\n")
+    run = ingest_trace(trace, timezone_name="UTC")
+    assert run.name == "newyear_noether"
+    assert run.started_at.replace(tzinfo=UTC) == dt.datetime(2023, 12, 31, 23, 58, 56, 612000, tzinfo=UTC)
+    assert run.finished_at.replace(tzinfo=UTC) == dt.datetime(2024, 1, 1, 0, 6, 0, 100000, tzinfo=UTC)
+
+
+def test_a_result_a_resume_wrote_over_is_its_output_even_when_the_earlier_launch_was_ingested_first(registry, tmp_path):
+    """The earlier launch is ingested after its resume copied a new MULTIQC result over the shared
+    `results/`: when the resume is ingested, the file its own task made is its output, not the earlier one's."""
+    root = launch_dir(tmp_path)
+    resume = _resume_beside(root)
+    work = root / "work" / "e0" / ("f1a2b3" + "c" * 26)  # the resume's MULTIQC, run again
+    work.mkdir(parents=True)
+    (work / ".command.run").write_text("#!/bin/bash\n")
+    (work / "multiqc_report.html").write_text("<html>made by the resume, one day later</html>\n")
+    published = root / "results" / "multiqc" / "multiqc_report.html"
+    published.unlink()
+    shutil.copy(work / "multiqc_report.html", published)  # publishDir mode: 'copy', over the earlier result
+    original = ingest_trace(trace_of(root), timezone_name="UTC")
+    resumed = ingest_trace(resume, timezone_name="UTC")
+    made = ln.Artifact.get(key="results/multiqc/multiqc_report.html")
+    assert made.run == resumed and made not in original.output_artifacts.to_list()
+    assert made._aux["published_from"]["run"] == tasks_of(resumed)["5"].uid
+    assert {a.key for a in original.output_artifacts} == {"results/align/a.bam"}  # its own result still is
+
+
+def test_given_folders_that_do_not_exist_and_a_nul_byte_are_errors_and_nothing_is_written(registry, tmp_path):
+    for option in ("--work-dir", "--outdir"):
+        result = CliRunner().invoke(cli, ["nextflow", "ingest", str(TRACES / "statuses.txt"), option, str(tmp_path / "nope"),
+                                          "--run-name", "x"])
+        assert result.exit_code == 1 and f"{option} {tmp_path / 'nope'}: no such folder" in result.output
+    trace = tmp_path / "trace.txt"
+    trace.write_text("task_id\thash\tname\tstatus\n1\t3f/a1b2c3\tFASTQC (a)\tCOMPLETED\n2\t4f/a1b2c3\tFAST\x00QC (b)\tCOMPLETED\n")
+    result = CliRunner().invoke(cli, ["nextflow", "ingest", str(trace), "--run-name", "x"])
+    assert result.exit_code == 1 and f"{trace}:3: a NUL byte (column 3)" in result.output
+    assert ln.Run.filter().count() == 0 and ln.Transform.filter().count() == 0
+
+
+def test_a_weblog_task_first_seen_without_a_hash_gets_its_reference_from_a_later_event(registry):
+    started, submitted, *_ = _events("weblog_23.jsonl")
+    receiver = Receiver(discover=False)
+    receiver.handle(check_event(json.dumps(started).encode()))
+    bare = json.loads(json.dumps(submitted))
+    bare["trace"].update(hash=None, workdir=None)
+    run = receiver.handle(check_event(json.dumps(bare).encode()))
+    assert tasks_of(run)["1"].reference is None
+    submitted["trace"]["workdir"] = None
+    receiver.handle(check_event(json.dumps(submitted).encode()))
+    assert tasks_of(run)["1"].reference == "3f/a1b2c3"
+
+
+@pytest.mark.parametrize(("column", "value"), [
+    ("peak_rss", "-5"),  # a size is never negative
+    ("realtime", "-5"),
+    ("realtime", "1m 1m"),  # Nextflow writes each unit once, largest first
+    ("realtime", "3s 1m"),
+    ("realtime", "\u0665s"),  # Arabic-Indic digits: int() and float() take them, Nextflow never writes them
+    ("peak_rss", "\u0665 MB"),
+    ("attempt", "\u0661"),
+    ("task_id", "\u0661"),
+    ("submit", "\u0662\u0660\u0662\u0664-03-04 21:06:00.112"),
+])
+def test_values_nextflow_never_writes_are_refused_with_their_line(column, value, tmp_path):
+    trace = tmp_path / "trace.txt"
+    row = {"task_id": "1", "hash": "3f/a1b2c3", "name": "FASTQC (a)", "status": "COMPLETED", "submit": "2024-03-04 21:06:00.112",
+           "realtime": "3.5s", "peak_rss": "50 MB", "attempt": "1", column: value}
+    trace.write_text("\t".join(row) + "\n" + "\t".join(row.values()) + "\n", encoding="utf-8")
+    with pytest.raises(TraceError, match=f"{trace}:2: field {column}: "):
+        read_trace(trace, tz=UTC)
+
+
+def test_a_trace_sep_that_is_not_found_from_the_header_is_given_with_sep(registry, tmp_path):
+    trace = tmp_path / "trace.txt"
+    trace.write_text("task_id~hash~name~status~exit\n1~3f/a1b2c3~FASTQC (a)~COMPLETED~0\n")
+    result = CliRunner().invoke(cli, ["nextflow", "ingest", str(trace), "--run-name", "tilde_run"])
+    assert result.exit_code == 1 and "give it with --sep" in result.output
+    result = CliRunner().invoke(cli, ["nextflow", "ingest", str(trace), "--run-name", "tilde_run", "--sep", "~"])
+    assert result.exit_code == 0, result.output
+    assert tasks_of(ln.Run.get(reference="tilde_run"))["1"].params["hash"] == "3f/a1b2c3"

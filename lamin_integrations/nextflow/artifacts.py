@@ -8,6 +8,7 @@ content hash, and named in the artifact's `_aux["published_from"]`.
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import os
 from typing import Any
@@ -106,9 +107,32 @@ def record_task_files(files: Any, pipeline: Any, touched: list[tuple[Any, Any]],
             if source is not None and (artifact._aux or {}).get("published_from") != source:
                 artifact._aux = {**(artifact._aux or {}), "published_from": source}
                 changed.append(artifact)
+        changed += [a for a in _made_after(made, pipeline) if a not in changed]
         if changed:
             update_all(changed)
         link_recreated(made)  # lineage from the published copy reaches its task
+
+
+def _made_after(made: list[tuple[Any, Any]], pipeline: Any) -> list[Any]:
+    """Published files recorded as another launch's outputs whose content this launch's task made
+    after that launch ended: the earlier launch was ingested after its resume wrote them over the
+    shared `results/` (`_published_later` keeps them out when the resume is ingested first). They
+    become this launch's outputs, and the pipeline run is not also their re-creator. Returns them."""
+    taken = []
+    for task, artifact in made:
+        if artifact.run_id in (None, pipeline.id) or task.initiated_by_run_id != pipeline.id or task.started_at is None:
+            continue
+        owner = artifact.run
+        if owner.reference_type == pipeline.reference_type and owner.finished_at is not None \
+                and _utc(owner.finished_at) < _utc(task.started_at):
+            artifact.run = pipeline
+            artifact.recreating_runs.remove(pipeline)
+            taken.append(artifact)
+    return taken
+
+
+def _utc(value: Any) -> Any:
+    return value if value.tzinfo is not None else value.replace(tzinfo=dt.UTC)
 
 
 def _published_by(path: str, launch_hashes: set[str]) -> bool:

@@ -35,6 +35,7 @@ def nextflow() -> None:
 @click.option("--pipeline", help="Pipeline key (default: repository or project name).")
 @click.option("--revision", help="Pipeline version (revision, tag or commit).")
 @click.option("--params", "params_path", type=click.Path(dir_okay=False), help="Pipeline parameters (JSON or YAML file).")
+@click.option("--sep", help="The trace's separator (trace.sep; '\\t' for a tab); found from the header if not given.")
 @click.option("--timezone", "timezone_name", help="Zone of the trace's timestamps (e.g. Europe/Berlin, UTC); default: this machine's.")
 @click.option("--no-discover", is_flag=True, help="Use only the files given, do not look next to the trace.")
 @click.option("--no-files", is_flag=True, help="Record runs only, no work-dir or published artifacts.")
@@ -45,14 +46,15 @@ def nextflow() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def ingest(trace: str, report: str | None, log_file: str | None, history: str | None, work_dir: str | None,
            outdir: str | None, run_name: str | None, session_id: str | None, pipeline: str | None, revision: str | None,
-           params_path: str | None, timezone_name: str | None, no_discover: bool, no_files: bool,
+           params_path: str | None, sep: str | None, timezone_name: str | None, no_discover: bool, no_files: bool,
            max_hash_mb: float | None, follow: bool, poll_seconds: float, idle_timeout: float | None, as_json: bool) -> None:
     """Record a launch from its TRACE file (execution_trace_*.txt), plus what is found next to it."""
     from .ingest import follow_trace, ingest_trace
 
     options: dict[str, Any] = dict(report=report, log=log_file, history=history, work_dir=work_dir, outdir=outdir, run_name=run_name,
                    session_id=session_id, pipeline=pipeline, revision=revision, params=params_path,
-                   timezone_name=timezone_name, discover_files=not no_discover, record_files=not no_files,
+                   timezone_name=timezone_name, sep={"\\t": "\t"}.get(sep or "", sep) or None,
+                   discover_files=not no_discover, record_files=not no_files,
                    max_hash_size=int(max_hash_mb * 1024 * 1024) if max_hash_mb is not None else None)
     if follow:
         def progress(run: Any) -> None:

@@ -53,7 +53,7 @@ def ingest_execution(execution: Any, *, timezone_name: str | None = None, pipeli
                     status=_STATUS.get(execution.status), sources=["nextflow-py"])
     log_path = os.path.join(root, ".nextflow.log")
     if os.path.exists(log_path):
-        launch.merge(read_log(log_path, tz, execution.started.year if execution.started else None))
+        launch.merge(read_log(log_path, tz, launch.started_at))
     task_ids = {os.path.realpath(work): task_id for task_id, work in launch.work_dirs.items()}
     tasks = []
     for process in execution.process_executions:

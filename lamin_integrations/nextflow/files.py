@@ -34,6 +34,35 @@ def _text(fragment: str) -> str:
     return html.unescape(_TAGS.sub("", fragment)).strip()
 
 
+# A backslash and what follows it in a JavaScript string: JSON's escapes are kept, the others
+# (`\'` from Java's escapeEcmaScript, `\xNN`, `\v`, `\0`, and `\q` meaning q) are made JSON's.
+_JS_ESCAPE = re.compile(r'\\(?:(["\\/bfnrt]|u[0-9a-fA-F]{4})|x([0-9a-fA-F]{2})|(.))')
+_JS_ONLY = {"v": "\\u000b", "0": "\\u0000"}
+
+
+def _json_escape(m: re.Match[str]) -> str:
+    if m.group(1) is not None:
+        return m.group(0)
+    if m.group(2) is not None:
+        return "\\u00" + m.group(2)
+    char = m.group(3)
+    return _JS_ONLY.get(char) or json.dumps(char)[1:-1]
+
+
+def _javascript_object(page: str, start: int) -> Any:
+    """The object literal at `start`. Nextflow renders the report's data for a <script> with its
+    strings escaped for JavaScript, not JSON: the quotes of a task script's `sed 's/a/b/'` come
+    out backslash-escaped, which JSON refuses. Strict JSON is tried first (the common case, and
+    fast), then the JavaScript-only escapes are rewritten as JSON's."""
+    decoder = json.JSONDecoder()
+    try:
+        return decoder.raw_decode(page, start)[0]
+    except ValueError:
+        if "\\" not in page:
+            raise
+    return decoder.raw_decode(_JS_ESCAPE.sub(_json_escape, page[start:]))[0]
+
+
 def read_report(path: str | os.PathLike, tz: dt.tzinfo | None = None) -> tuple[Launch, list[Task]]:
     """The launch facts and the per-task records embedded in an execution report."""
     where = os.fspath(path)
@@ -47,10 +76,10 @@ def read_report(path: str | os.PathLike, tz: dt.tzinfo | None = None) -> tuple[L
     if m is None:
         raise TraceError(f"{where}: not a Nextflow execution report (no `window.data = {{...}}` with the task records)")
     try:
-        data, _ = json.JSONDecoder().raw_decode(page, m.end())
+        data = _javascript_object(page, m.end())
     except ValueError as e:
         line = page.count("\n", 0, m.end()) + 1
-        raise TraceError(f"{where}:{line}: the report's embedded data is not valid JSON ({e})") from None
+        raise TraceError(f"{where}:{line}: the report's embedded data is not a JavaScript object literal ({e})") from None
     records = (data or {}).get("trace") or []
     if not isinstance(records, list):
         raise TraceError(f"{where}: the report's window.data.trace is not a list of task records")
@@ -137,11 +166,12 @@ _HANDLER = re.compile(r"Task completed > \w*TaskHandler\[(.*)\]\s*$")
 _WORK_DIR = re.compile(r"workDir: (.+?)(?:;| started: | exited: |$)")
 
 
-def read_log(path: str | os.PathLike, tz: dt.tzinfo | None = None, year: int | None = None) -> Launch:
+def read_log(path: str | os.PathLike, tz: dt.tzinfo | None = None, year: int | dt.datetime | None = None) -> Launch:
     """Run name, session id, version, task work dirs and the outcome from a `.nextflow.log`.
 
-    Log timestamps have no year: `year` (from the trace or history) is used, else the
-    file's modification year.
+    Log timestamps have no year: `year` is the year of the first line, or a time within the
+    launch (its first task's submit) whose nearest `Mmm-dd` the first line is, else the file's
+    modification year. A month that goes backwards (`Dec-31`, then `Jan-01`) is the next year.
     """
     where = os.fspath(path)
     try:
@@ -150,8 +180,9 @@ def read_log(path: str | os.PathLike, tz: dt.tzinfo | None = None, year: int | N
         from ..errors import NotFoundOnDisk
 
         raise NotFoundOnDisk(f"no .nextflow.log at {where}") from None
-    if year is None:
-        year = dt.datetime.fromtimestamp(os.path.getmtime(where)).year
+    near = year if isinstance(year, dt.datetime) else None
+    this_year = year if isinstance(year, int) else dt.datetime.fromtimestamp(os.path.getmtime(where)).year
+    month = 0
     launch = Launch(sources=["log"])
     first: dt.datetime | None = None
     last: dt.datetime | None = None
@@ -164,9 +195,17 @@ def read_log(path: str | os.PathLike, tz: dt.tzinfo | None = None, year: int | N
             continue
         parsed += 1
         mon, day, hh, mm, ss, ms, _thread, level, _logger, message = m.groups()
+        if mon not in _MONTHS:
+            continue
+        if near is not None:
+            this_year = _nearest_year(_MONTHS[mon], int(day), near.astimezone(tz).replace(tzinfo=None))
+            near = None
+        elif _MONTHS[mon] < month:
+            this_year += 1
+        month = _MONTHS[mon]
         try:
-            when = _local(dt.datetime(year, _MONTHS[mon], int(day), int(hh), int(mm), int(ss), int(ms) * 1000), tz)
-        except (KeyError, ValueError):
+            when = _local(dt.datetime(this_year, month, int(day), int(hh), int(mm), int(ss), int(ms) * 1000), tz)
+        except ValueError:
             continue
         first = first or when
         last = when
@@ -213,6 +252,18 @@ def read_log(path: str | os.PathLike, tz: dt.tzinfo | None = None, year: int | N
         launch.status = "completed"
         launch.finished_at = last
     return launch
+
+
+def _nearest_year(month: int, day: int, near: dt.datetime) -> int:
+    """The year in which `month`-`day` is nearest to `near` (a log that began on Dec-31 for a first
+    task submitted on Jan-01 began the year before)."""
+    def distance(year: int) -> float:
+        try:
+            return abs((dt.datetime(year, month, day) - near).total_seconds())
+        except ValueError:  # Feb-29 of a year that has none
+            return float("inf")
+
+    return min((near.year - 1, near.year, near.year + 1), key=distance)
 
 
 _TASK_LINE = re.compile(r"\[([0-9a-f]{2}/[0-9a-f]{6})\] (Submitted|Cached|Re-submitted) process")

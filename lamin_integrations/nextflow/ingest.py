@@ -13,8 +13,10 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import gc
+import hashlib
 import logging
 import os
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from itertools import chain
@@ -87,8 +89,22 @@ _DATETIME = dt.datetime
 _NUMBER = (int, float)
 
 
+# Nextflow's own hosting providers: a repository there is the project `org/repo` (`nextflow run
+# nf-core/rnaseq` and `nextflow run https://github.com/nf-core/rnaseq` are one project).
+_PROJECT_URL = re.compile(r"^(?:https?://|git@|ssh://git@)(?:www\.)?(?:github\.com|gitlab\.com|bitbucket\.org)[:/]"
+                          r"([^/\s]+/[^\s]+?)(?:\.git)?/?$")
+
+
+def project_name(pipeline: str) -> str:
+    """The name Nextflow gives a pipeline (`projectName`): `org/repo` for a repository URL on
+    GitHub, GitLab or Bitbucket, so the report's URL, the log's and the history's `org/repo`
+    and the weblog's `repository` all name one Transform."""
+    m = _PROJECT_URL.match(pipeline)
+    return m.group(1) if m else pipeline
+
+
 def pipeline_key(launch: Launch, fallback_dir: str | None) -> str:
-    name = launch.pipeline
+    name = project_name(launch.pipeline) if launch.pipeline else None
     if name and name.endswith(".nf") and "/" not in name:
         folder = launch.project_dir or launch.launch_dir or fallback_dir
         return f"{Path(folder).name}/{name}" if folder else name
@@ -131,26 +147,55 @@ def end_time(fields: dict[str, Any]) -> dt.datetime | None:
     return None
 
 
+@dataclass
+class TraceFile:
+    """The trace file a launch is recorded from: its path, and its first lines (`Trace.head`).
+
+    A trace that grew still starts with the lines recorded before, so it is the same launch
+    whatever names this ingest knows; a file at the same path that starts otherwise was
+    written over by a later launch (`trace.overwrite`, then `-resume`) and is another launch.
+    """
+
+    path: str
+    head: str
+
+    def facts(self) -> dict[str, Any]:
+        """What the pipeline run keeps to know this file again."""
+        return {"trace_file": self.path, "trace_head": {"chars": len(self.head), "sha256": _sha256(self.head)}}
+
+    def continues(self, params: dict[str, Any]) -> bool:
+        """Does this file start with the lines recorded in a pipeline run's `params`?"""
+        stored = params.get("trace_head")
+        if not isinstance(stored, dict):
+            return True  # recorded before the first lines were kept: by path alone
+        chars = stored.get("chars")
+        return isinstance(chars, int) and len(self.head) >= chars and _sha256(self.head[:chars]) == stored.get("sha256")
+
+
+def _sha256(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+
+
 class Recorder:
     """Writes one launch; reusable for the weblog, which records the same launch many times."""
 
     def __init__(self, files: Files | None = None):
         self.files = files or Files()
-        self.steps: dict[tuple[str, str | None], Any] = {}
+        self.steps: dict[tuple[str, str, str | None], Any] = {}  # (pipeline key, process, version)
 
-    def record(self, launch: Launch, tasks: list[Task], *, final: bool = True, identity: dict[str, Any] | None = None) -> Any:
+    def record(self, launch: Launch, tasks: list[Task], *, final: bool = True, identity: TraceFile | None = None) -> Any:
         from ..core.instance import current
 
         try:
             with current().transaction():
-                return self._record(launch, tasks, final=final, identity=identity or {})
+                return self._record(launch, tasks, final=final, identity=identity)
         except BaseException:
             self.steps.clear()  # transforms made in the rolled-back transaction do not exist
             raise
 
     # -- pipeline -------------------------------------------------------------------------------
 
-    def _pipeline_run(self, launch: Launch, tasks: list[Task], final: bool, identity: dict[str, Any],
+    def _pipeline_run(self, launch: Launch, tasks: list[Task], final: bool, identity: TraceFile | None,
                       ends: list[dt.datetime | None] | None = None) -> Any:
         from ..core.instance import mask_text
         from ..core.models import Run, Transform
@@ -160,10 +205,12 @@ class Recorder:
         run = None
         if launch.run_name:
             run = Run.filter(reference_type=PIPELINE_REFERENCE, reference=launch.run_name).order_by("-id").first()
-        if run is None and identity.get("trace_file"):
-            # recorded before its run name was known (`--follow` before the report or log appeared)
-            run = (Run.filter(reference_type=PIPELINE_REFERENCE, reference__isnull=True,
-                              params__trace_file=identity["trace_file"]).order_by("-id").first())
+        if run is None and identity is not None:
+            # this trace recorded before, under a name this ingest does not know (no log now, or
+            # `--follow` before the report or log appeared), or not yet named when this one knows it
+            earlier = Run.filter(reference_type=PIPELINE_REFERENCE, params__trace_file=identity.path).order_by("-id")
+            run = next((r for r in earlier if (r.reference is None or not launch.run_name)
+                        and identity.continues(r.params or {})), None)
             if run is not None and launch.run_name:
                 run.reference, run.name = launch.run_name, launch.run_name[:150]
         if run is not None and not (launch.pipeline or launch.revision):
@@ -184,14 +231,16 @@ class Recorder:
         completes = [e for e in all_ends if e is not None]
         started_at = launch.started_at or (min(submits) if submits else None)
         finished_at = launch.finished_at or (max(completes) if completes and _RANK[status] == 2 else None)
-        facts = {**launch.engine_facts(), **(identity if run is None or not launch.run_name else {})}
+        facts = launch.engine_facts()
+        if identity is not None and (run is None or (run.params or {}).get("trace_file") in (None, identity.path)):
+            facts.update(identity.facts())
         if run is None:
-            run = Run(transform, name=(launch.run_name or Path(identity.get("trace_file") or "nextflow").stem)[:150],
+            run = Run(transform, name=(launch.run_name or Path(identity.path if identity else "nextflow").stem)[:150],
                       reference=launch.run_name, reference_type=PIPELINE_REFERENCE, params=facts)
         else:
             run.params = {**(run.params or {}), **facts}
-            if run.transform_id != transform.id and (launch.pipeline or launch.revision):
-                run.transform = transform  # the weblog knew less about the pipeline than the report
+        named_before = run.transform if run.id is not None and run.transform_id != transform.id else None
+        run.transform = transform
         if launch.command_line:
             run.cli_args = launch.command_line[:4096]
         _set_status(run, status, finished_at)
@@ -207,38 +256,62 @@ class Recorder:
         run._aux = aux or None
         run.save()
         self.transform = transform
+        if named_before is not None:
+            self._rehome(run, named_before, launch.revision or launch.script_id)
         return run
 
+    def _rehome(self, run: Any, before: Any, version: str | None) -> None:
+        """Move the task runs of a launch first recorded under a name guessed from a folder (a
+        weblog event before `started`, a trace before its report) to the steps of the pipeline now
+        known, and drop the guessed transforms that nothing else uses."""
+        from ..core.models import Run, Transform
+
+        for step in Transform.filter(kind="step", key__startswith=f"{before.key}:"):
+            tasks = Run.filter(initiated_by_run=run, transform=step)
+            if tasks.exists():
+                tasks.update(transform_id=self._step(step.key[len(before.key) + 1:], version).id)
+            if not Run.filter(transform=step).exists():
+                step.delete(permanent=True)
+        if not Run.filter(transform=before).exists():
+            before.delete(permanent=True)
+        self.steps = {k: v for k, v in self.steps.items() if k[0] != before.key}
+
     def _step(self, process: str, version: str | None) -> Any:
-        step = self.steps.get((process, version))
+        step = self.steps.get((self.transform.key, process, version))
         if step is None:
             from ..core.models import Transform
 
             step = Transform(key=f"{self.transform.key}:{process}", kind="step", version=version,
                              description=f"Nextflow process {process}").save()
-            self.steps[(process, version)] = step
+            self.steps[(self.transform.key, process, version)] = step
         return step
 
     # -- tasks ------------------------------------------------------------------------------------
 
-    def _record(self, launch: Launch, tasks: list[Task], *, final: bool, identity: dict[str, Any]) -> Any:
+    def _record(self, launch: Launch, tasks: list[Task], *, final: bool, identity: TraceFile | None) -> Any:
         from ..core.bulk import insert_run_columns, save, update_all
         from ..core.models import Run
 
         self._fill_work_dirs(launch, tasks)
         ends = [end_time(t.fields) for t in tasks]
         pipeline = self._pipeline_run(launch, tasks, final, identity, ends)
+        if final and pipeline.status in ("aborted", "errored"):
+            tasks, ends = _ended_with_launch(tasks, ends, pipeline.finished_at)
         version = launch.revision or launch.script_id
         existing: dict[tuple[str, str | None], Any] = {}
         by_task_id: dict[str, Any] = {}
         children = Run.filter(initiated_by_run=pipeline, reference_type=TASK_REFERENCE)
         if len(tasks) <= 50 and not self.files.outdir:
             # a weblog event or a few new rows: ask for these tasks only, not every task of a big launch
-            children = children.filter(params__task_id__in=sorted({str(t.key[0]) for t in tasks}))
+            if all(t.fields.get("task_id") is not None for t in tasks):
+                children = children.filter(params__task_id__in=sorted({str(t.key[0]) for t in tasks}))
+            elif all(t.fields.get("hash") is not None for t in tasks):  # custom trace.fields without task_id
+                children = children.filter(params__hash__in=sorted({str(t.key[1]) for t in tasks}))
         for child in children:
             p = child.params or {}
             existing[(str(p.get("task_id")), p.get("hash"))] = child
-            by_task_id.setdefault(str(p.get("task_id")), child)
+            if p.get("task_id") is not None:
+                by_task_id.setdefault(str(p["task_id"]), child)
         originals = self._originals([t for t in tasks if t.fields.get("status") == "CACHED"], pipeline)
         new: list[Any] = []
         changed: list[Any] = []
@@ -480,10 +553,38 @@ class Recorder:
             run.params = merged
         else:
             run.params = merged
-            _apply(run, task)
-        if task.full_hash and (run.reference is None or len(run.reference) != 32):
-            run.reference = task.full_hash
+            # what was recorded before and this source lacks (the report's `start`, read before
+            # an ingest without it) still counts: times come from all that is known of the task
+            known = {k: dt.datetime.fromisoformat(v) if k in DATE_FIELDS and isinstance(v, str) else v
+                     for k, v in before[0].items()}
+            _apply(run, Task({**known, **{k: v for k, v in task.fields.items() if v is not None}}))
+        reference = task.full_hash or task.fields.get("hash")  # a first weblog event may have had neither
+        if reference and len(reference) > len(run.reference or ""):
+            run.reference = reference
         return (dict(run.params or {}), run.status, run.reference, run.started_at, run.finished_at, run._aux) != before
+
+
+UNFINISHED = frozenset({"NEW", "SUBMITTED", "RUNNING"})
+
+
+def _ended_with_launch(tasks: list[Task], ends: list[dt.datetime | None],
+                       end: dt.datetime | None) -> tuple[list[Task], list[dt.datetime | None]]:
+    """Rows still SUBMITTED / RUNNING in the trace of a launch that was killed or failed: Nextflow
+    flushes them when the launch stops, and the launch took them down. They are aborted, ended
+    when it ended; `status_in_trace` keeps what the row says."""
+    if not any(t.fields.get("status") in UNFINISHED for t in tasks):
+        return tasks, ends
+    out_tasks, out_ends = [], []
+    for task, task_end in zip(tasks, ends, strict=True):
+        f = task.fields
+        if f.get("status") in UNFINISHED:
+            f = {**f, "status": "ABORTED", "status_in_trace": f["status"]}
+            if f.get("complete") is None and end is not None:
+                f["complete"] = task_end = end
+            task = Task(f, line=task.line, source=task.source)
+        out_tasks.append(task)
+        out_ends.append(task_end)
+    return out_tasks, out_ends
 
 
 def _params(task: Task) -> dict[str, Any]:
@@ -521,13 +622,13 @@ def _aware(value: dt.datetime) -> dt.datetime:
 
 
 def _set_status(run: Any, status: str, finished_at: dt.datetime | None) -> None:
+    """A status never moves backwards; an end is the one the files say (the registry's default
+    for a run that ends without one, the time of the ingest, is no fact about the task)."""
     if run.id is not None and _RANK[status] < _RANK[run.status]:
         return
+    ended = run.finished_at
     run.status = status
-    if _RANK[status] == 2:
-        run.finished_at = finished_at or run.finished_at
-    else:
-        run.finished_at = None
+    run.finished_at = (finished_at or ended) if _RANK[status] == 2 else None
 
 
 def _apply(run: Any, task: Task) -> None:
@@ -634,8 +735,9 @@ def ingest_trace(path: str | os.PathLike, *, report: str | os.PathLike | None = 
                  history: str | os.PathLike | None = None, work_dir: str | os.PathLike | None = None,
                  outdir: str | os.PathLike | None = None, run_name: str | None = None, session_id: str | None = None,
                  pipeline: str | None = None, revision: str | None = None, params: dict[str, Any] | str | os.PathLike | None = None,
-                 timezone_name: str | None = None, discover_files: bool = True, record_files: bool = True,
-                 max_hash_size: int | None = None, final: bool = True, _trace: Trace | None = None) -> Any:
+                 timezone_name: str | None = None, sep: str | None = None, discover_files: bool = True,
+                 record_files: bool = True, max_hash_size: int | None = None, final: bool = True,
+                 _trace: Trace | None = None) -> Any:
     """Record a Nextflow launch from its trace file (plus whatever else is given or found); returns the pipeline Run.
 
     Everything is parsed and checked before anything is written, and the writing is one
@@ -647,9 +749,14 @@ def ingest_trace(path: str | os.PathLike, *, report: str | os.PathLike | None = 
     tz = timezone(timezone_name)
     sources = Sources(os.fspath(path), *(os.fspath(p) if p is not None else None
                                          for p in (report, log, history, work_dir, outdir)))
+    for option, folder in (("--work-dir", sources.work_dir), ("--outdir", sources.outdir)):
+        if folder is not None and "://" not in folder and not os.path.isdir(folder):
+            from ..errors import NotFoundOnDisk
+
+            raise NotFoundOnDisk(f"{option} {folder}: no such folder")  # given, not found: a typo, not a launch without files
     if discover_files:
         discover(sources)
-    trace = _trace or read_trace(sources.trace, tz=tz)
+    trace = _trace or read_trace(sources.trace, tz=tz, sep=sep)
     tasks = trace.tasks
     if log is None and sources.log:  # found, not given: is it this launch's?
         found = sources.log
@@ -666,7 +773,14 @@ def ingest_trace(path: str | os.PathLike, *, report: str | os.PathLike | None = 
                    params=params_file(params) if isinstance(params, (str, os.PathLike)) else params)
     launch = Launch(sources=[])
     if sources.report:
-        report_launch, report_tasks = read_report(sources.report, tz)
+        try:
+            report_launch, report_tasks = read_report(sources.report, tz)
+        except TraceError as e:
+            if report is not None:
+                raise
+            # found, not given: the launch is recorded without it, as without a found params file
+            logger.warning("lamin-integrations: not using %s: %s", sources.report, e)
+            sources.report, report_launch, report_tasks = None, Launch(), []
         if report is None and not _covers(report_tasks, tasks):
             logger.warning("lamin-integrations: %s is the report of another launch (it lists other tasks): not used",
                            sources.report)
@@ -677,8 +791,7 @@ def ingest_trace(path: str | os.PathLike, *, report: str | os.PathLike | None = 
     submits = [t.fields["submit"] for t in tasks if t.fields.get("submit") is not None and t.fields.get("status") != "CACHED"] \
         or [t.fields["submit"] for t in tasks if t.fields.get("submit") is not None]
     if sources.log:
-        year = min(submits).astimezone().year if submits else None
-        launch.merge(read_log(sources.log, tz, year))
+        launch.merge(read_log(sources.log, tz, min(submits) if submits else None))
     if sources.history:
         chosen = pick_history(read_history(sources.history, tz), given.run_name or launch.run_name,
                               given.session_id or launch.session_id, min(submits) if submits else None)
@@ -687,17 +800,33 @@ def ingest_trace(path: str | os.PathLike, *, report: str | os.PathLike | None = 
     launch = given.merge(launch)
     if not final:  # still running: whatever a history or log line says about an outcome is not this yet
         launch.status, launch.finished_at, launch.error = None, None, None
-    launch.launch_dir = launch.launch_dir or sources.launch_dir
+    launch.launch_dir = launch.launch_dir or _launch_dir_named(launch, sources) or sources.launch_dir
     files = Files(base=_base(launch.launch_dir, sources), max_hash_size=max_hash_size)
     recorded = launch.launch_dir
     if recorded and files.base != recorded and "://" not in recorded and not os.path.isdir(recorded):
         files.moved_from = recorded  # the launch ran there; its files are here now
     if record_files:
         files.work_dir, files.outdir = sources.work_dir, sources.outdir
-    identity = {"trace_file": str(Path(sources.trace).resolve())}
+    identity = TraceFile(str(Path(sources.trace).resolve()), trace.head)
     run = Recorder(files).record(launch, tasks, final=final, identity=identity)
     run.__dict__["_ingest_sources"] = sources
     return run
+
+
+def _launch_dir_named(launch: Launch, sources: Sources) -> str | None:
+    """The launch dir a launch without a report ran in, from the work dir its log names
+    (`Work-dir:`, or a task's `workDir:` less its `xx/yyyy...` parts), taken to hold that work
+    dir as the launch dir found here holds `work/`: the staging commands and links of a launch
+    folder moved off the machine it ran on name that folder, not this one."""
+    work = launch.work_dir or next((str(Path(w).parent.parent) for w in launch.work_dirs.values()), None)
+    if not work or not sources.launch_dir or not sources.work_dir or "://" in work:
+        return None
+    inside = os.path.relpath(sources.work_dir, sources.launch_dir)
+    if inside.startswith(os.pardir) or inside == os.curdir:
+        return None
+    suffix = "/" + inside.replace(os.sep, "/")
+    work = work.rstrip("/")
+    return (work[:-len(suffix)] or "/") if work.endswith(suffix) else None
 
 
 def _base(recorded: str | None, sources: Sources) -> str:
@@ -771,23 +900,35 @@ def follow_trace(path: str | os.PathLike, *, poll_seconds: float = 2.0, idle_tim
 
     trace_path = os.fspath(path)
     seen = -1
-    run = None
     idle_since = time.monotonic()
+    totals = {"new": 0, "updated": 0, "cached": 0}  # over every ingest, for the summary at the end
+
+    def ingest(**more: Any) -> Any:
+        done = ingest_trace(trace_path, **{**options, **more})
+        for name, count in done.__dict__.get("_ingest_counts", {}).items():
+            totals[name] = totals.get(name, 0) + count
+        return done
+
+    def ended(**more: Any) -> Any:
+        done = ingest(**more)
+        done.__dict__["_ingest_counts"] = totals
+        return done
+
     while True:
         if os.path.exists(trace_path):
-            trace = read_trace(trace_path, tz=timezone(options.get("timezone_name")), partial_tail=True)
+            trace = read_trace(trace_path, tz=timezone(options.get("timezone_name")), sep=options.get("sep"), partial_tail=True)
             if len(trace.tasks) != seen:
                 seen = len(trace.tasks)
                 idle_since = time.monotonic()
-                run = ingest_trace(trace_path, final=False, _trace=trace, **{**options, "report": None})
+                run = ingest(final=False, _trace=trace, report=None)
                 if on_update is not None:
                     on_update(run)
             sources = discover(Sources(trace_path, report=options.get("report"), log=options.get("log")))
             if _finished(sources, options.get("run_name")):
-                return ingest_trace(trace_path, **options)
+                return ended()
         if idle_timeout is not None and time.monotonic() - idle_since > idle_timeout:
             # taken as the end: the outcome as the files tell it, without a last line left half-written
-            last = read_trace(trace_path, tz=timezone(options.get("timezone_name")), partial_tail=True) \
+            last = read_trace(trace_path, tz=timezone(options.get("timezone_name")), sep=options.get("sep"), partial_tail=True) \
                 if os.path.exists(trace_path) else None
-            return ingest_trace(trace_path, _trace=last, **options)
+            return ended(_trace=last)
         time.sleep(poll_seconds)

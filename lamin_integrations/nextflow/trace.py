@@ -45,11 +45,18 @@ NOT_FINISHED_EXIT = 2147483647  # Integer.MAX_VALUE: the weblog's exit before a 
 MULTILINE_FIELDS = ("script", "env")
 
 _MEM_UNITS = {"B": 0, "KB": 1, "MB": 2, "GB": 3, "TB": 4, "PB": 5, "EB": 6, "ZB": 7}
-_MEM = re.compile(r"^(\d+(?:\.\d+)?)\s*([KMGTPEZ]?B)$")
-_TIME_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
-_TIME_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
-_INT = re.compile(r"^-?\d+$")
-_FLOAT = re.compile(r"^-?\d+(?:\.\d+)?$")
+# ASCII digits only: `\d`, int() and float() also take other scripts' digits, which Nextflow never writes.
+_MEM = re.compile(r"(\d+(?:\.\d+)?) ?([KMGTPEZ]?B)", re.ASCII)
+_TIME_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)", re.ASCII)
+_TIME_MS = {"d": 86_400_000, "h": 3_600_000, "m": 60_000, "s": 1000, "ms": 1}  # in the order Nextflow writes them
+_TIME_ORDER = {unit: i for i, unit in enumerate(_TIME_MS)}
+_INT = re.compile(r"-?\d+", re.ASCII)
+_COUNT = re.compile(r"\d+", re.ASCII)  # bytes and milliseconds are never negative
+_FLOAT = re.compile(r"-?\d+(?:\.\d+)?", re.ASCII)
+# Bounds that keep a task's end (submit + duration) a date Python can hold: what lies beyond is
+# a garbled value, not a task, and is refused with its line instead of failing mid-ingest.
+MAX_TIME_MS = 100 * 366 * 86_400_000  # a hundred years
+MAX_YEAR = 2999
 _HASH = re.compile(r"^[0-9a-f]{2}/[0-9a-f]{6}$")
 _WORKDIR_HASH = re.compile(r"([0-9a-f]{2})/([0-9a-f]{30})/?$")
 
@@ -78,6 +85,7 @@ class Trace:
     columns: list[str]
     tasks: list[Task] = field(default_factory=list)
     sep: str = "\t"
+    head: str = ""  # the first complete lines read (up to HEAD_CHARS): which file this is, as it grows
 
 
 def full_hash(workdir: str | None) -> str | None:
@@ -96,32 +104,38 @@ def short_hash(full: str) -> str:
 
 
 def parse_mem(text: str) -> int:
-    if _INT.match(text):
+    if _COUNT.fullmatch(text):
         return int(text)
-    m = _MEM.match(text)
+    m = _MEM.fullmatch(text)
     if m is None or m.group(2) not in _MEM_UNITS:
         raise ValueError(f"expected a size such as '1004.8 MB' or a byte count, found {text!r}")
     return round(float(m.group(1)) * 1024 ** _MEM_UNITS[m.group(2)])
 
 
 def parse_time(text: str) -> int:
-    if _INT.match(text):
-        return int(text)
-    parts = text.split()
+    if _COUNT.fullmatch(text):
+        return _bounded_time(int(text), text)
+    parts = text.split(" ")
     total = 0.0
+    last = -1
     for part in parts:
         m = _TIME_PART.fullmatch(part)
-        if m is None:
+        if m is None or _TIME_ORDER[m.group(2)] <= last:  # each unit once, largest first: `1h 3m 7s`
             raise ValueError(f"expected a duration such as '1h 3m 7s', '5.8s' or '123ms', found {text!r}")
+        last = _TIME_ORDER[m.group(2)]
         total += float(m.group(1)) * _TIME_MS[m.group(2)]
-    if not parts:
-        raise ValueError("empty duration")
-    return round(total)
+    return _bounded_time(round(total), text)
+
+
+def _bounded_time(ms: int, text: str) -> int:
+    if ms > MAX_TIME_MS:
+        raise OverflowError(text)
+    return ms
 
 
 def parse_perc(text: str) -> float:
     body = text[:-1] if text.endswith("%") else text
-    if not _FLOAT.match(body):
+    if not _FLOAT.fullmatch(body):
         raise ValueError(f"expected a percentage such as '741.1%', found {text!r}")
     return _finite(float(body), text)
 
@@ -133,8 +147,13 @@ def _finite(value: float, text: str) -> float:
 
 
 def parse_date(text: str, tz: dt.tzinfo | None) -> dt.datetime:
-    if _INT.match(text):  # raw mode and weblog: epoch milliseconds
-        return dt.datetime.fromtimestamp(int(text) / 1000, tz=dt.UTC)
+    if not text.isascii():
+        raise ValueError(f"expected a timestamp such as '2021-03-04 21:06:07.625', found {text!r}")
+    if _INT.fullmatch(text):  # raw mode and weblog: epoch milliseconds
+        value = dt.datetime.fromtimestamp(int(text) / 1000, tz=dt.UTC)
+        if value.year > MAX_YEAR:
+            raise OverflowError(text)
+        return value
     try:
         if len(text) == 23 and text[4] == "-" and text[10] == " " and text[19] == ".":
             naive = dt.datetime(int(text[0:4]), int(text[5:7]), int(text[8:10]), int(text[11:13]), int(text[14:16]),
@@ -146,15 +165,17 @@ def parse_date(text: str, tz: dt.tzinfo | None) -> dt.datetime:
             naive = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
         except ValueError:
             raise ValueError(f"expected a timestamp such as '2021-03-04 21:06:07.625', found {text!r}") from None
+    if naive.year > MAX_YEAR:
+        raise OverflowError(text)
     if naive.tzinfo is not None:
         return naive.astimezone(dt.UTC)
     return naive.replace(tzinfo=tz).astimezone(dt.UTC) if tz is not None else naive.astimezone(dt.UTC)
 
 
 def parse_num(text: str) -> int | float:
-    if _INT.match(text):
+    if _INT.fullmatch(text):
         return int(text)
-    if _FLOAT.match(text):
+    if _FLOAT.fullmatch(text):
         return _finite(float(text), text)
     raise ValueError(f"expected a number, found {text!r}")
 
@@ -172,11 +193,13 @@ def _hash(text: str) -> str:
 
 
 def _exit(text: str) -> int | str:
-    return int(text) if _INT.match(text) else text
+    return int(text) if _INT.fullmatch(text) else text
 
 
 def _task_id(text: str) -> str:
-    return str(int(float(text))) if _FLOAT.match(text) else text
+    if not _FLOAT.fullmatch(text) or text.startswith("-"):
+        raise ValueError(f"expected a task id (a number, as Nextflow counts tasks), found {text!r}")
+    return str(int(float(text)))
 
 
 def _text(text: str) -> str:
@@ -251,6 +274,7 @@ def process_of(name: str) -> str:
 # -- the file ---------------------------------------------------------------------------------
 
 SEPARATORS = ("\t", ",", ";", "|")
+HEAD_CHARS = 64 * 1024
 
 
 def _header(line: str, sep: str | None, where: str) -> tuple[list[str], dict[str, str], str]:
@@ -269,7 +293,7 @@ def _header(line: str, sep: str | None, where: str) -> tuple[list[str], dict[str
         shown = line if len(line) < 120 else line[:117] + "..."
         raise TraceError(
             f"{where}:1: not a Nextflow trace file: the first line should be a header of trace fields "
-            f"(task_id, hash, name, status, ...) separated by tabs (or trace.sep), found {shown!r}")
+            f"(task_id, hash, name, status, ...) separated by tabs (or trace.sep: give it with --sep), found {shown!r}")
     if len(set(names)) != len(names):
         dup = next(n for n in names if names.count(n) > 1)
         raise TraceError(f"{where}:1: the header names column {dup!r} twice")
@@ -323,7 +347,7 @@ def _cell_converter(name: str, tz: dt.tzinfo | None, types: dict[str, str] | Non
         def date_cell(text: str) -> Any:
             # the human format, '2024-03-04 21:06:07.625', in ASCII digits: what parse_date reads by slicing
             if len(text) == 23 and text[10] == " " and text[19] == "." and text.isascii() \
-                    and text[:4].isdigit() and text[20:].isdigit():
+                    and text[0] in "12" and text[:4].isdigit() and text[20:].isdigit():  # years up to MAX_YEAR
                 if suffix == "+00:00":
                     return fromisoformat(text + suffix)  # already in datetime.UTC
                 if suffix is not None:
@@ -405,6 +429,7 @@ def parse_lines(lines: Iterable[str], *, path: str | None = None, tz: dt.tzinfo 
         trace.__dict__["types"] = types
     if trace is None:
         raise TraceError(f"{where}: empty file: not a Nextflow trace (expected a header line of trace fields)")
+    trace.head = _head(lines)
     trace_sep, width, tasks = trace.sep, len(trace.columns), trace.tasks
     row = _row_converter(trace.columns, tz, trace.__dict__.get("types"))
     for number, line in enumerate(lines[i:], i + 1):  # 1-based line numbers of the rows
@@ -414,9 +439,15 @@ def parse_lines(lines: Iterable[str], *, path: str | None = None, tz: dt.tzinfo 
         text = line.rstrip("\r\n")
         if not text or text.isspace():
             continue
+        if "\x00" in text:  # no text Nextflow writes holds one, and the registry cannot keep it
+            raise TraceError(f"{where}:{number}: a NUL byte (column {text[:text.index(chr(0))].count(trace_sep) + 1}): "
+                             "not a text trace, or a damaged one")
         values = text.split(trace_sep)
         if len(values) != width:
             raise TraceError(_column_message(where, number, values, trace, complete, number == n))
+        if not complete:  # Nextflow ends every row with a newline: its last value may be cut short
+            raise TraceError(f"{where}:{number}: the last line is incomplete (no newline at its end): the trace is "
+                             "still being written or was cut; wait for the run to end or use --follow")
         try:
             fields = row(values)
         except ValueError as e:
@@ -435,6 +466,18 @@ def parse_lines(lines: Iterable[str], *, path: str | None = None, tz: dt.tzinfo 
                              "a trace has one row per task attempt, so this file mixes two runs or was edited")
         tasks.append(Task(fields, line=number))
     return trace
+
+
+def _head(lines: list[str]) -> str:
+    """The first complete lines, up to HEAD_CHARS characters."""
+    out: list[str] = []
+    size = 0
+    for line in lines:
+        if size >= HEAD_CHARS or not line.endswith("\n"):
+            break
+        out.append(line)
+        size += len(line)
+    return "".join(out)[:HEAD_CHARS]
 
 
 def _cached_copy(fields: dict[str, Any], other: dict[str, Any]) -> bool:
