@@ -6,6 +6,8 @@ DataFrame dataset, and `initiated_by_run` takes a uid. Real registries on both d
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pandas as pd
 import pytest
 
@@ -89,3 +91,18 @@ def test_initiated_by_run_takes_the_parent_uid(registry):
     ln.finish()
     with pytest.raises(ValidationError, match="no run with uid 'nosuchrun0000000'"):
         ln.track(transform=ln.Transform(key="step.py", kind="script").save(), initiated_by_run="nosuchrun0000000")
+
+
+def test_a_storage_location_is_mounted_and_switched_to_as_in_lamindb(registry, tmp_path):
+    shared = tmp_path / "shared"
+    mounted = ln.Storage(root=f"{shared}/", host="server-123").save()  # type and an absolute root follow from it
+    assert (mounted.root, mounted.type, mounted.region) == (str(shared.resolve()), "local", "server-123")
+    assert ln.Storage(root="s3://our-bucket/our-folder").type == "s3"
+    with pytest.raises(ValidationError, match="needs a root"):
+        ln.Storage()
+    ln.settings.storage = str(shared)  # new artifacts of this process go there; the registry stays
+    data = tmp_path / "a.txt"
+    data.write_text("a")
+    artifact = ln.Artifact(str(data), key="a.txt").save()
+    assert artifact.storage == mounted and shared.resolve() in Path(artifact.path).resolve().parents
+    assert ln.settings.storage == str(shared) and ln.Artifact.get(key="a.txt") == artifact

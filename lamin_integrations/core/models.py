@@ -112,6 +112,21 @@ class Storage(SQLRecord):
         "artifacts": Reverse("Artifact", fk_column="storage_id"),
     }
 
+    def __init__(self, root: str | None = None, *, host: str | None = None, **kwargs: Any):
+        """lamindb's way to mount a location: `ln.Storage(root="s3://bucket/folder").save()`; the
+        type follows the root (s3, gs, ... or local, made absolute) and a local root's `host` is
+        kept as its region, as lamindb keeps it."""
+        super().__init__()
+        if not root or not isinstance(root, str):
+            raise ValidationError("Storage() needs a root, e.g. Storage(root='s3://bucket/folder') or a local folder")
+        if "://" not in root:
+            root = str(Path(root).expanduser().resolve())
+        kind = root.split("://", 1)[0] if "://" in root else "local"
+        fields = {"root": root.rstrip("/") or root, "type": kind, **kwargs}
+        if host is not None:
+            fields["region"] = host
+        self._set_fields(fields)
+
     @classmethod
     def _default(cls, instance: Any) -> Storage:
         return cls._get_or_create(instance, instance.storage_root)

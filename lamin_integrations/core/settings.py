@@ -205,6 +205,16 @@ class Settings:
 
         return StorageRoot(current().storage_root)
 
+    @storage.setter
+    def storage(self, root: str) -> None:
+        """lamindb's `ln.settings.storage = "s3://bucket/folder"`: new artifacts of this process
+        are stored there (the registry stays the same)."""
+        from .instance import connect, current
+
+        if not isinstance(root, str) or not root:
+            raise ValueError(f"ln.settings.storage takes a folder or a URL, got {root!r}")
+        connect(current()._url.render_as_string(hide_password=False), root)
+
     @property
     def user(self) -> object:
         """The User record of whoever runs this process (`Artifact.filter(created_by=ln.settings.user)`)."""
