@@ -587,11 +587,10 @@ class Run(SQLRecord):
 
         return LabelManager(self)
 
-    def view_lineage(self, direction: str = "both", depth: int | None = None) -> Any:
+    def view_lineage(self, direction: str | None = None, depth: int | None = None, *, with_children: bool = True,
+                     return_graph: bool = False) -> Any:
         """The lineage graph around this run: a tree in a terminal, a picture in Jupyter."""
-        from ..lineage import graph_of
-
-        return graph_of(self, direction, depth)
+        return _view_lineage(self, direction, depth, with_children)
 
     @property
     def descendants(self) -> QuerySet:
@@ -601,6 +600,14 @@ class Run(SQLRecord):
         tree = _subtree(self.id)
         return Run._qs(self._db)._where(self.__table__.c.id.in_(sa.select(tree.c.id)))
 
+
+
+def _view_lineage(record: Any, direction: str | None, depth: int | None, with_children: bool) -> Any:
+    """lamindb's `view_lineage(with_children=False)` is the upstream half; the graph object it
+    returns with `return_graph=True` is what is returned here anyway (shown when displayed)."""
+    from ..lineage import graph_of
+
+    return graph_of(record, direction or ("both" if with_children else "upstream"), depth)
 
 
 def _protect_outputs(conn: sa.Connection, run_ids: Any) -> None:
@@ -897,11 +904,10 @@ class Artifact(IsVersioned, SQLRecord):
         run = self.run
         return run.transform if run is not None else None
 
-    def view_lineage(self, direction: str = "both", depth: int | None = None) -> Any:
+    def view_lineage(self, direction: str | None = None, depth: int | None = None, *, with_children: bool = True,
+                     return_graph: bool = False) -> Any:
         """The lineage graph around this artifact: a tree in a terminal, a picture in Jupyter."""
-        from ..lineage import graph_of
-
-        return graph_of(self, direction, depth)
+        return _view_lineage(self, direction, depth, with_children)
 
     # -- reading ---------------------------------------------------------------------------
 
