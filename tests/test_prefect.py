@@ -530,6 +530,45 @@ def test_a_path_parameter_the_task_rewrites_is_its_output(work: Path) -> None:
     assert written.path.read_text() == "world!"
 
 
+@task
+def normalize(path: str) -> str:
+    Path(path).write_text(Path(path).read_text().upper())  # in place, at once
+    return path
+
+
+@task
+def rewrite(path: str) -> str:
+    Path(path).write_text("rewritten")
+    return path
+
+
+@flow
+def normalizing_flow(known: str, unknown: str) -> None:
+    normalize(known)
+    rewrite(unknown)
+
+
+def test_an_input_rewritten_in_place_is_linked_as_the_content_the_task_read(work: Path) -> None:
+    """Task starts are written in the background, ~50 ms later: a task that has already
+    rewritten its input by then read the content it had at its start, not the new one. When
+    that content is not known (never hashed), the input is left out rather than linked wrong."""
+    raw = work / "raw.txt"
+    raw.write_text("raw data")
+    os.utime(raw, (1e9, 1e9))  # an old file: its hash is remembered when saved
+    original = ln.Artifact(str(raw), key="raw.txt").save()
+    fresh = work / "fresh.txt"
+    fresh.write_text("never hashed")
+    normalizing_flow.with_options(name="normalizing")(str(raw), "fresh.txt")
+    runs_by_key = {r.transform.key.split(":")[-1]: r for r in runs(reference_type="prefect_task_run")}
+    normalized = runs_by_key["normalize"]
+    assert normalized.input_artifacts.to_list() == [original]
+    [output] = normalized.output_artifacts.to_list()
+    assert output.path.read_text() == "RAW DATA" and output.stem_uid == original.stem_uid
+    rewritten = runs_by_key["rewrite"]
+    assert all(a.path.read_text() != "rewritten" for a in rewritten.input_artifacts)
+    assert [a.path.read_text() for a in rewritten.output_artifacts] == ["rewritten"]
+
+
 CHILD_SCRIPT = "import sys, lamin_integrations as ln\nln.track(params={'who': sys.argv[1]})\nln.finish()\n"
 
 

@@ -215,6 +215,22 @@ def record_inputs(run: Run, paths: Files, *, workdir: str | os.PathLike | None =
     return record_files(inputs=[(run, paths, workdir)], max_hash_size=max_hash_size)[1]
 
 
+def artifact_as_of(path: str, *, size: int, mtime_ns: int, inode: int) -> Artifact | None:
+    """The artifact of the content a file had when it had this size, mtime and inode, if that
+    content was hashed then (the stat cache remembers it): for a reader that is recorded after
+    the file was already rewritten."""
+    from types import SimpleNamespace
+
+    from .artifacts import hash_mode
+    from .hashing import stat_cache
+    from .instance import current
+    from .models import Artifact
+
+    then = SimpleNamespace(st_size=size, st_mtime_ns=mtime_ns, st_ino=inode)
+    found = stat_cache().get(str(Path(path).absolute()), then, hash_mode(current()))  # type: ignore[arg-type]
+    return Artifact.filter(hash=found[0]).order_by("-id").first() if found else None
+
+
 def link_inputs(run: Run, artifacts: Iterable[Artifact]) -> int:
     """Link saved artifacts as inputs of `run` in one statement (idempotent)."""
     return _link_inputs([(run, a) for a in artifacts])

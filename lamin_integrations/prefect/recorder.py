@@ -55,7 +55,7 @@ class _Open:
     previous: Any = None
     # Real paths of input files and their (mtime, size) at the start: returning one unchanged
     # is no output; returning one the task rewrote (an `out: Path` parameter) is.
-    inputs: dict[str, tuple[int, int] | None] = field(default_factory=dict)
+    inputs: dict[str, tuple[int, int, int] | None] = field(default_factory=dict)
     params: dict[str, Any] = field(default_factory=dict)  # the task's own parameters
     facts: dict[str, Any] = field(default_factory=dict)  # Prefect facts (attempt, cached, ...)
     deferred: bool = False  # written by the background writer (see writer.py)
@@ -184,15 +184,15 @@ def _record_inputs(entry: _Open, values: Any) -> None:
         record_inputs(entry.run, paths, workdir=os.getcwd())
 
 
-def _stat(path: str) -> tuple[int, int] | None:
+def _stat(path: str) -> tuple[int, int, int] | None:
     try:
         st = os.stat(path)
     except OSError:
         return None
-    return (st.st_mtime_ns, st.st_size)
+    return (st.st_mtime_ns, st.st_size, st.st_ino)
 
 
-def _input_stats(paths: list[str]) -> dict[str, tuple[int, int] | None]:
+def _input_stats(paths: list[str]) -> dict[str, tuple[int, int, int] | None]:
     return {os.path.realpath(p): _stat(p) for p in paths}
 
 
@@ -674,7 +674,7 @@ def task_started(task: Any, task_run: Any, state_obj: Any) -> None:
     entry.absent = absent_paths(parameters.values()) if parameters else []
     if entry.deferred:
         run.__dict__["_materialize"] = writer.flush
-        writer.submit(Start(run, inputs, os.getcwd()))
+        writer.submit(Start(run, inputs, os.getcwd(), stats=entry.inputs))
         return
     run.save()
     if inputs:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import atexit
 import logging
+import os
 import threading
 import time
 from dataclasses import dataclass, field
@@ -25,6 +26,12 @@ from datetime import datetime
 from typing import Any
 
 logger = logging.getLogger("lamin_integrations")
+
+
+def _stat(path: str) -> tuple[int, int, int] | None:
+    from .recorder import _stat as stat
+
+    return stat(path)
 
 LINGER_SECONDS = 0.05  # gather a batch for this long after the first queued item
 MAX_BATCH = 500
@@ -36,6 +43,29 @@ class Start:
     run: Any
     inputs: list[str] = field(default_factory=list)
     workdir: str = ""
+    stats: dict[str, Any] = field(default_factory=dict)  # real path -> (mtime_ns, size, inode) at the task's start
+
+    def read(self) -> tuple[list[str], list[tuple[Any, Any]]]:
+        """The inputs as the task found them: paths still as they were at its start, and for a
+        file it has rewritten since (in place, before this thread got to it) the artifact of
+        the content it read, when that content was hashed before; else it is left out rather
+        than linked with content the task never read."""
+        from ..core.pipeline import artifact_as_of
+
+        same, read = [], []
+        for path in self.inputs:
+            full = os.path.join(self.workdir, path)
+            before = self.stats.get(os.path.realpath(full))
+            now = _stat(full)
+            if before is None or now == before or os.path.isdir(full):
+                same.append(path)
+                continue
+            artifact = artifact_as_of(full, size=before[1], mtime_ns=before[0], inode=before[2])
+            if artifact is not None:
+                read.append((self.run, artifact))
+            else:
+                logger.debug("input %s changed after its task started, before it was hashed: not linked", full)
+        return same, read
 
 
 @dataclass
@@ -147,9 +177,14 @@ class Writer:
             save([s.run for s in starts])
             for s in starts:
                 s.run.__dict__.pop("_materialize", None)
-            inputs = [(s.run, s.inputs, s.workdir) for s in starts if s.inputs]
-            if inputs:
-                self._guard(record_files, inputs=inputs)
+            inputs, links = [], []
+            for s in starts:
+                if s.inputs:
+                    same, read = s.read()
+                    inputs += [(s.run, same, s.workdir)] if same else []
+                    links += read
+            if inputs or links:
+                self._guard(record_files, inputs=inputs, links=links)
         updates = [i for i in batch if isinstance(i, Update)]
         for u in updates:
             u.run.status = "restarted"
