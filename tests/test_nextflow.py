@@ -1039,14 +1039,20 @@ def test_results_copied_off_the_launch_machine_get_keys_under_their_own_folder(r
     assert keys and all(k.startswith("results/") for k in keys), keys
 
 
+def _resume_multiqc_work(root):
+    """The work dir of the resume's MULTIQC, run again (its files are written by each test)."""
+    work = root / "work" / "e0" / ("f1a2b3" + "c" * 26)
+    work.mkdir(parents=True)
+    (work / ".command.run").write_text("#!/bin/bash\n")
+    return work
+
+
 def test_results_a_later_launch_copied_into_the_shared_outdir_are_not_an_earlier_ones(registry, tmp_path):
     """nf-core reuses `results/` across resumes and publishes by copy: an earlier launch
     ingested after its resume does not claim the files the resume's own tasks made later."""
     root = launch_dir(tmp_path)
     resume = _resume_beside(root)
-    work = root / "work" / "e0" / ("f1a2b3" + "c" * 26)  # the resume's MULTIQC, run again
-    work.mkdir(parents=True)
-    (work / ".command.run").write_text("#!/bin/bash\n")
+    work = _resume_multiqc_work(root)
     (work / "multiqc_data.json").write_text('{"report": "made by the resume, one day later"}\n')
     shutil.copy(work / "multiqc_data.json", root / "results" / "multiqc" / "multiqc_data.json")
     resumed = ingest_trace(resume, timezone_name="UTC")
@@ -1187,9 +1193,7 @@ def test_a_result_a_resume_wrote_over_is_its_output_even_when_the_earlier_launch
     `results/`: when the resume is ingested, the file its own task made is its output, not the earlier one's."""
     root = launch_dir(tmp_path)
     resume = _resume_beside(root)
-    work = root / "work" / "e0" / ("f1a2b3" + "c" * 26)  # the resume's MULTIQC, run again
-    work.mkdir(parents=True)
-    (work / ".command.run").write_text("#!/bin/bash\n")
+    work = _resume_multiqc_work(root)
     (work / "multiqc_report.html").write_text("<html>made by the resume, one day later</html>\n")
     published = root / "results" / "multiqc" / "multiqc_report.html"
     published.unlink()

@@ -42,11 +42,16 @@ def _add_fields(tree: Any, fields: list[tuple[str, Any]]) -> None:
             tree.add(f"{label}: {escape(safe(value))}")
 
 
+def _run_line(run: Any, name: str | None = None) -> str:
+    """A run as other records' lines show it: uid, then (dim) what it ran and its status."""
+    return f"{run.uid} [dim]{_e(name or run.transform.key)} · {run.status}[/dim]"
+
+
 def _add_runs(tree: Any, record: Any) -> None:
     """The run that made an artifact or collection, and how many runs read it."""
     run = record.run
     if run is not None:
-        tree.add(f"created by run: {run.uid} [dim]{_e(run.transform.key)} · {run.status}[/dim]")
+        tree.add(f"created by run: {_run_line(run)}")
     n_in = record.input_of_runs.count()
     if n_in:
         tree.add(f"input of {n_in} run(s)")
@@ -99,7 +104,7 @@ def describe(record: Any, include: Any = None) -> str:
             tree.add(f"transform: [bold]{escape(t.key)}[/bold] {_e(t.version or '')} [dim]{t.uid} · {_e(t.kind)}[/dim]")
         parent = record.initiated_by_run
         if parent is not None:
-            tree.add(f"initiated_by_run: {parent.uid} [dim]{escape(parent.transform.key)} · {parent.status}[/dim]")
+            tree.add(f"initiated_by_run: {_run_line(parent)}")
         children = record.initiated_runs.count()
         if children:
             tree.add(f"initiated_runs: {children}")
@@ -148,8 +153,7 @@ def describe(record: Any, include: Any = None) -> str:
         source = (record._aux or {}).get("published_from")
         if isinstance(source, dict) and source.get("run"):  # a Nextflow publishDir copy or link
             task = Run.filter(uid=source["run"]).first()
-            what = f"{task.uid} [dim]{escape(task.name or task.transform.key)} · {task.status}[/dim]" if task else source["run"]
-            what = what if task else _e(what)
+            what = _run_line(task, task.name) if task else _e(source["run"])
             tree.add(f"published from task run: {what} [dim](by {escape(str(source.get('how', '?')))})[/dim]")
         _add_labels(tree, record)
     elif isinstance(record, Collection):
