@@ -160,19 +160,30 @@ def test_failing_rule_with_keep_going(registry, workflow):
     assert "did not complete successfully" in wf._aux["error"]
 
 
-def test_retries_give_one_run_per_attempt(sqlite_registry, tmp_path):
+def test_retries_give_one_run_per_attempt_each_with_its_own_log(sqlite_registry, tmp_path):
+    # Snakemake deletes the failed attempt's log when the retry starts, and the retry writes
+    # its own: the logger keeps a copy of it when the attempt fails.
     wd = new_workflow(tmp_path / "retry", """
         rule flaky:
             output: "out.txt"
-            shell: "if [ ! -e marker ]; then touch marker; exit 1; fi; echo ok > {output}"
+            log: "logs/flaky.log"
+            resources: n=lambda wildcards, attempt: attempt
+            shell: "echo attempt {resources.n} > {log}; if [ {resources.n} = 1 ]; then echo boom >> {log}; exit 1; fi; echo ok > {output}"
     """)
-    snakemake(wd, "--retries", "1")
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    snakemake(wd, "--retries", "1", env=python_env(TMPDIR=str(tmp)))
     [wf] = workflow_runs()
     runs = jobs(wf)["flaky"]
     assert [(r.status, r.params["attempt"], r.reference.rsplit("/", 1)[1]) for r in runs] == [
         ("errored", 1, "1"), ("completed", 2, "2")]
     assert wf.status == "completed"
-    assert [a.key for a in runs[1].output_artifacts] == ["out.txt"]
+    [failed_log] = runs[0].output_artifacts
+    assert (failed_log.key, Path(failed_log.cache()).read_text()) == ("logs/flaky.log", "attempt 1\nboom\n")
+    outputs = {a.key: Path(a.cache()).read_text() for a in runs[1].output_artifacts}
+    assert outputs == {"out.txt": "ok\n", "logs/flaky.log": "attempt 2\n"}
+    assert failed_log.versions.count() == 2
+    assert not list(tmp.iterdir()), "the copies are removed once recorded"
 
 
 def test_quiet_run_still_completes_every_job(sqlite_registry, workflow):

@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import os
 import posixpath
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -47,7 +47,8 @@ def artifact_key(path: str | os.PathLike, workdir: str | os.PathLike | None = No
 
 
 def _artifacts(paths: Iterable[str | os.PathLike], workdir: Any, run: Run | None, *, max_hash_size: int | None,
-               kind: str | None, as_input: bool, own_files_by_path: bool = False) -> list[Artifact]:
+               kind: str | None, as_input: bool, own_files_by_path: bool = False,
+               copies: Mapping[str, str] | None = None) -> list[Artifact]:
     from . import storage as st
     from .artifacts import registered_roots
     from .instance import current
@@ -61,19 +62,20 @@ def _artifacts(paths: Iterable[str | os.PathLike], workdir: Any, run: Run | None
         if text in seen:
             continue
         seen.add(text)
+        given, text = text, (copies or {}).get(text, text)
         try:
             location = text if "://" in text else os.path.realpath(text)
         except ValueError as e:  # an embedded NUL byte: no file can have this path
             logger.info("lamin-integrations: not recording %r: %s", text, e)
             continue
         in_place = any(st.relative_to_root(location, root) is not None for root in roots)
-        key = None if in_place else artifact_key(text, workdir)  # in place: the storage's own key
+        key = None if in_place else artifact_key(given, workdir)  # in place: the storage's own key
         try:
             if "://" not in text and max_hash_size is not None:
                 size = _size(text)
                 if size > max_hash_size:
-                    unhashed = _unhashed(text, key or artifact_key(text, workdir), size, run, kind, as_input)
-                    unhashed.__dict__["_given_path"] = text
+                    unhashed = _unhashed(given, key or artifact_key(given, workdir), size, run, kind, as_input)
+                    unhashed.__dict__["_given_path"] = given
                     out.append(unhashed)
                     continue
             artifact = Artifact(text, key=key, kind=kind, run=None if as_input else run)
@@ -83,7 +85,7 @@ def _artifacts(paths: Iterable[str | os.PathLike], workdir: Any, run: Run | None
         except (LaminIntegrationsError, OSError) as e:
             logger.warning("lamin-integrations: not recording %s: %s", text, e)
             continue
-        artifact.__dict__["_given_path"] = text  # lets callers map results back to their paths
+        artifact.__dict__["_given_path"] = given  # lets callers map results back to their paths
         if as_input:
             artifact.__dict__["_no_lineage"] = True  # an input is not an output of this run
             artifact.__dict__["_small_by_location"] = True  # see match.DISTINCT_BYTES
@@ -137,7 +139,8 @@ Files = Iterable[str | os.PathLike]
 
 def record_files(outputs: Iterable[tuple[Run, Files, Any]] = (), inputs: Iterable[tuple[Run, Files, Any]] = (),
                  links: Iterable[tuple[Run, Artifact]] = (), *, max_hash_size: int | None = None,
-                 kind: str | None = None, own_files_by_path: bool = False) -> tuple[list[Artifact], list[Artifact]]:
+                 kind: str | None = None, own_files_by_path: bool = False,
+                 copies: Mapping[str, str] | None = None) -> tuple[list[Artifact], list[Artifact]]:
     """Record the files of many runs at once: (run, paths, workdir) triples for outputs and inputs.
 
     An adapter that sees many jobs finish together records them all with one hashing pool,
@@ -147,6 +150,9 @@ def record_files(outputs: Iterable[tuple[Run, Files, Any]] = (), inputs: Iterabl
     artifacts); `given_path(artifact)` maps each back to the path it came from.
     `own_files_by_path`: an input is found by content only among files that other pipeline
     runs made (or at its own path), for engines that record every file of a run at its path.
+    `copies` maps an output's path to a copy of the content it had when the engine reported
+    it: the path gives the key, the copy the bytes (a failed attempt's log, before a retry
+    replaced it).
     """
     from .artifacts import save_artifacts
     from .settings import max_hash_bytes
@@ -154,7 +160,8 @@ def record_files(outputs: Iterable[tuple[Run, Files, Any]] = (), inputs: Iterabl
     if max_hash_size is None:
         max_hash_size = max_hash_bytes()  # LAMIN_INTEGRATIONS_MAX_HASH_MB: every adapter
     outs = [a for run, paths, workdir in outputs
-            for a in _artifacts(paths, workdir, run, max_hash_size=max_hash_size, kind=kind, as_input=False)]
+            for a in _artifacts(paths, workdir, run, max_hash_size=max_hash_size, kind=kind, as_input=False,
+                                copies=copies)]
     ins, pairs = [], list(links)
     for run, paths, workdir in inputs:
         found = _artifacts(paths, workdir, run, max_hash_size=max_hash_size, kind=None, as_input=True,

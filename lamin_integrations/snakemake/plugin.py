@@ -19,6 +19,8 @@ from .settings import LogHandlerSettings
 
 __all__ = ["LogHandler", "LogHandlerSettings"]
 
+MAX_LOG_COPY_BYTES = 8 * 1024 * 1024  # a failed job's log longer than this is read when the recorder gets to it
+
 
 class LogHandler(LogHandlerBase):
     def __post_init__(self) -> None:
@@ -28,9 +30,12 @@ class LogHandler(LogHandlerBase):
         self._closed = False
         self._failed = False
         self._skip_warned = False
+        self._log_copies: str | None = None  # the folder of failed jobs' log copies (the recorder removes them)
+        self._n_copies = 0
         self._config = _config(self.settings)
         # Snakemake prints its command line, `--logger-lamin-db URL` included, in its banner and log file.
         logging.getLogger("snakemake.logging").addFilter(_mask_command_line)
+        logging.getLogger("snakemake.logging").addFilter(self._copy_failed_logs)
 
     def emit(self, record: Any) -> None:
         try:
@@ -51,6 +56,8 @@ class LogHandler(LogHandlerBase):
                     return
                 self._start()
                 event["launched_by"] = self._launched_by
+            elif event["event"] == "job_error":
+                event["log_copies"] = getattr(record, "lamin_log_copies", None) or {}
             if self._recorder is not None:
                 self._recorder.put(event)
         except Exception as e:  # never let the listener thread die
@@ -78,6 +85,41 @@ class LogHandler(LogHandlerBase):
             os.environ["LAMIN_INTEGRATIONS_STORAGE"] = self._config.storage
         self._recorder = Remote(self._config, run_uid)
 
+    def _copy_failed_logs(self, record: Any) -> bool:
+        """A logger filter: copies of a failed job's logs, taken in Snakemake's thread as it
+        reports the failure (the listener thread that calls `emit` may come too late). With
+        --retries, Snakemake deletes the logs when the next attempt starts, and that attempt
+        writes its own, all before the recorder reads them."""
+        try:
+            if getattr(record, "event", None) is not None and self._recorder is not None and not self._closed:
+                from .events import event_name, paths
+
+                if event_name(record) == "job_error":
+                    record.lamin_log_copies = self._snapshot_logs(paths(getattr(record, "log", None)))
+        except Exception:  # never in Snakemake's way
+            pass
+        return True
+
+    def _snapshot_logs(self, logs: list[str]) -> dict[str, str]:
+        import shutil
+        import tempfile
+
+        copies: dict[str, str] = {}
+        for path in logs:
+            try:
+                if not os.path.isfile(path) or os.path.getsize(path) > MAX_LOG_COPY_BYTES:
+                    continue
+                if self._log_copies is None:
+                    self._log_copies = tempfile.mkdtemp(prefix="lamin-integrations-logs-")
+                os.makedirs(self._log_copies, exist_ok=True)  # the recorder removes it when it empties it
+                self._n_copies += 1
+                copy = os.path.join(self._log_copies, f"{self._n_copies}{os.path.splitext(path)[1]}")
+                shutil.copyfile(path, copy)
+                copies[path] = copy
+            except OSError:
+                continue
+        return copies
+
     def _skipped(self, record: Any, error: Exception) -> None:
         if not self._skip_warned:
             self._skip_warned = True
@@ -95,6 +137,7 @@ class LogHandler(LogHandlerBase):
         if self._closed:
             return
         self._closed = True
+        logging.getLogger("snakemake.logging").removeFilter(self._copy_failed_logs)
         try:
             if self._recorder is not None:
                 self._recorder.close()

@@ -23,6 +23,7 @@ import re
 import sys
 import threading
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,6 +42,7 @@ class Job:
     cwd: str
     open: bool = True
     logs: list[str] = field(default_factory=list)  # also kept when the job is stopped
+    copies: dict[str, str] = field(default_factory=dict)  # a failed job's logs as the logger copied them
 
 
 @dataclass
@@ -377,7 +379,10 @@ class Recorder:
                 outputs.append((job, job.outputs))
                 closing.append((job.run, "completed", _time(e["created"]), {}))
             else:  # the log explains the failure; Snakemake deletes the other outputs
-                kept = [p for p in _absolute(e.get("log") or [], job.cwd) if os.path.exists(p)]
+                logs, copies = e.get("log") or [], e.get("log_copies") or {}
+                job.copies = {path: copies[log] for log, path in zip(logs, _absolute(logs, job.cwd), strict=True)
+                              if log in copies and os.path.exists(copies[log])}
+                kept = [p for p in _absolute(logs, job.cwd) if p in job.copies or os.path.exists(p)]
                 if self.state.keep_incomplete:  # ...unless told to keep them: what it left is its output
                     kept += [p for p in job.outputs if p not in kept and _written_since(p, job)]
                 outputs.append((job, kept))
@@ -388,6 +393,7 @@ class Recorder:
                 closing.append((job.run, "aborted" if stopped else "errored", _time(e["created"]),
                                 {"error": error, "engine": e.get("aux") or None}))
         self._record_outputs(outputs)
+        _remove_copies(c for e in ends for c in (e.get("log_copies") or {}).values())
         self._record_inputs(new_jobs)
         if earlier:
             from ..core.pipeline import record_files
@@ -491,8 +497,9 @@ class Recorder:
         entries = [e for e in entries if e[1]]
         artifacts: list[Any] = []
         if entries:
+            copies = {p: c for job, _ in items for p, c in job.copies.items()}
             try:
-                artifacts = record_files(outputs=entries, max_hash_size=self.config.max_hash_bytes)[0]
+                artifacts = record_files(outputs=entries, max_hash_size=self.config.max_hash_bytes, copies=copies)[0]
             except (OSError, LaminIntegrationsError):
                 # A file vanished mid-way (a temp() output deleted while we hashed it): record
                 # the rest one by one, so only that file ends up listed as not retained.
@@ -500,7 +507,7 @@ class Recorder:
                     for path in paths:
                         try:
                             artifacts += record_files(outputs=[(run, [path], cwd)],
-                                                      max_hash_size=self.config.max_hash_bytes)[0]
+                                                      max_hash_size=self.config.max_hash_bytes, copies=copies)[0]
                         except (OSError, LaminIntegrationsError):
                             continue
         recorded = {given_path(a) or "": a for a in artifacts}
@@ -676,6 +683,17 @@ def _with_includes(source: str | None, snakefile: Path, included: list[str]) -> 
         name = os.path.relpath(path, snakefile.parent)
         parts.append(f"\n# ---- include: {name} ----\n{text}")
     return "".join(parts)
+
+
+def _remove_copies(copies: Iterable[str]) -> None:
+    """The logger's copies of failed jobs' logs, once recorded; their folder too when empty."""
+    for copy in copies:
+        for remove in (os.remove, os.rmdir):
+            try:
+                remove(copy)
+            except OSError:
+                break
+            copy = os.path.dirname(copy)
 
 
 def _absolute(paths: list[str], cwd: str) -> list[str]:
