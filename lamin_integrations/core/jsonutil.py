@@ -6,6 +6,7 @@ import datetime as dt
 import logging
 import math
 import os
+import sys
 from typing import Any
 
 from ..errors import ValidationError
@@ -56,15 +57,11 @@ def run_params(params: dict[str, Any]) -> dict[str, Any]:
     numpy scalars and dates as plain values, secret-looking keys redacted. A parameter that is
     still not JSON is left out with a warning naming it, as lamindb does: a tracking call must
     not stop the analysis it records."""
-    import sys
 
     from .settings import SECRET_NAME
 
-    record = getattr(sys.modules.get("lamin_integrations.core.record"), "SQLRecord", None)
-    lite = getattr(sys.modules.get("lamin_integrations.core.fasttrack"), "LiteRun", None)
-
     def convert(value: Any, depth: int) -> Any:
-        if (record is not None and isinstance(value, record)) or (lite is not None and isinstance(value, lite)):
+        if _is_record(value):
             return f"{value.__class__.__name__}[{value.uid}]"  # __class__: a run not yet loaded says Run
         if isinstance(value, os.PathLike):
             return os.fspath(value)
@@ -127,42 +124,63 @@ def masked(value: Any) -> Any:
 
 
 def param_json(params: Any) -> dict[str, Any]:
-    """An engine's parameters (a mapping) as stored on a job or task run: plain JSON, secrets
-    masked, values too big to store with every run summarised."""
-    out = {}
-    for k, v in list(params.items()):
-        summary = too_big(v)
-        out[_clean(str(k))] = summary if summary is not None else to_json(v)
-    return masked(out)
+    """An engine's parameters (a mapping) as stored on a job, task or step run: plain JSON,
+    secrets masked, values too big to store with every run summarised (at any depth)."""
+    return masked({_clean(str(k)): to_json(v, summarise=True) for k, v in list(params.items())})
 
 
-def to_json(value: Any, _depth: int = 0) -> Any:
+def to_json(value: Any, _depth: int = 0, *, summarise: bool = False) -> Any:
     """A plain-JSON copy of an engine's value: what is not JSON becomes its readable repr.
 
-    Adapters store what engines hand them (configs, parameters, resources) and must never
-    fail on an odd type, so unlike `check_json` this converts instead of refusing.
+    Adapters store what engines hand them (configs, parameters, resources, return values)
+    and must never fail on an odd type, so unlike `check_json` this converts instead of
+    refusing. Records are named by uid, pydantic models and dataclasses (typed parameters)
+    by their fields, so secrets among them are masked by name. `summarise`: values too big
+    to store with every run become a description (a workflow's config is stored whole).
     """
     if value is None or isinstance(value, (bool, int)):
         return value
+    if summarise and (summary := too_big(value)) is not None:
+        return summary
     if isinstance(value, str):
         return _clean(value)
     if isinstance(value, float):
         return value if math.isfinite(value) else str(value)
     if _depth >= MAX_DEPTH:
         return _repr(value)
+    deeper = {"_depth": _depth + 1, "summarise": summarise}
     if isinstance(value, dict):
-        return {_clean(str(k)): to_json(v, _depth + 1) for k, v in list(value.items())}
+        return {_clean(str(k)): to_json(v, **deeper) for k, v in list(value.items())}
     if isinstance(value, (list, tuple, set, frozenset)):
         items = sorted(value, key=repr) if isinstance(value, (set, frozenset)) else list(value)
-        return [to_json(v, _depth + 1) for v in items]
+        return [to_json(v, **deeper) for v in items]
     if isinstance(value, os.PathLike):
         return os.fspath(value)
     if isinstance(value, (dt.date, dt.time)):  # a date parameter is found by its ISO text
         return value.isoformat()
+    if isinstance(value, type):
+        return _repr(value)
+    if _is_record(value):
+        return f"{value.__class__.__name__}[{value.uid}]"  # __class__: a run not yet loaded says Run
+    dump = getattr(value, "model_dump", None)  # a pydantic model (typed flow parameters): its fields
+    if callable(dump):
+        try:
+            return to_json(dump(mode="json"), **deeper)
+        except Exception:
+            pass
     fields = getattr(value, "__dataclass_fields__", None)
-    if isinstance(fields, dict) and not isinstance(value, type):  # a config dataclass: its fields, each masked by name
-        return {_clean(str(name)): to_json(getattr(value, name, None), _depth + 1) for name in fields}
+    if isinstance(fields, dict):  # a config dataclass: its fields, each masked by name
+        return {_clean(str(name)): to_json(getattr(value, name, None), **deeper) for name in fields}
+    if type(value).__module__ == "numpy" and callable(getattr(value, "item", None)) and getattr(value, "ndim", 1) == 0:
+        return to_json(value.item(), **deeper)
     return _repr(value)
+
+
+def _is_record(value: Any) -> bool:
+    """A registry record or lite run, without importing the models to find out."""
+    record = getattr(sys.modules.get("lamin_integrations.core.record"), "SQLRecord", None)
+    lite = getattr(sys.modules.get("lamin_integrations.core.fasttrack"), "LiteRun", None)
+    return (record is not None and isinstance(value, record)) or (lite is not None and isinstance(value, lite))
 
 
 def _repr(value: Any) -> str:

@@ -17,57 +17,10 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from ..errors import ValidationError
-from .jsonutil import check_json
+from .jsonutil import param_json
 
 logger = logging.getLogger("lamin_integrations")
 F = TypeVar("F", bound=Callable[..., Any])
-
-
-def json_safe(value: Any) -> Any:
-    """A parameter value as JSON: plain values as they are, records by uid, dates as ISO text,
-    pydantic models and dataclasses as their fields, values too big to store with every run
-    summarised, others as repr."""
-    import datetime as dt
-
-    from .jsonutil import too_big
-    from .record import SQLRecord
-
-    summary = too_big(value)
-    if summary is not None:
-        return summary
-    if isinstance(value, SQLRecord):
-        return f"{value.__class__.__name__}[{value.uid}]"  # __class__: a run not yet loaded says Run
-    if isinstance(value, os.PathLike):
-        return os.fspath(value)
-    dump = getattr(value, "model_dump", None)  # a pydantic model (typed flow parameters): its fields
-    if callable(dump) and not isinstance(value, type):
-        try:
-            return json_safe(dump(mode="json"))
-        except Exception:
-            pass
-    fields = getattr(value, "__dataclass_fields__", None)
-    if isinstance(fields, dict) and not isinstance(value, type):  # a config dataclass: its fields, masked by name
-        return {str(name): json_safe(getattr(value, name, None)) for name in fields}
-    if isinstance(value, (list, tuple)):
-        return [json_safe(v) for v in value]
-    if isinstance(value, dict) and all(isinstance(k, str) for k in value):
-        return {k: json_safe(v) for k, v in value.items()}
-    if isinstance(value, (dt.date, dt.time)):
-        return value.isoformat()
-    try:
-        check_json(value, "value")
-        return value
-    except Exception:
-        text = repr(value)
-        return text if len(text) <= 200 else text[:197] + "..."
-
-
-def safe_params(params: Any) -> dict[str, Any]:
-    """Parameters by name, each as `json_safe` stores it, text under secret-looking names (at
-    any depth) masked as `jsonutil.masked` masks what the other adapters store."""
-    from .jsonutil import masked
-
-    return masked({str(k): json_safe(v) for k, v in params.items()})
 
 
 def bind_params(func: Callable[..., Any], args: tuple, kwargs: dict) -> dict[str, Any]:
@@ -80,9 +33,9 @@ def bind_params(func: Callable[..., Any], args: tuple, kwargs: dict) -> dict[str
     for name, value in bound.arguments.items():
         kind = inspect.signature(func).parameters[name].kind
         if kind is inspect.Parameter.VAR_KEYWORD:
-            params.update(safe_params(value))
+            params.update(param_json(value))
         else:
-            params.update(safe_params({name: value}))
+            params.update(param_json({name: value}))
     return params
 
 

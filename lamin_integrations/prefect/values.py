@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from ..core.step import safe_params
+from ..core.jsonutil import param_json
 
 # A parameter holding a huge list of paths is still linked, but we stop looking after this
 # many items: stat()-ing a million strings would cost more than the task.
@@ -58,7 +58,7 @@ def params_json(parameters: Mapping[str, Any] | None) -> dict[str, Any]:
     """JSON-safe params (plain values as they are, others as a readable repr)."""
     if not parameters:
         return {}
-    return safe_params(parameters)
+    return param_json(parameters)
 
 
 def _candidates(value: Any) -> Iterable[str]:
