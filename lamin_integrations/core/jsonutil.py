@@ -148,12 +148,15 @@ def to_json(value: Any, _depth: int = 0, *, summarise: bool = False) -> Any:
         return value if math.isfinite(value) else str(value)
     if _depth >= MAX_DEPTH:
         return _repr(value)
-    deeper = {"_depth": _depth + 1, "summarise": summarise}
+
+    def deeper(item: Any) -> Any:
+        return to_json(item, _depth + 1, summarise=summarise)
+
     if isinstance(value, dict):
-        return {_clean(str(k)): to_json(v, **deeper) for k, v in list(value.items())}
+        return {_clean(str(k)): deeper(v) for k, v in list(value.items())}
     if isinstance(value, (list, tuple, set, frozenset)):
         items = sorted(value, key=repr) if isinstance(value, (set, frozenset)) else list(value)
-        return [to_json(v, **deeper) for v in items]
+        return [deeper(v) for v in items]
     if isinstance(value, os.PathLike):
         return os.fspath(value)
     if isinstance(value, (dt.date, dt.time)):  # a date parameter is found by its ISO text
@@ -165,14 +168,14 @@ def to_json(value: Any, _depth: int = 0, *, summarise: bool = False) -> Any:
     dump = getattr(value, "model_dump", None)  # a pydantic model (typed flow parameters): its fields
     if callable(dump):
         try:
-            return to_json(dump(mode="json"), **deeper)
+            return deeper(dump(mode="json"))
         except Exception:
             pass
     fields = getattr(value, "__dataclass_fields__", None)
     if isinstance(fields, dict):  # a config dataclass: its fields, each masked by name
-        return {_clean(str(name)): to_json(getattr(value, name, None), **deeper) for name in fields}
+        return {_clean(str(name)): deeper(getattr(value, name, None)) for name in fields}
     if type(value).__module__ == "numpy" and callable(getattr(value, "item", None)) and getattr(value, "ndim", 1) == 0:
-        return to_json(value.item(), **deeper)
+        return deeper(value.item())
     return _repr(value)
 
 
