@@ -1030,6 +1030,56 @@ def test_nf_core_params_file_is_found_beside_the_trace_with_secrets_masked(regis
     assert ingest_trace(trace_of(root), timezone_name="UTC", record_files=False).id == run.id
 
 
+def test_a_given_log_or_report_of_another_launch_is_an_error_and_the_rotated_log_of_this_one_is_used(
+        registry, tmp_path, caplog):
+    """`--log .nextflow.log` after a -resume names the resume's log: this launch's is the rotated
+    copy, used with a warning; a log or report that names none of the trace's tasks is refused."""
+    root = launch_dir(tmp_path)
+    resume = _resume_beside(root)
+    info = root / "results" / "pipeline_info"
+    (info / f"params_{STAMP}.json").write_text(json.dumps({"input": "samples.csv"}))
+    report = trace_of(root).with_name(f"execution_report_{STAMP}.html")
+    with caplog.at_level("WARNING", logger="lamin_integrations"):
+        run = ingest_trace(trace_of(root), log=root / ".nextflow.log", report=report, timezone_name="UTC",
+                           record_files=False)
+    assert run.name == "tender_turing" and run.__dict__["_ingest_sources"].log == str(root / ".nextflow.log.1")
+    assert any("the log of this trace's launch" in r.getMessage() for r in caplog.records)
+    assert run.params["params"] == {"input": "samples.csv"}  # found beside the trace, report given or not
+    before = registry_state(registry)
+    with pytest.raises(TraceError, match=r"--report .*execution_report_.*another launch"):
+        ingest_trace(resume, report=report, timezone_name="UTC", record_files=False)
+    (root / ".nextflow.log.1").unlink()
+    other = tmp_path / "other.log"  # another project's log: its tasks are none of these
+    other.write_text("Mar-05 09:00:01.000 [main] DEBUG nextflow.Session - Run name: mad_curie\n"
+                     "Mar-05 09:00:03.000 [Task submitter] INFO  nextflow.Session - [12/345678] Submitted process > X\n")
+    with pytest.raises(TraceError, match=r"--log .*other.log: it names none of this trace's tasks"):
+        ingest_trace(trace_of(root), log=other, timezone_name="UTC", record_files=False)
+    assert registry_state(registry) == before
+    result = CliRunner().invoke(cli, ["nextflow", "ingest", str(trace_of(root)), "--log", str(other), "--timezone", "UTC"])
+    assert result.exit_code == 1 and "another launch" in result.output, result.output
+
+
+def test_launches_of_two_projects_that_share_a_run_name_are_two_runs(registry, server):
+    """Nextflow keeps run names unique within a launch dir only: the same name in another project
+    (another session) is another launch, from a trace or over the weblog; a -resume keeps the session
+    but has a name of its own, so one name and one session is one launch."""
+    trace = TRACES / "statuses.txt"
+    alice = ingest_trace(trace, discover_files=False, run_name="mad_curie", session_id="aaaa-1",
+                         pipeline="nf-core/rnaseq", timezone_name="UTC")
+    bob = ingest_trace(trace, discover_files=False, run_name="mad_curie", session_id="bbbb-2",
+                       pipeline="org/pipe", timezone_name="UTC")
+    assert alice.id != bob.id and (alice.transform.key, bob.transform.key) == ("nf-core/rnaseq", "org/pipe")
+    assert len(tasks_of(alice)) == len(tasks_of(bob)) > 0
+    assert all(r.transform.key.startswith("nf-core/rnaseq:") for r in ln.Run.filter(initiated_by_run=alice))
+    again = ingest_trace(trace, discover_files=False, run_name="mad_curie", session_id="aaaa-1", timezone_name="UTC")
+    assert again.id == alice.id and again.__dict__["_ingest_counts"]["new"] == 0
+    started = _events("weblog_23.jsonl")[0]
+    for session in ("cccc-3", "dddd-4"):
+        assert post(server, {**started, "runName": "mad_curie", "runId": session})[0] == 200
+    runs = ln.Run.filter(reference="mad_curie", reference_type="nextflow_id")
+    assert sorted(r.params["session_id"] for r in runs) == ["aaaa-1", "bbbb-2", "cccc-3", "dddd-4"]
+
+
 def test_results_copied_off_the_launch_machine_get_keys_under_their_own_folder(registry, tmp_path):
     root = launch_dir(tmp_path)  # its report names this launch dir, which still holds the originals
     copied = tmp_path / "laptop" / "project"

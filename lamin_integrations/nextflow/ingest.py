@@ -172,6 +172,17 @@ class TraceFile:
         return isinstance(chars, int) and len(self.head) >= chars and _sha256(self.head[:chars]) == stored.get("sha256")
 
 
+def _same_launch(params: dict[str, Any], launch: Launch) -> bool:
+    """Is a pipeline run of this launch's run name this launch? Nextflow keeps run names unique
+    within a launch dir only (some 25,000 of them): another project's launch may share it. A
+    -resume keeps its launch's session id, but gets a name of its own."""
+    for fact in ("session_id", "launch_dir"):
+        known, now = params.get(fact), getattr(launch, fact)
+        if known and now:
+            return bool(known == now)
+    return True
+
+
 def _sha256(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
 
@@ -204,7 +215,8 @@ class Recorder:
             launch.command_line = mask_text(launch.command_line)
         run = None
         if launch.run_name:
-            run = Run.filter(reference_type=PIPELINE_REFERENCE, reference=launch.run_name).order_by("-id").first()
+            named = Run.filter(reference_type=PIPELINE_REFERENCE, reference=launch.run_name).order_by("-id")
+            run = next((r for r in named if _same_launch(r.params or {}, launch)), None)
         if run is None and identity is not None:
             # this trace recorded before, under a name this ingest does not know (no log now, or
             # `--follow` before the report or log appeared), or not yet named when this one knows it
@@ -684,9 +696,10 @@ def discover(sources: Sources) -> Sources:
         exact = [c for c in candidates if stamp and c.stem.endswith(stamp)]
         chosen = exact or (candidates if len(candidates) == 1 and not stamp else [])
         sources.report = str(chosen[0]) if chosen else None
-        if sources.params is None and stamp:
-            found = folder / f"params{stamp}.json"
-            sources.params = str(found) if found.is_file() else None
+    if sources.params is None:
+        stamp = trace.stem.removeprefix("execution_trace").removeprefix("trace")
+        found = folder / f"params{stamp}.json"
+        sources.params = str(found) if stamp and found.is_file() else None
     launch_dir = Path(sources.launch_dir) if sources.launch_dir else None
     if launch_dir is None:
         for candidate in (folder, folder.parent, folder.parent.parent):
@@ -744,7 +757,15 @@ def ingest_trace(path: str | os.PathLike, *, report: str | os.PathLike | None = 
     transaction: a bad file records nothing. Ingesting the same trace again adds nothing;
     a trace that grew adds its new rows.
     """
-    from .files import log_of_launch, params_file, pick_history, read_history, read_log, read_report
+    from .files import (
+        log_of_launch,
+        log_task_hashes,
+        params_file,
+        pick_history,
+        read_history,
+        read_log,
+        read_report,
+    )
 
     tz = timezone(timezone_name)
     sources = Sources(os.fspath(path), *(os.fspath(p) if p is not None else None
@@ -758,12 +779,20 @@ def ingest_trace(path: str | os.PathLike, *, report: str | os.PathLike | None = 
         discover(sources)
     trace = _trace or read_trace(sources.trace, tz=tz, sep=sep)
     tasks = trace.tasks
-    if log is None and sources.log:  # found, not given: is it this launch's?
+    if sources.log and os.path.exists(sources.log):  # is it this launch's? The launch dir's current log is its latest launch's
         found = sources.log
         sources.log = log_of_launch(found, {h for t in tasks if (h := t.fields.get("hash")) and t.fields.get("status") != "CACHED"},
                                     {h for t in tasks if (h := t.fields.get("hash")) and t.fields.get("status") == "CACHED"})
-        if sources.log is None:
+        if log is None and sources.log is None:
             logger.warning("lamin-integrations: %s (and its rotated copies) is the log of another launch: not used", found)
+        elif sources.log is None and any(log_task_hashes(found)):
+            raise TraceError(f"--log {found}: it names none of this trace's tasks, nor do its rotated copies "
+                             f"({os.path.basename(found)}.1 ...): it is the log of another launch (a -resume's?)")
+        elif sources.log is None:
+            sources.log = found  # it names no tasks at all: its launch facts are all it has
+        elif sources.log != found:
+            logger.warning("lamin-integrations: using %s, the log of this trace's launch (%s is a later launch's)",
+                           sources.log, found)
     if params is None and sources.params:
         try:
             params = params_file(sources.params)
@@ -781,7 +810,10 @@ def ingest_trace(path: str | os.PathLike, *, report: str | os.PathLike | None = 
             # found, not given: the launch is recorded without it, as without a found params file
             logger.warning("lamin-integrations: not using %s: %s", sources.report, e)
             sources.report, report_launch, report_tasks = None, Launch(), []
-        if report is None and not _covers(report_tasks, tasks):
+        if not _covers(report_tasks, tasks):
+            if report is not None:
+                raise TraceError(f"--report {sources.report}: it does not list this trace's tasks (it lists "
+                                 f"{len(report_tasks):,} others): it is the report of another launch")
             logger.warning("lamin-integrations: %s is the report of another launch (it lists other tasks): not used",
                            sources.report)
             sources.report, report_launch, report_tasks = None, Launch(), []

@@ -134,8 +134,7 @@ class Receiver:
         self.discover = discover
         self.recorder = Recorder(files)
         self.lock = threading.Lock()
-        self.runs: dict[str, Any] = {}
-        self.launches: dict[str, Launch] = {}
+        self.launches: dict[tuple[str, str], Launch] = {}
         self.events = 0  # recorded so far
 
     def handle(self, event: dict[str, Any]) -> Any:
@@ -150,16 +149,17 @@ class Receiver:
             if fields.get("task_id") is None:
                 raise TraceError(f"trace of {event['event']} has no task_id")
             tasks.append(Task(fields, source="weblog"))
+        # Run names are unique within a launch dir only: another project's launch may share one
+        key = (launch.run_name or "", launch.session_id or "")
         with self.lock:
-            known = self.launches.get(launch.run_name or "")
+            known = self.launches.get(key)
             if known is not None:  # later events carry less: keep what `started` told us
                 launch = launch.merge(known)
             if event["event"] != "completed":
                 launch.status = None
-            self.launches[launch.run_name or ""] = launch
+            self.launches[key] = launch
             self.recorder.files = self._files_for(launch)
             run = self.recorder.record(launch, tasks, final=event["event"] == "completed")
-            self.runs[launch.run_name or ""] = run
             self.events += 1
             return run
 
