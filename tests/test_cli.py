@@ -114,6 +114,33 @@ def test_show_and_lineage_take_a_file_path_or_an_artifact_key(registry, tmp_path
     assert "Traceback" not in proc.stderr
 
 
+def test_a_file_whose_bytes_are_not_registered_is_shown_by_its_key_with_a_note_and_a_link_as_itself(
+        registry, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    run = ln.Run(ln.Transform(key="wf", kind="pipeline").save()).save()
+    out = tmp_path / "results" / "out.txt"
+    out.parent.mkdir()
+    out.write_text("recorded\n")
+    recorded = ln.Artifact(out, key="results/out.txt", run=run).save()
+    out.write_text("rewritten by a run nobody recorded\n")
+    proc = subprocess.run([CLI, "show", "results/out.txt"], capture_output=True, text=True, env=python_env(), timeout=60)
+    assert proc.returncode == 0 and recorded.uid in proc.stdout
+    assert "is not registered" in proc.stderr and "holds other bytes" in proc.stderr, proc.stderr
+    # a published link into a work dir: the published artifact, not the work file with its bytes
+    work = tmp_path / "work" / "ab" / "cdef"
+    work.mkdir(parents=True)
+    (work / "x.bam").write_text("bam\n")
+    in_work = ln.Artifact(work / "x.bam", key="work/ab/cdef/x.bam", run=run).save()
+    (tmp_path / "results" / "x.bam").symlink_to(work / "x.bam")
+    from lamin_integrations.core.pipeline import record_outputs
+
+    [published] = record_outputs(run, ["results/x.bam"], workdir=tmp_path)  # as pipelines record their files
+    assert published.key == "results/x.bam" and published.hash == in_work.hash
+    for given, expected in (("results/x.bam", published), ("work/ab/cdef/x.bam", in_work)):
+        proc = subprocess.run([CLI, "show", given], capture_output=True, text=True, env=python_env(), timeout=60)
+        assert proc.returncode == 0 and expected.uid in proc.stdout and not proc.stderr, (given, proc.stderr)
+
+
 def test_show_with_ambiguous_prefix_says_so(registry):
     v1 = ln.Transform(key="x", version="1").save()
     v2 = ln.Transform(key="x", version="2").save()

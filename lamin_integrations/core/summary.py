@@ -57,8 +57,12 @@ def find_artifact(path: str, instance: Instance | None = None) -> Any:
 
     "Which run made this file?" starts from a path, not a uid. The same bytes can be several
     artifacts (a task's output in its work dir and the published copy): the one whose key is
-    the end of the path wins, else the newest. None if nothing matches.
+    the end of the path wins (the path as given before the file a link points to: a published
+    link is the published file), else the newest. A file whose content no artifact has is
+    answered by its key with a note: the artifact there holds other bytes. None if nothing matches.
     """
+    import sys
+
     from . import hashing
     from .models import Artifact
 
@@ -69,6 +73,7 @@ def find_artifact(path: str, instance: Instance | None = None) -> Any:
         on_disk = where.is_file() or where.is_dir()
     except (OSError, ValueError):  # a name too long for the file system, a NUL byte
         on_disk = False
+    digest, found = None, []
     if on_disk:
         try:
             digest = (hashing.hash_file(where, instance.hash_mode)[0] if where.is_file()
@@ -76,28 +81,26 @@ def find_artifact(path: str, instance: Instance | None = None) -> Any:
         except OSError as e:
             raise ValidationError(f"cannot read {path}: {e.strerror or e}") from None
         found = [a for a in artifacts.filter(hash=digest).order_by("-id") if a.branch_id != -1]
-        if found:
-            full = where.resolve().as_posix()
+        for full in dict.fromkeys((where.absolute().as_posix(), where.resolve().as_posix())):
             tails = [a for a in found if a.key and (full == a.key or full.endswith("/" + a.key))]
             if tails:
                 return max(tails, key=lambda a: len(a.key))
     key = path.removeprefix("./")
+    if found:
+        sys.stderr.write(f"note: no artifact with the key {key!r} has this content; showing "
+                         f"{found[0].key or found[0].uid!r}, which has the same content\n")
+        return found[0]
     by_key = artifacts.filter(key=key).order_by("-id").first()
     if by_key is not None:
+        if digest is not None and by_key.hash is not None and by_key.hash != digest:
+            sys.stderr.write(f"note: the content of {path} is not registered (no artifact has its hash): showing "
+                             f"what was last recorded with the key {key!r}, which holds other bytes\n")
         return by_key
-    if on_disk and found:
-        import sys
-
-        sys.stderr.write(f"note: no artifact has the key {key!r}; showing {found[0].key or found[0].uid!r}, "
-                         "which has the same content\n")
-        return found[0]
     # a file inside a recorded folder (a Snakemake directory() output): that folder
     parent = Path(key).parent
     while str(parent) not in (".", "/", ""):
         folder = artifacts.filter(key=parent.as_posix(), n_files__isnull=False).order_by("-id").first()
         if folder is not None:
-            import sys
-
             sys.stderr.write(f"note: {key!r} is inside the recorded folder {folder.key!r}\n")
             return folder
         parent = parent.parent
