@@ -66,3 +66,18 @@ def test_a_worktree_whose_git_is_a_file_asks_git(repo, tmp_path):
     assert (other / ".git").is_file()
     assert commit_and_remote(other) == (git(other, "rev-parse", "HEAD"), "git@github.com:lab/pipeline.git")
     assert git_state(other / "scripts" / "run.py")["dirty"] is False
+
+
+def test_a_script_never_committed_is_not_the_code_of_the_commit(repo):
+    """Untracked files are left out of the dirty check (slow in big trees), but the script itself
+    counts: HEAD does not hold it, so its run is dirty and its transform links to no commit."""
+    new = repo / "scripts" / "analysis.py"
+    new.write_text("print('not committed')\n")
+    head = git(repo, "rev-parse", "HEAD")
+    assert git_state(new) == {"commit": head, "remote": None, "dirty": True, "not_in_commit": True}
+    assert git_reference(new) == (None, None)
+    assert git_state(repo / "scripts" / "run.py")["dirty"] is False  # another file untracked: not this one's state
+    git(repo, "add", "scripts/analysis.py")
+    assert git_state(new)["not_in_commit"] is True and git_reference(new) == (None, None)  # staged is not committed
+    git(repo, "commit", "-qm", "two")
+    assert git_reference(new) == (f"{git(repo, 'rev-parse', 'HEAD')}:scripts/analysis.py", "git")

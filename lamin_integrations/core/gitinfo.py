@@ -92,6 +92,11 @@ def git_reference(path: Path) -> tuple[str | None, str | None]:
     if not commit:
         return None, None
     rel = path.relative_to(root).as_posix()
+    try:
+        if not _in_commit(root, commit, rel):
+            return None, None  # no commit holds this file: a link to it would lead nowhere
+    except (OSError, subprocess.SubprocessError):
+        return None, None
     if remote:
         base = remote.removesuffix(".git")
         if base.startswith("git@"):
@@ -109,7 +114,18 @@ def git_state(script: Path) -> dict[str, Any] | None:
     if not commit:
         return None
     try:
+        # untracked files are not listed (a data folder not in .gitignore would make this slow),
+        # except the script itself: a script never committed is not the code of any commit
         dirty = bool(_git(root, "status", "--porcelain", "--untracked-files=no"))
-    except (OSError, subprocess.SubprocessError):
+        committed = _in_commit(root, commit, script.relative_to(root).as_posix())
+    except (OSError, subprocess.SubprocessError, ValueError):
         return None
-    return {"commit": commit, "remote": remote, "dirty": dirty}
+    state: dict[str, Any] = {"commit": commit, "remote": remote, "dirty": dirty or not committed}
+    if not committed:
+        state["not_in_commit"] = True
+    return state
+
+
+def _in_commit(root: Path, commit: str, rel: str) -> bool:
+    """Does the commit hold this file?"""
+    return bool(_git(root, "ls-tree", "--name-only", commit, "--", rel))
