@@ -1080,6 +1080,30 @@ def test_launches_of_two_projects_that_share_a_run_name_are_two_runs(registry, s
     assert sorted(r.params["session_id"] for r in runs) == ["aaaa-1", "bbbb-2", "cccc-3", "dddd-4"]
 
 
+def test_published_copies_with_the_same_bytes_are_credited_to_the_task_whose_file_has_their_name(registry, tmp_path):
+    """Two samples' reports with identical bytes (a "no reads trimmed" log, an empty file):
+    each published copy is the task's whose work file it is by name; a copy whose name tells
+    nothing either is credited to no task rather than to a guess."""
+    root = launch_dir(tmp_path)
+    same = "FastQC: PASS\n"
+    a = root / "work" / "3f" / "a1b2c3d4e5f60718293a4b5c6d7e8f" / "a_fastqc.txt"
+    b = root / "work" / "7c" / "0d1e2f3a4b5c6d7e8f90a1b2c3d4e5" / "b_fastqc.txt"
+    a.write_text(same)
+    b.write_text(same)
+    (root / "results" / "fastqc").mkdir()
+    for name in ("a_fastqc.txt", "b_fastqc.txt", "summary.txt"):
+        (root / "results" / "fastqc" / name).write_text(same)
+    run = ingest_trace(trace_of(root), timezone_name="UTC")
+    tasks = tasks_of(run)
+    published = {a.key: a for a in run.output_artifacts if a.key.startswith("results/fastqc/")}
+    assert set(published) == {"results/fastqc/a_fastqc.txt", "results/fastqc/b_fastqc.txt", "results/fastqc/summary.txt"}
+    credited = {k: (a._aux or {}).get("published_from", {}).get("run") for k, a in published.items()}
+    assert credited == {"results/fastqc/a_fastqc.txt": tasks["1"].uid, "results/fastqc/b_fastqc.txt": tasks["2"].uid,
+                        "results/fastqc/summary.txt": None}
+    assert tasks["1"] in ln.lineage.upstream(published["results/fastqc/a_fastqc.txt"]).runs
+    assert tasks["2"] not in ln.lineage.upstream(published["results/fastqc/a_fastqc.txt"]).runs
+
+
 def test_results_copied_off_the_launch_machine_get_keys_under_their_own_folder(registry, tmp_path):
     root = launch_dir(tmp_path)  # its report names this launch dir, which still holds the originals
     copied = tmp_path / "laptop" / "project"

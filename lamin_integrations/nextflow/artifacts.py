@@ -85,7 +85,10 @@ def record_task_files(files: Any, pipeline: Any, touched: list[tuple[Any, Any]],
         if not published:
             return
         artifacts = record_files(outputs=[(pipeline, published, base)], max_hash_size=files.max_hash_size)[0]
-        by_hash = {a.hash: (path, a) for path, a in produced.items() if a.hash}
+        by_hash: dict[str, list[tuple[str, Any]]] = {}
+        for work_path, work_artifact in produced.items():
+            if work_artifact.hash:
+                by_hash.setdefault(work_artifact.hash, []).append((work_path, work_artifact))
         changed, made = [], []
         for artifact in artifacts:
             path = given_path(artifact) or ""
@@ -98,9 +101,9 @@ def record_task_files(files: Any, pipeline: Any, touched: list[tuple[Any, Any]],
                 if run is not None:
                     source = {"run": run.uid, "path": target, "how": "symlink"}
             if source is None and artifact.hash in by_hash:
-                work_path, work_artifact = by_hash[artifact.hash]
-                run = producer_run.get(work_path)
-                if run is not None:
+                found = _producer(path, by_hash[artifact.hash], producer_run)
+                if found is not None:
+                    run, work_path, work_artifact = found
                     source = {"run": run.uid, "artifact": work_artifact.uid, "path": work_path, "how": "content hash"}
             if source is not None:
                 made.append((run, artifact))
@@ -111,6 +114,17 @@ def record_task_files(files: Any, pipeline: Any, touched: list[tuple[Any, Any]],
         if changed:
             update_all(changed)
         link_recreated(made)  # lineage from the published copy reaches its task
+
+
+def _producer(published: str, candidates: list[tuple[str, Any]], producer_run: dict[str, Any]) -> tuple[Any, str, Any] | None:
+    """The task whose work file a published copy is, by content: when several tasks made these
+    bytes (two samples' identical "no reads trimmed" logs, empty files), the one whose file has
+    the published name; when that does not tell them apart either, none (no guess)."""
+    made = [(run, path, a) for path, a in candidates if (run := producer_run.get(path)) is not None]
+    if len({run.id for run, _, _ in made}) > 1:
+        name = os.path.basename(published)
+        made = [m for m in made if os.path.basename(m[1]) == name]
+    return made[0] if len({run.id for run, _, _ in made}) == 1 else None
 
 
 def _made_after(made: list[tuple[Any, Any]], pipeline: Any) -> list[Any]:
