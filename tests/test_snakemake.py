@@ -732,6 +732,26 @@ def test_unrelated_projects_outside_git_are_not_versions_of_one_pipeline(sqlite_
         "alpha/Snakefile:all", "beta/Snakefile:all", "gamma/workflow/Snakefile:all"}
 
 
+def test_unrelated_git_repositories_are_not_versions_of_one_pipeline_and_clones_are_one(sqlite_registry, tmp_path):
+    """In git the key starts with the repository's name (its remote's, so two clones in folders
+    named otherwise are one pipeline; else its folder's), then the path in the repository."""
+    def repo(folder: Path, body: str, remote: str | None = None) -> Path:
+        (folder / "workflow").mkdir(parents=True)
+        (folder / "workflow" / "Snakefile").write_text(f'rule all:\n    output: "x.txt"\n    shell: "{body} > {{output}}"\n')
+        for args in (["init", "-q"], ["add", "."], ["-c", "user.email=a@b", "-c", "user.name=a", "commit", "-qm", "one"],
+                     *([["remote", "add", "origin", remote]] if remote else [])):
+            subprocess.run(["git", "-C", str(folder), *args], check=True, capture_output=True)
+        return folder
+    for folder in (repo(tmp_path / "rnaseq-pipeline", "echo r"), repo(tmp_path / "chipseq-pipeline", "echo c"),
+                   repo(tmp_path / "my-copy", "echo c", "git@github.com:lab/chipseq-pipeline.git")):
+        snakemake(folder)
+    keys = [wf.transform.key for wf in workflow_runs()]
+    assert keys == ["rnaseq-pipeline/workflow/Snakefile", "chipseq-pipeline/workflow/Snakefile",
+                    "chipseq-pipeline/workflow/Snakefile"]
+    rnaseq, chipseq, clone = (wf.transform for wf in workflow_runs())
+    assert rnaseq.uid[:12] != chipseq.uid[:12] and clone.uid == chipseq.uid  # the same code: the same transform
+
+
 def test_a_pipe_group_is_recorded_and_its_reader_linked_to_its_writer(sqlite_registry, tmp_path):
     """pipe() makes a group job (listed by a UUID in job_started) whose members run together;
     the pipe is a FIFO that must never be opened by the recorder (it would block, or take the

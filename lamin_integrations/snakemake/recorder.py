@@ -715,25 +715,38 @@ def _workflow_name(snakefile: Path, workdir: str) -> str:
 
 
 def _pipeline_key(snakefile: Path, workdir: str) -> str:
-    """The Snakefile's path relative to its git root (as scripts are keyed); outside git,
-    relative to its project folder's parent (`rnaseq/workflow/Snakefile`): the bare
-    `Snakefile` of every project run from its own folder would make unrelated workflows
-    versions of one transform, in a registry shared by all of a user's projects."""
+    """The Snakefile's path below its project, starting with the project's name: the git
+    repository's (its remote's name, so every clone is one pipeline; else its folder's), or
+    outside git the project folder's (`rnaseq/workflow/Snakefile`). Every project's Snakefile
+    is `Snakefile` or `workflow/Snakefile`: without the name, unrelated workflows would be
+    versions of one transform in a registry shared by all of a user's projects."""
     from ..core.gitinfo import git_root
 
     if not snakefile.name:  # Snakemake did not say
         return "Snakefile"
     path = (Path(workdir) / snakefile).resolve()
     root = git_root(path) if path.exists() else None
-    project = _project_folder(snakefile, workdir).resolve()
-    for base in (root, project.parent if project.name else None):
-        if base is None:
-            continue
+    if root is not None:
         try:
-            return path.relative_to(Path(base).resolve()).as_posix()
+            return f"{_repo_name(root)}/{path.relative_to(root.resolve()).as_posix()}"
         except ValueError:
-            continue
+            pass
+    project = _project_folder(snakefile, workdir).resolve()
+    if project.name:
+        try:
+            return path.relative_to(project.parent).as_posix()
+        except ValueError:
+            pass
     return snakefile.name
+
+
+def _repo_name(root: Path) -> str:
+    """`rnaseq` for a clone of github.com/lab/rnaseq(.git) wherever it is; else the folder's name."""
+    from ..core.gitinfo import commit_and_remote
+
+    remote = commit_and_remote(root)[1]
+    name = remote.rstrip("/").removesuffix(".git").replace(":", "/").rsplit("/", 1)[-1] if remote else ""
+    return name or root.resolve().name or "repository"
 
 
 def replay(entries: list[dict[str, Any]]) -> bool:
