@@ -127,9 +127,13 @@ def test_success_records_workflow_jobs_inputs_outputs(registry, workflow):
     outputs = {a.key for a in up.output_artifacts}
     assert outputs == {"results/a.upper.txt", "logs/upper_a.log", "benchmarks/upper_a.tsv"}
     [raw_a] = by_name["raw[s=a]"]
-    # temp() output: gone or not, the run lists it, and the consumer links the same artifact
+    # temp() output: hashed and stored although Snakemake deleted it as soon as its reader ended
+    # (the logger hard-links it as its job ends), and the consumer links the same artifact
     [temp] = raw_a.output_artifacts.to_list()
-    assert temp.key == "results/a.raw.txt"
+    assert temp.key == "results/a.raw.txt" and not (workflow / "results" / "a.raw.txt").exists()
+    assert temp.hash is not None and not (temp._aux or {}).get("not_retained")
+    assert Path(temp.cache()).read_text() == "raw alpha\n"
+    assert not (workflow / ".snakemake" / "lamin-kept").exists()  # the links are removed once recorded
     assert [a.key for a in up.input_artifacts] == ["results/a.raw.txt"]
     assert up.input_artifacts.one().id == temp.id
     [plots] = by_name["plots"]
@@ -170,9 +174,7 @@ def test_retries_give_one_run_per_attempt_each_with_its_own_log(sqlite_registry,
             resources: n=lambda wildcards, attempt: attempt
             shell: "echo attempt {resources.n} > {log}; if [ {resources.n} = 1 ]; then echo boom >> {log}; exit 1; fi; echo ok > {output}"
     """)
-    tmp = tmp_path / "tmp"
-    tmp.mkdir()
-    snakemake(wd, "--retries", "1", env=python_env(TMPDIR=str(tmp)))
+    snakemake(wd, "--retries", "1")
     [wf] = workflow_runs()
     runs = jobs(wf)["flaky"]
     assert [(r.status, r.params["attempt"], r.reference.rsplit("/", 1)[1]) for r in runs] == [
@@ -183,7 +185,7 @@ def test_retries_give_one_run_per_attempt_each_with_its_own_log(sqlite_registry,
     outputs = {a.key: Path(a.cache()).read_text() for a in runs[1].output_artifacts}
     assert outputs == {"out.txt": "ok\n", "logs/flaky.log": "attempt 2\n"}
     assert failed_log.versions.count() == 2
-    assert not list(tmp.iterdir()), "the copies are removed once recorded"
+    assert not (wd / ".snakemake" / "lamin-kept").exists(), "the copies are removed once recorded"
 
 
 def test_quiet_run_still_completes_every_job(sqlite_registry, workflow):

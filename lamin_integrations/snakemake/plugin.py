@@ -30,12 +30,12 @@ class LogHandler(LogHandlerBase):
         self._closed = False
         self._failed = False
         self._skip_warned = False
-        self._log_copies: str | None = None  # the folder of failed jobs' log copies (the recorder removes them)
-        self._n_copies = 0
+        self._kept: str | None = None  # the folder of files kept for the recorder (it removes each one it recorded)
+        self._n_kept = 0
         self._config = _config(self.settings)
         # Snakemake prints its command line, `--logger-lamin-db URL` included, in its banner and log file.
         logging.getLogger("snakemake.logging").addFilter(_mask_command_line)
-        logging.getLogger("snakemake.logging").addFilter(self._copy_failed_logs)
+        logging.getLogger("snakemake.logging").addFilter(self._keep_files)
 
     def emit(self, record: Any) -> None:
         try:
@@ -56,8 +56,8 @@ class LogHandler(LogHandlerBase):
                     return
                 self._start()
                 event["launched_by"] = self._launched_by
-            elif event["event"] == "job_error":
-                event["log_copies"] = getattr(record, "lamin_log_copies", None) or {}
+            elif event["event"] in ("job_error", "job_finished"):
+                event["copies"] = getattr(record, "lamin_copies", None) or {}
             if self._recorder is not None:
                 self._recorder.put(event)
         except Exception as e:  # never let the listener thread die
@@ -76,6 +76,8 @@ class LogHandler(LogHandlerBase):
         self._launched_by = {k: os.environ[k] for k in (ENV_RUN_UID, ENV_LAMINDB_RUN_UID) if os.environ.get(k)}
         self._saved_env = {k: os.environ.get(k) for k in (ENV_RUN_UID, "LAMIN_INTEGRATIONS_DB", "LAMIN_INTEGRATIONS_STORAGE")}
         run_uid = base62(16)
+        # beside the outputs (hard links need the same file system), one folder per workflow run
+        self._kept = os.path.abspath(os.path.join(".snakemake", "lamin-kept", run_uid))
         # Jobs inherit this, so a script calling ln.track() becomes a child of this workflow.
         os.environ[ENV_RUN_UID] = run_uid
         # ...and records into the same registry as the logger.
@@ -85,40 +87,50 @@ class LogHandler(LogHandlerBase):
             os.environ["LAMIN_INTEGRATIONS_STORAGE"] = self._config.storage
         self._recorder = Remote(self._config, run_uid)
 
-    def _copy_failed_logs(self, record: Any) -> bool:
-        """A logger filter: copies of a failed job's logs, taken in Snakemake's thread as it
-        reports the failure (the listener thread that calls `emit` may come too late). With
-        --retries, Snakemake deletes the logs when the next attempt starts, and that attempt
-        writes its own, all before the recorder reads them."""
+    def _keep_files(self, record: Any) -> bool:
+        """A logger filter, so it runs in Snakemake's thread as it reports a job's end (the
+        listener thread that calls `emit` may come too late): keeps for the recorder, which
+        reads files later in another process, what Snakemake is about to delete.
+
+        - A failed job's logs, copied: with --retries, Snakemake deletes them when the next
+          attempt starts, and that attempt writes its own.
+        - A finished job's temp() outputs, hard-linked (no bytes copied): Snakemake deletes
+          them as soon as their last reader ends.
+        """
         try:
             if getattr(record, "event", None) is not None and self._recorder is not None and not self._closed:
                 from .events import event_name, paths
 
-                if event_name(record) == "job_error":
-                    record.lamin_log_copies = self._snapshot_logs(paths(getattr(record, "log", None)))
+                name = event_name(record)
+                if name == "job_error":
+                    record.lamin_copies = self._keep(paths(getattr(record, "log", None)), copy=True)
+                elif name == "job_finished":
+                    record.lamin_copies = self._keep(_temp_outputs(getattr(record, "job_id", None)), copy=False)
         except Exception:  # never in Snakemake's way
             pass
         return True
 
-    def _snapshot_logs(self, logs: list[str]) -> dict[str, str]:
+    def _keep(self, files: list[str], copy: bool) -> dict[str, str]:
         import shutil
-        import tempfile
 
-        copies: dict[str, str] = {}
-        for path in logs:
+        kept: dict[str, str] = {}
+        limit = MAX_LOG_COPY_BYTES if copy else self._config.max_hash_bytes
+        for path in files:
             try:
-                if not os.path.isfile(path) or os.path.getsize(path) > MAX_LOG_COPY_BYTES:
+                if not os.path.isfile(path) or os.path.islink(path) or (limit is not None and os.path.getsize(path) > limit):
                     continue
-                if self._log_copies is None:
-                    self._log_copies = tempfile.mkdtemp(prefix="lamin-integrations-logs-")
-                os.makedirs(self._log_copies, exist_ok=True)  # the recorder removes it when it empties it
-                self._n_copies += 1
-                copy = os.path.join(self._log_copies, f"{self._n_copies}{os.path.splitext(path)[1]}")
-                shutil.copyfile(path, copy)
-                copies[path] = copy
+                assert self._kept is not None
+                os.makedirs(self._kept, exist_ok=True)
+                self._n_kept += 1
+                dest = os.path.join(self._kept, f"{self._n_kept}{os.path.splitext(path)[1]}")
+                if copy:
+                    shutil.copyfile(path, dest)
+                else:
+                    os.link(path, dest)  # another file system, or links not allowed: not kept
+                kept[path] = dest
             except OSError:
                 continue
-        return copies
+        return kept
 
     def _skipped(self, record: Any, error: Exception) -> None:
         if not self._skip_warned:
@@ -137,10 +149,15 @@ class LogHandler(LogHandlerBase):
         if self._closed:
             return
         self._closed = True
-        logging.getLogger("snakemake.logging").removeFilter(self._copy_failed_logs)
+        logging.getLogger("snakemake.logging").removeFilter(self._keep_files)
         try:
             if self._recorder is not None:
                 self._recorder.close()
+                if self._kept is not None:  # what the recorder did not get to in time is not kept longer
+                    import shutil
+
+                    shutil.rmtree(self._kept, ignore_errors=True)
+                    _remove_if_empty(os.path.dirname(self._kept))
                 for name, value in self._saved_env.items():
                     if value is None:
                         os.environ.pop(name, None)
@@ -170,6 +187,23 @@ class LogHandler(LogHandlerBase):
     @property
     def needs_rulegraph(self) -> bool:
         return False
+
+
+def _temp_outputs(jobid: Any) -> list[str]:
+    """The temp() outputs of a job of the live workflow (private API, so guarded by the caller)."""
+    from snakemake.io import is_flagged
+
+    from .events import _live_job
+
+    job = _live_job(int(jobid)) if jobid is not None else None
+    return [str(f) for f in (job.output if job is not None else []) if is_flagged(f, "temp")]
+
+
+def _remove_if_empty(folder: str) -> None:
+    try:
+        os.rmdir(folder)
+    except OSError:
+        pass
 
 
 def _mask_command_line(record: logging.LogRecord) -> bool:

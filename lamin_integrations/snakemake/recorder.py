@@ -42,7 +42,7 @@ class Job:
     cwd: str
     open: bool = True
     logs: list[str] = field(default_factory=list)  # also kept when the job is stopped
-    copies: dict[str, str] = field(default_factory=dict)  # a failed job's logs as the logger copied them
+    copies: dict[str, str] = field(default_factory=dict)  # files Snakemake deletes, as the logger kept them
 
 
 @dataclass
@@ -375,14 +375,16 @@ class Recorder:
                 continue
             job = ended
             closed.append(job)  # marked closed once recorded: else _on_close still ends it
+            # the logger's copies of what Snakemake deletes before we read it (a failed
+            # attempt's logs, temp() outputs), keyed by the paths as the job named them
+            copies = e.get("copies") or {}
+            job.copies = {path: copies[given] for given in copies
+                          for path in _absolute([given], job.cwd) if os.path.exists(copies[given])}
             if e["event"] == "job_finished":
                 outputs.append((job, job.outputs))
                 closing.append((job.run, "completed", _time(e["created"]), {}))
             else:  # the log explains the failure; Snakemake deletes the other outputs
-                logs, copies = e.get("log") or [], e.get("log_copies") or {}
-                job.copies = {path: copies[log] for log, path in zip(logs, _absolute(logs, job.cwd), strict=True)
-                              if log in copies and os.path.exists(copies[log])}
-                kept = [p for p in _absolute(logs, job.cwd) if p in job.copies or os.path.exists(p)]
+                kept = [p for p in _absolute(e.get("log") or [], job.cwd) if p in job.copies or os.path.exists(p)]
                 if self.state.keep_incomplete:  # ...unless told to keep them: what it left is its output
                     kept += [p for p in job.outputs if p not in kept and _written_since(p, job)]
                 outputs.append((job, kept))
@@ -393,7 +395,7 @@ class Recorder:
                 closing.append((job.run, "aborted" if stopped else "errored", _time(e["created"]),
                                 {"error": error, "engine": e.get("aux") or None}))
         self._record_outputs(outputs)
-        _remove_copies(c for e in ends for c in (e.get("log_copies") or {}).values())
+        _remove_copies(c for e in ends for c in (e.get("copies") or {}).values())
         self._record_inputs(new_jobs)
         if earlier:
             from ..core.pipeline import record_files
@@ -491,7 +493,7 @@ class Recorder:
         from ..errors import LaminIntegrationsError
 
         recorded_bare = self._metadata_only([job for job, _ in items]) if self.replaying else set()
-        entries = [(job.run, [p for p in paths if ("://" in p or os.path.exists(p))
+        entries = [(job.run, [p for p in paths if ("://" in p or p in job.copies or os.path.exists(p))
                               and (job.run.id, artifact_key(p, job.cwd)) not in recorded_bare], job.cwd)
                    for job, paths in items]
         entries = [e for e in entries if e[1]]
@@ -686,7 +688,7 @@ def _with_includes(source: str | None, snakefile: Path, included: list[str]) -> 
 
 
 def _remove_copies(copies: Iterable[str]) -> None:
-    """The logger's copies of failed jobs' logs, once recorded; their folder too when empty."""
+    """The logger's copies of files Snakemake deletes, once recorded; their folder too when empty."""
     for copy in copies:
         for remove in (os.remove, os.rmdir):
             try:
