@@ -1104,6 +1104,24 @@ def test_published_copies_with_the_same_bytes_are_credited_to_the_task_whose_fil
     assert tasks["2"] not in ln.lineage.upstream(published["results/fastqc/a_fastqc.txt"]).runs
 
 
+def test_an_outdir_outside_the_launch_dir_finds_the_log_history_and_work_dir_the_report_names(registry, tmp_path):
+    """On a cluster --outdir is often project space, not under the launch dir: the report's launch
+    directory (when it is on this machine) gives the log, history and work dir."""
+    root = launch_dir(tmp_path)
+    project = tmp_path / "project"
+    project.mkdir()
+    shutil.move(root / "results", project / "results")
+    trace = project / "results" / "pipeline_info" / trace_of(root).name
+    run = ingest_trace(trace, timezone_name="UTC")
+    sources = run.__dict__["_ingest_sources"]
+    assert (sources.launch_dir, sources.work_dir) == (str(root), str(root / "work"))
+    assert sources.log == str(root / ".nextflow.log") and sources.history == str(root / ".nextflow" / "history")
+    align_a = tasks_of(run)["3"]
+    assert {a.key for a in align_a.input_artifacts} >= {"data/a.fastq", "data/ref.fa"}
+    [bam] = [a for a in run.output_artifacts if a.key.endswith("a.bam")]
+    assert bam.key == "results/align/a.bam" and bam._aux["published_from"]["run"] == align_a.uid
+
+
 def test_results_copied_off_the_launch_machine_get_keys_under_their_own_folder(registry, tmp_path):
     root = launch_dir(tmp_path)  # its report names this launch dir, which still holds the originals
     copied = tmp_path / "laptop" / "project"

@@ -84,7 +84,9 @@ def record_task_files(files: Any, pipeline: Any, touched: list[tuple[Any, Any]],
         published = [p for p in published if p not in later]
         if not published:
             return
-        artifacts = record_files(outputs=[(pipeline, published, base)], max_hash_size=files.max_hash_size)[0]
+        # an outdir outside the launch dir (project space on a cluster): keys start with its name
+        outdir_base = base if "://" in files.outdir or _under(files.outdir, base) else os.path.dirname(os.path.abspath(files.outdir))
+        artifacts = record_files(outputs=[(pipeline, published, outdir_base)], max_hash_size=files.max_hash_size)[0]
         by_hash: dict[str, list[tuple[str, Any]]] = {}
         for work_path, work_artifact in produced.items():
             if work_artifact.hash:
@@ -190,6 +192,13 @@ def _published_later(paths: list[str], pipeline: Any, max_hash_size: int | None)
         if run.initiated_by_run_id != pipeline.id and run.started_at is not None and run.started_at > end:
             later.update(by_hash[artifact.hash])
     return later
+
+
+def _under(path: str, folder: str | None) -> bool:
+    if not folder or "://" in folder:
+        return False
+    inside = os.path.relpath(os.path.abspath(path), os.path.abspath(folder))
+    return inside == os.curdir or not inside.startswith(os.pardir)
 
 
 def _run_of(path: str, by_work_dir: dict[str, Any]) -> Any:

@@ -707,16 +707,24 @@ def discover(sources: Sources) -> Sources:
                 launch_dir = candidate
                 break
     if launch_dir is not None:
-        sources.launch_dir = str(launch_dir)
-        if sources.log is None and (launch_dir / ".nextflow.log").exists():
-            sources.log = str(launch_dir / ".nextflow.log")
-        if sources.history is None and (launch_dir / ".nextflow" / "history").exists():
-            sources.history = str(launch_dir / ".nextflow" / "history")
-        if sources.work_dir is None and (launch_dir / "work").is_dir():
-            sources.work_dir = str(launch_dir / "work")
+        _in_launch_dir(sources, launch_dir)
     if sources.outdir is None and folder.name == "pipeline_info":
         sources.outdir = str(folder.parent)
     return sources
+
+
+def _in_launch_dir(sources: Sources, launch_dir: Path, work_dir: str | None = None) -> None:
+    """The log, history and work dir of a launch dir (one named by the report only when it is here)."""
+    if not launch_dir.is_dir() or not ((launch_dir / ".nextflow.log").exists() or (launch_dir / ".nextflow").is_dir()):
+        return
+    sources.launch_dir = str(launch_dir)
+    if sources.log is None and (launch_dir / ".nextflow.log").exists():
+        sources.log = str(launch_dir / ".nextflow.log")
+    if sources.history is None and (launch_dir / ".nextflow" / "history").exists():
+        sources.history = str(launch_dir / ".nextflow" / "history")
+    work = Path(work_dir) if work_dir and "://" not in work_dir else launch_dir / "work"
+    if sources.work_dir is None and work.is_dir():
+        sources.work_dir = str(work)
 
 
 P = ParamSpec("P")
@@ -779,20 +787,6 @@ def ingest_trace(path: str | os.PathLike, *, report: str | os.PathLike | None = 
         discover(sources)
     trace = _trace or read_trace(sources.trace, tz=tz, sep=sep)
     tasks = trace.tasks
-    if sources.log and os.path.exists(sources.log):  # is it this launch's? The launch dir's current log is its latest launch's
-        found = sources.log
-        sources.log = log_of_launch(found, {h for t in tasks if (h := t.fields.get("hash")) and t.fields.get("status") != "CACHED"},
-                                    {h for t in tasks if (h := t.fields.get("hash")) and t.fields.get("status") == "CACHED"})
-        if log is None and sources.log is None:
-            logger.warning("lamin-integrations: %s (and its rotated copies) is the log of another launch: not used", found)
-        elif sources.log is None and any(log_task_hashes(found)):
-            raise TraceError(f"--log {found}: it names none of this trace's tasks, nor do its rotated copies "
-                             f"({os.path.basename(found)}.1 ...): it is the log of another launch (a -resume's?)")
-        elif sources.log is None:
-            sources.log = found  # it names no tasks at all: its launch facts are all it has
-        elif sources.log != found:
-            logger.warning("lamin-integrations: using %s, the log of this trace's launch (%s is a later launch's)",
-                           sources.log, found)
     if params is None and sources.params:
         try:
             params = params_file(sources.params)
@@ -819,6 +813,23 @@ def ingest_trace(path: str | os.PathLike, *, report: str | os.PathLike | None = 
             sources.report, report_launch, report_tasks = None, Launch(), []
         launch.merge(report_launch)
         tasks = merge_tasks(tasks, report_tasks)
+        if discover_files and sources.launch_dir is None and report_launch.launch_dir:
+            # the outdir elsewhere (a cluster's project space): the report says where the launch ran
+            _in_launch_dir(sources, Path(report_launch.launch_dir), report_launch.work_dir)
+    if sources.log and os.path.exists(sources.log):  # is it this launch's? The launch dir's current log is its latest launch's
+        found = sources.log
+        sources.log = log_of_launch(found, {h for t in tasks if (h := t.fields.get("hash")) and t.fields.get("status") != "CACHED"},
+                                    {h for t in tasks if (h := t.fields.get("hash")) and t.fields.get("status") == "CACHED"})
+        if log is None and sources.log is None:
+            logger.warning("lamin-integrations: %s (and its rotated copies) is the log of another launch: not used", found)
+        elif sources.log is None and any(log_task_hashes(found)):
+            raise TraceError(f"--log {found}: it names none of this trace's tasks, nor do its rotated copies "
+                             f"({os.path.basename(found)}.1 ...): it is the log of another launch (a -resume's?)")
+        elif sources.log is None:
+            sources.log = found  # it names no tasks at all: its launch facts are all it has
+        elif sources.log != found:
+            logger.warning("lamin-integrations: using %s, the log of this trace's launch (%s is a later launch's)",
+                           sources.log, found)
     # CACHED rows carry the times of the launch that ran them: this launch's times are its own rows'
     submits = [t.fields["submit"] for t in tasks if t.fields.get("submit") is not None and t.fields.get("status") != "CACHED"] \
         or [t.fields["submit"] for t in tasks if t.fields.get("submit") is not None]
