@@ -917,6 +917,33 @@ def test_the_reports_exact_times_win_over_the_traces_zone_less_text(registry, tm
     assert retry.params["submit"].startswith("2024-03-04T21:06")  # from the report's epoch milliseconds
 
 
+@pytest.mark.parametrize("here", ["America/New_York", "Asia/Tokyo"])
+def test_a_launch_ingested_in_another_zone_reads_its_text_times_in_the_zone_the_report_reveals(
+        registry, tmp_path, monkeypatch, caplog, here):
+    """The sample ran on a machine in UTC; this machine is elsewhere and no --timezone is given.
+    The report's epoch milliseconds and the trace's text for the same tasks reveal the zone the
+    text was written in: the pipeline's times (report text, log, history) agree with its tasks'."""
+    import time
+
+    root = launch_dir(tmp_path)
+    truth = ingest_trace(trace_of(root), timezone_name="UTC", record_files=False)
+    expected = (truth.started_at, truth.finished_at)
+    truth.delete(permanent=True)
+    monkeypatch.setenv("TZ", here)
+    time.tzset()
+    try:
+        with caplog.at_level("WARNING", logger="lamin_integrations"):
+            run = ingest_trace(trace_of(root), record_files=False)
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+    assert (run.started_at, run.finished_at) == expected
+    tasks = tasks_of(run).values()
+    assert run.started_at <= min(t.started_at for t in tasks if t.started_at)
+    assert run.finished_at >= max(t.finished_at for t in tasks if t.finished_at)
+    assert any("the report's exact times say so" in r.getMessage() for r in caplog.records)
+
+
 def test_a_task_without_any_time_is_not_given_the_time_of_ingest(registry, tmp_path):
     trace = tmp_path / "trace.txt"  # an ABORTED row of a task stopped before it was submitted: every time is '-'
     trace.write_text("task_id\thash\tnative_id\tname\tstatus\texit\tsubmit\tduration\trealtime\n"

@@ -811,6 +811,14 @@ def ingest_trace(path: str | os.PathLike, *, report: str | os.PathLike | None = 
             logger.warning("lamin-integrations: %s is the report of another launch (it lists other tasks): not used",
                            sources.report)
             sources.report, report_launch, report_tasks = None, Launch(), []
+        zone = _zone_of_launch(tasks, report_tasks, tz) if timezone_name is None else None
+        if zone is not None and sources.report:  # the launch ran in another zone than this machine's: read its text times so
+            logger.warning("lamin-integrations: the trace's times are %s (the report's exact times say so), not "
+                           "this machine's zone: read as such (--timezone sets the zone)", zone.tzname(None))
+            tz = zone
+            trace = read_trace(sources.trace, tz=tz, sep=sep)
+            tasks = trace.tasks
+            report_launch, report_tasks = read_report(sources.report, tz)
         launch.merge(report_launch)
         tasks = merge_tasks(tasks, report_tasks)
         if discover_files and sources.launch_dir is None and report_launch.launch_dir:
@@ -854,6 +862,27 @@ def ingest_trace(path: str | os.PathLike, *, report: str | os.PathLike | None = 
     run = Recorder(files).record(launch, tasks, final=final, identity=identity)
     run.__dict__["_ingest_sources"] = sources
     return run
+
+
+def _zone_of_launch(tasks: list[Task], report_tasks: list[Task], tz: dt.tzinfo | None) -> dt.tzinfo | None:
+    """The UTC offset the trace's zone-less text was written in, when it is not `tz`'s: the
+    report holds the same tasks' times as epoch milliseconds, so their difference is the offset
+    of the machine the launch ran on (rounded to a quarter hour). None when `tz` is right."""
+    exact = {t.key: f for t in report_tasks if isinstance((f := t.fields).get("submit"), dt.datetime)}
+    offsets = []
+    for task in tasks[:50]:
+        written, known = task.fields.get("submit"), exact.get(task.key)
+        if isinstance(written, dt.datetime) and known is not None:
+            text = written.astimezone(tz).replace(tzinfo=None)  # the text as the trace had it
+            offsets.append(text - known["submit"].astimezone(dt.UTC).replace(tzinfo=None))
+    if not offsets:
+        return None
+    quarter = dt.timedelta(minutes=15)
+    offset = round(sorted(offsets)[len(offsets) // 2] / quarter) * quarter
+    first = next(t.fields["submit"] for t in tasks[:50] if isinstance(t.fields.get("submit"), dt.datetime))
+    if first.astimezone(tz).utcoffset() == offset or abs(offset) > dt.timedelta(hours=14):
+        return None
+    return dt.timezone(offset)
 
 
 def _launch_dir_named(launch: Launch, sources: Sources) -> str | None:
