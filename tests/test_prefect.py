@@ -509,6 +509,32 @@ def test_an_edit_elsewhere_in_the_flow_file_keeps_recording_the_flow(work: Path)
     assert doubles[0].transform != doubles[1].transform  # the task's code changed
 
 
+def test_a_flow_in_a_git_repository_records_the_commit_of_its_code(work: Path) -> None:
+    """As for a script's `ln.track()`: the flow run keeps the commit and whether its code was all
+    committed, the flow's transform links to the file at that commit, and describe() says it."""
+    repo = work / "repo"
+    repo.mkdir()
+    body = ("from lamin_integrations.prefect import flow\n@flow\ndef {name}() -> int:\n    return 1\n"
+            "if __name__ == '__main__':\n    {name}()\n")
+    (repo / "committed.py").write_text(body.format(name="committed"))
+    git = ["git", "-C", str(repo), "-c", "user.email=a@b", "-c", "user.name=a"]
+    for args in (["init", "-q"], ["add", "."], ["commit", "-qm", "one"]):
+        subprocess.run(git + args, check=True, capture_output=True)
+    head = subprocess.run(git + ["rev-parse", "HEAD"], check=True, capture_output=True, text=True).stdout.strip()
+    (repo / "new.py").write_text(body.format(name="uncommitted"))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}
+    for script in ("committed.py", "new.py"):
+        proc = subprocess.run([sys.executable, script], capture_output=True, text=True, cwd=repo, env=env, timeout=180)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+    committed, uncommitted = runs(reference_type="prefect_flow_run")
+    assert committed._aux["git"] == {"commit": head, "remote": None, "dirty": False}
+    assert committed.transform.reference == f"{head}:committed.py" and committed.transform.reference_type == "git"
+    assert uncommitted._aux["git"] == {"commit": head, "remote": None, "dirty": True, "not_in_commit": True}
+    assert uncommitted.transform.reference is None
+    assert f"git: {head[:12]} · clean" in committed.describe(return_str=True)
+    assert "uncommitted changes (the code itself is not in the commit)" in uncommitted.describe(return_str=True)
+
+
 @task
 def write_report(text: str, out: Path) -> Path:
     out.write_text(text)

@@ -102,6 +102,12 @@ def describe(record: Any, include: Any = None) -> str:
             tree.add(f"[bold red]error[/bold red]: {escape(safe(error[:2000]))}{code}")
         if t is not None:
             tree.add(f"transform: [bold]{escape(t.key)}[/bold] {_e(t.version or '')} [dim]{t.uid} · {_e(t.kind)}[/dim]")
+        git = (record._aux or {}).get("git") if isinstance(record._aux, dict) else None
+        if isinstance(git, dict) and git.get("commit"):  # with which code: the commit, and whether it was all of it
+            state = ("[bold red]uncommitted changes[/bold red]" + (" (the code itself is not in the commit)"
+                     if git.get("not_in_commit") else "")) if git.get("dirty") else "clean"
+            remote = f" {escape(str(git['remote']))}" if git.get("remote") else ""
+            tree.add(f"git: {escape(str(git['commit'])[:12])}{remote} · {state}")
         parent = record.initiated_by_run
         if parent is not None:
             tree.add(f"initiated_by_run: {_run_line(parent)}")

@@ -119,10 +119,36 @@ def _transform(key: str, kind: str, version: str | None, fn: Any, description: s
     cache_key = (key, kind, version, getattr(fn, "__code__", None))
     found = state.transforms.get(cache_key)
     if found is None:
+        reference = _code(fn)[1] if kind == "pipeline" else (None, None)
         found = Transform(key=key[:1024], kind=kind, version=version, source_code=_source(fn),
-                          description=description).save()
+                          description=description, reference=reference[0], reference_type=reference[1]).save()
         state.transforms[cache_key] = found
     return found
+
+
+_CODE: dict[str, tuple[dict[str, Any] | None, tuple[str | None, str | None]]] = {}
+
+
+def _code(fn: Any) -> tuple[dict[str, Any] | None, tuple[str | None, str | None]]:
+    """The git state of the file a flow is defined in (commit, remote, dirty) and the link to
+    it at that commit, as `ln.track()` records them for a script: once per file and process."""
+    try:
+        path = inspect.getsourcefile(fn)
+    except TypeError:
+        path = None
+    if not path or not os.path.isfile(path):
+        return None, (None, None)
+    if path not in _CODE:
+        from pathlib import Path
+
+        from ..core.gitinfo import git_reference, git_state
+
+        try:
+            real = Path(path).resolve()
+            _CODE[path] = (git_state(real), git_reference(real))
+        except Exception:  # never in the flow's way
+            _CODE[path] = (None, (None, None))
+    return _CODE[path]
 
 
 def _by_reference(reference: str, reference_type: str) -> Any:
@@ -313,6 +339,9 @@ def _new_flow_run(flow: Any, flow_run: Any, attempt: int) -> Any:
               reference_type=FLOW_RUN, initiated_by_run=parent, status="started",
               entrypoint=getattr(flow, "_entrypoint", None))
     run.host, run.pid = state.host, os.getpid()
+    git = _code(flow.fn)[0]
+    if git:
+        run._aux = {"git": git}
     return run.save()
 
 
