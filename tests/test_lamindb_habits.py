@@ -57,6 +57,9 @@ def test_features_keyed_by_the_feature_itself_and_updated_one_at_a_time(registry
     with pytest.raises(ValidationError, match="cannot take str .warm."):  # checked before anything changes
         artifact.features.update_values({temperature: "warm"})
     assert artifact.features.get_values() == {"temperature": 30.5}
+    with pytest.raises(ValidationError, match="unknown feature.*'temprature'"):  # a typo, even when removing
+        artifact.features.update_values({"temprature": None, temperature: 1.0})
+    assert artifact.features.get_values() == {"temperature": 30.5}
     unsaved = ln.Feature(name="pressure", dtype=float)
     with pytest.raises(ValidationError, match="save the feature 'pressure'"):
         artifact.features.add_values({unsaved: 1.0})

@@ -93,21 +93,28 @@ def value_hash(value: Any) -> str:
     return hash_string(json.dumps(value, sort_keys=True, separators=(",", ":")))
 
 
-def resolve_values(values: dict[str, Any], instance: Any) -> list[tuple[Feature, Any]]:
-    """(feature, value as stored) pairs. An unknown feature or a value of the wrong type is an
-    error before anything is written: `ln.track(features=...)` checks before it starts a run."""
+def features_named(names: list[str], instance: Any) -> dict[str, Feature]:
+    """The saved features by name; a name no feature has is an error naming it."""
     from .models import Feature
 
-    if not isinstance(values, dict):
-        raise ValidationError(f"feature values are a dict of name -> value, got {values!r}")
-    values = {_feature_name(key): value for key, value in values.items()}
-    features = {f.name: f for f in Feature.connect(instance).filter(name__in=list(values))}
-    unknown = [name for name in values if name not in features]
+    features = {f.name: f for f in Feature.connect(instance).filter(name__in=names)} if names else {}
+    unknown = [name for name in names if name not in features]
     if unknown:
         raise ValidationError(
             f"unknown feature(s) {', '.join(map(repr, unknown))}: create them first, e.g. "
             f"ln.Feature(name={unknown[0]!r}, dtype='str').save()"
         )
+    return features
+
+
+def resolve_values(values: dict[str, Any], instance: Any) -> list[tuple[Feature, Any]]:
+    """(feature, value as stored) pairs. An unknown feature or a value of the wrong type is an
+    error before anything is written: `ln.track(features=...)` checks before it starts a run."""
+
+    if not isinstance(values, dict):
+        raise ValidationError(f"feature values are a dict of name -> value, got {values!r}")
+    values = {_feature_name(key): value for key, value in values.items()}
+    features = features_named(list(values), instance)
     pairs: list[tuple[Feature, Any]] = []
     for name, value in values.items():
         items = value if isinstance(value, (list, tuple, set)) and not features[name].dtype.startswith(("list", "dict")) else [value]
@@ -164,8 +171,13 @@ class FeatureManager:
     def update_values(self, values: dict[str, Any]) -> None:
         """Replace the values of these features and keep the others (a list replaces the whole
         list; None, [] or {} removes the feature's values), as lamindb does."""
-        empty = [name for name, value in values.items() if value is None or (isinstance(value, (list, tuple, dict, set)) and not value)]
-        pairs = self._resolve({name: value for name, value in values.items() if name not in empty}) if len(empty) < len(values) else []
+        def removes(value: Any) -> bool:
+            return value is None or (isinstance(value, (list, tuple, dict, set)) and not value)
+
+        removed = [_feature_name(name) for name, value in values.items() if removes(value)]
+        kept = {name: value for name, value in values.items() if not removes(value)}
+        pairs = self._resolve(kept) if kept else []
+        features_named(removed, self._record._db)  # a typo is an error, not a no-op
         names = [_feature_name(name) for name in values]
 
         def replace(conn: sa.Connection) -> None:

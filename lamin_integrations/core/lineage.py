@@ -20,6 +20,7 @@ Links that would make a run both the creator and a consumer of one artifact are 
 
 from __future__ import annotations
 
+import functools
 from collections import deque
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
@@ -79,22 +80,27 @@ def _collection_pairs() -> sa.Select:
     return sa.select(ric.c.run_id, ca.c.artifact_id).join(ca, ca.c.collection_id == ric.c.collection_id)
 
 
-# the same pairs as a table of the walk (plain SQL that both dialects accept)
-_COLLECTION_INPUTS = f"({_collection_pairs()})"
-_UP: list[_Branch] = [
-    ("a", "r", "artifact", "x.id = w.id", "run_id", " AND x.run_id IS NOT NULL"),
-    ("a", "r", "run_recreated_artifact", "x.artifact_id = w.id", "run_id", ""),
-    ("r", "a", "run_input_artifact", "x.run_id = w.id", "artifact_id", ""),
-    ("r", "a", _COLLECTION_INPUTS, "x.run_id = w.id", "artifact_id", ""),
-]
-_UP_CHAIN: _Branch = ("r", "r", "run", "x.id = w.id", "initiated_by_run_id", " AND x.initiated_by_run_id IS NOT NULL")
-_DOWN: list[_Branch] = [
-    ("a", "r", "run_input_artifact", "x.artifact_id = w.id", "run_id", ""),
-    ("a", "r", _COLLECTION_INPUTS, "x.artifact_id = w.id", "run_id", ""),
-    ("r", "a", "artifact", "x.run_id = w.id", "id", ""),
-    ("r", "a", "run_recreated_artifact", "x.run_id = w.id", "artifact_id", ""),
-]
-_DOWN_CHAIN: _Branch = ("r", "r", "run", "x.initiated_by_run_id = w.id", "id", "")
+@functools.cache
+def _branches(direction: Direction, follow_initiated_by: bool) -> tuple[_Branch, ...]:
+    """The walk's branches one way; compiled once, when a walk first needs them."""
+    pairs = f"({_collection_pairs()})"  # the collection pairs as a table (plain SQL both dialects accept)
+    if direction == "upstream":
+        branches: list[_Branch] = [
+            ("a", "r", "artifact", "x.id = w.id", "run_id", " AND x.run_id IS NOT NULL"),
+            ("a", "r", "run_recreated_artifact", "x.artifact_id = w.id", "run_id", ""),
+            ("r", "a", "run_input_artifact", "x.run_id = w.id", "artifact_id", ""),
+            ("r", "a", pairs, "x.run_id = w.id", "artifact_id", ""),
+        ]
+        chain: _Branch = ("r", "r", "run", "x.id = w.id", "initiated_by_run_id", " AND x.initiated_by_run_id IS NOT NULL")
+    else:
+        branches = [
+            ("a", "r", "run_input_artifact", "x.artifact_id = w.id", "run_id", ""),
+            ("a", "r", pairs, "x.artifact_id = w.id", "run_id", ""),
+            ("r", "a", "artifact", "x.run_id = w.id", "id", ""),
+            ("r", "a", "run_recreated_artifact", "x.run_id = w.id", "artifact_id", ""),
+        ]
+        chain = ("r", "r", "run", "x.initiated_by_run_id = w.id", "id", "")
+    return (*branches, chain) if follow_initiated_by else tuple(branches)
 
 
 def walk_sql(dialect: str, direction: Direction, bounded: bool, follow_initiated_by: bool = True) -> str:
@@ -103,9 +109,7 @@ def walk_sql(dialect: str, direction: Direction, bounded: bool, follow_initiated
     SQLite (3.34+) accepts several recursive SELECTs joined by UNION; PostgreSQL allows one
     reference to the CTE, so there the branches sit in a LATERAL subquery.
     """
-    branches = list(_UP if direction == "upstream" else _DOWN)
-    if follow_initiated_by:
-        branches.append(_UP_CHAIN if direction == "upstream" else _DOWN_CHAIN)
+    branches = _branches(direction, follow_initiated_by)
     cols = "kind, id, depth" if bounded else "kind, id"
     bound = " AND w.depth < :max_depth" if bounded else ""
     next_depth = ", w.depth + 1" if bounded else ""
