@@ -208,6 +208,9 @@ def test_lineage_command_prints_a_tree_and_machine_formats(scenario):
     assert {n["uid"] for n in data["nodes"]} == uids([s["data"]["a"], s["jobs"]["count[s=a]"], s["tracked"]["count[s=a]"],
                                                       s["counts"]["a"]])
     assert data["direction"] == "downstream" and data["depth"] == 2
+    proc = cli("lineage", s["data"]["a"].uid)  # a raw input: nothing upstream, and the way to what used it said
+    assert proc.returncode == 0 and "(no lineage recorded)" in proc.stdout and "see --downstream" in proc.stderr
+    assert "see --downstream" not in cli("lineage", s["report"].uid).stderr
     for fmt, marker in (("dot", "digraph lineage"), ("mermaid", "flowchart LR"), ("svg", "<svg")):
         proc = cli("lineage", s["wf"].uid, "--downstream", "--format", fmt)
         if fmt == "svg" and proc.returncode != 0 and "graphviz" in proc.stderr and not os.environ.get("CI"):

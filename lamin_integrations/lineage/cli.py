@@ -53,8 +53,12 @@ def lineage(uid: str, direction: str, depth: int | None, fmt: str, output: str |
     """Runs and artifacts upstream or downstream of the run or artifact UID (uid or prefix, or a file path or artifact key)."""
     from . import graph_of
 
-    graph = graph_of(_run_or_artifact(uid), direction, depth)
+    record = _run_or_artifact(uid)
+    graph = graph_of(record, direction, depth)
     _write_or_echo(graph.render(fmt), output)
+    if direction == "upstream" and len(graph) == 1 and len(graph_of(record, "downstream", 1)) > 1:
+        # a raw input: nothing made it, but runs used it
+        click.echo("note: nothing upstream; runs used it: see --downstream", err=True)
 
 
 @click.command()
