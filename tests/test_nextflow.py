@@ -252,6 +252,20 @@ def test_every_status_and_an_inferred_outcome(registry):
     assert {k: t.status for k, t in tasks_of(running).items() if k in "67"} == {"6": "started", "7": "scheduled"}
 
 
+def test_a_failure_the_launch_went_on_after_was_ignored_when_the_trace_has_no_error_action(registry, tmp_path):
+    """nf-core's default fields have no error_action: after a failure that ends a launch Nextflow
+    submits nothing new, so a task submitted after it means `errorStrategy 'ignore'`."""
+    header = "task_id\thash\tnative_id\tname\tstatus\texit\tsubmit\tduration\trealtime\n"
+    rows = ["1\t3f/a1b2c3\t1\tFASTQC (a)\tFAILED\t1\t2024-03-04 21:06:00.000\t2s\t1s\n",
+            "2\t7c/0d1e2f\t2\tFASTQC (b)\tCOMPLETED\t0\t2024-03-04 21:06:00.500\t9s\t8s\n",
+            "3\t5e/6f7a8b\t3\tMULTIQC\tCOMPLETED\t0\t2024-03-04 21:06:30.000\t5s\t4s\n"]
+    for name, lines, expected in (("ignored", rows, "completed"), ("ended", rows[:2], "errored")):
+        trace = tmp_path / f"{name}.txt"
+        trace.write_text(header + "".join(lines))
+        run = ingest_trace(trace, discover_files=False, run_name=name, timezone_name="UTC")
+        assert (run.status, tasks_of(run)["1"].status) == (expected, "errored"), name
+
+
 def test_cached_rows_point_at_the_run_that_produced_them(registry, tmp_path):
     root = launch_dir(tmp_path)
     original = ingest_trace(trace_of(root), timezone_name="UTC", record_files=False)

@@ -124,11 +124,24 @@ def infer_status(tasks: list[Task]) -> str:
     failed = [t for t in tasks if t.fields.get("status") == "FAILED"] if "FAILED" in statuses else []
     if any((t.fields.get("error_action") or "TERMINATE") in ("TERMINATE", "FINISH") for t in failed):
         names = {t.fields.get("name") for t in tasks if t.fields.get("status") in ("COMPLETED", "CACHED")}
-        if any(t.fields.get("name") not in names for t in failed if t.fields.get("error_action") != "IGNORE"):
+        if any(t.fields.get("name") not in names and not _ignored(t, tasks) for t in failed
+               if t.fields.get("error_action") != "IGNORE"):
             return "errored"
     if "ABORTED" in statuses:
         return "aborted"  # tasks are aborted when the launch is stopped (Ctrl-C, kill, -stub error)
     return "completed"
+
+
+def _ignored(failed: Task, tasks: list[Task]) -> bool:
+    """Was this failure ignored (`errorStrategy 'ignore'`), when the trace has no error_action
+    column (nf-core's default fields)? After a failure that ends the launch ('terminate' or
+    'finish') Nextflow submits no new task: one submitted later means the launch went on."""
+    ended = end_time(failed.fields)
+    if ended is None:
+        return False
+    later = ended + dt.timedelta(seconds=1)
+    return any(isinstance(s := t.fields.get("submit"), dt.datetime) and s > later and t.fields.get("status") == "COMPLETED"
+               for t in tasks)
 
 
 def end_time(fields: dict[str, Any]) -> dt.datetime | None:
