@@ -531,6 +531,17 @@ def test_serve_records_a_whole_run_posted_over_http_then_a_trace_ingest_merges(s
     assert ln.Artifact.filter().count() == counts
 
 
+def test_a_bare_trace_of_a_launch_the_weblog_recorded_is_that_launch(server, tmp_path):
+    """No report, log or name with the trace: its tasks' hashes name the launch they ran in."""
+    for event in _events("weblog_23.jsonl"):
+        assert post(server, event)[0] == 200
+    run = ln.Run.get(reference="tender_turing", reference_type="nextflow_id")
+    before = ln.Run.filter().count()
+    merged = ingest_trace(trace_of(launch_dir(tmp_path)), discover_files=False, timezone_name="UTC")
+    assert merged.id == run.id and ln.Run.filter().count() == before
+    assert merged.status == "completed" and merged.transform.key == "nf-demo/align"
+
+
 def test_serve_records_task_files_from_the_work_dir_the_run_reports(server, tmp_path):
     """No --work-dir: the `started` event names the work dir, readable on this machine."""
     root = launch_dir(tmp_path)

@@ -185,6 +185,25 @@ class TraceFile:
         return isinstance(chars, int) and len(self.head) >= chars and _sha256(self.head[:chars]) == stored.get("sha256")
 
 
+def _launch_of(tasks: list[Task]) -> Any:
+    """The pipeline run that executed these tasks, for a source that names no launch (a bare
+    trace after the weblog recorded the launch): the one launch whose tasks have their hashes.
+    CACHED rows are left out: a resume lists the earlier launch's tasks so."""
+    from ..core.references import runs_by_reference
+
+    shorts = {h for t in tasks[:50] if (h := t.fields.get("hash")) and t.fields.get("status") != "CACHED"}
+    if not shorts:
+        return None
+    runs = runs_by_reference(TASK_REFERENCE, shorts, [h.replace("/", "").lower() for h in shorts])
+    launches = {r.initiated_by_run_id for r in runs if (r.params or {}).get("hash") in shorts
+                and not (r.params or {}).get("cached") and r.initiated_by_run_id is not None}
+    if len(launches) != 1:
+        return None
+    from ..core.models import Run
+
+    return Run.filter(id=launches.pop(), reference_type=PIPELINE_REFERENCE).first()
+
+
 def _same_launch(params: dict[str, Any], launch: Launch) -> bool:
     """Is a pipeline run of this launch's run name this launch? Nextflow keeps run names unique
     within a launch dir only (some 25,000 of them): another project's launch may share it. A
@@ -238,6 +257,8 @@ class Recorder:
                         and identity.continues(r.params or {})), None)
             if run is not None and launch.run_name:
                 run.reference, run.name = launch.run_name, launch.run_name[:150]
+        if run is None and not launch.run_name and not launch.session_id:
+            run = _launch_of(tasks)
         if run is not None and not (launch.pipeline or launch.revision):
             transform = run.transform  # this source (a trace, a late weblog event) knows less than the one before
         else:
