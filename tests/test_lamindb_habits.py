@@ -109,3 +109,30 @@ def test_a_storage_location_is_mounted_and_switched_to_as_in_lamindb(registry, t
     artifact = ln.Artifact(str(data), key="a.txt").save()
     assert artifact.storage == mounted and shared.resolve() in Path(artifact.path).resolve().parents
     assert ln.settings.storage == str(shared) and ln.Artifact.get(key="a.txt") == artifact
+
+
+def test_track_takes_a_transform_described_by_key_kind_and_source_and_an_entrypoint_and_plan(registry, caplog):
+    """lamindb's track(key=, kind=, source_code=, entrypoint=, plan=): code without a script file
+    (an agent, a function); its permission arguments are taken and have no effect here."""
+    import pandas as pd
+
+    plan = ln.Artifact.from_dataframe(pd.DataFrame({"step": ["curate"]}), key="plans/curate.parquet").save()
+    with caplog.at_level("WARNING", logger="lamin_integrations"):
+        run = ln.track(key="agents/curate", kind="function", source_code="def curate(): ...", entrypoint="curate",
+                       plan="plans/curate.parquet", pypackages=False, space="lab", stream_tracking=True)
+    assert (run.transform.key, run.transform.kind, run.transform.source_code) == ("agents/curate", "function", "def curate(): ...")
+    assert run.entrypoint == "curate" and run.plan == plan
+    assert any("space= and branch=" in r.getMessage() for r in caplog.records)
+    ln.finish()
+    assert ln.Run.get(run.uid).plan_id == plan.id and ln.Run.get(run.uid).status == "completed"
+    again = ln.track(key="agents/curate", kind="function", source_code="def curate(): ...")
+    assert again.transform == run.transform  # the same code: the same transform
+    ln.finish()
+    with pytest.raises(TypeError, match="unexpected keyword argument 'colour'"):
+        ln.track(colour="red")
+    with pytest.raises(ValidationError, match="not both"):
+        ln.track(run.transform, key="other")
+    runs, transforms = ln.Run.filter().count(), ln.Transform.filter().count()
+    with pytest.raises(ValidationError, match="no artifact has the key or uid 'plans/missing.md'"):
+        ln.track(key="agents/other", plan="plans/missing.md")
+    assert (ln.Run.filter().count(), ln.Transform.filter().count()) == (runs, transforms)  # checked first

@@ -70,6 +70,24 @@ def reset_current_run(token: Any) -> None:
     _current_run.reset(token)
 
 
+_LAMINDB_ONLY = {"space", "branch", "pypackages", "stream_tracking", "expected_param_types"}
+
+
+def _plan_artifact(plan: Any) -> Any:
+    """`track(plan=...)`: an Artifact, or the key or uid of one."""
+    from .models import Artifact
+
+    if isinstance(plan, Artifact):
+        return plan if plan.id is not None else plan.save()
+    if isinstance(plan, str):
+        found = Artifact.filter(uid=plan).one_or_none() if len(plan) in (16, 20) else None
+        found = found or Artifact.filter(key=plan, is_latest=True).order_by("-id").first()
+        if found is not None:
+            return found
+        raise ValidationError(f"track(plan=...): no artifact has the key or uid {plan!r}; save the plan first")
+    raise ValidationError(f"track(plan=...) takes an Artifact or its key or uid, got {type(plan).__name__}")
+
+
 def parent_run_from_env(environ: Any = None) -> Run | None:
     """The run that launched this process, if it told us through the environment.
 
@@ -201,11 +219,39 @@ class Context:
         path: str | None = None,
         initiated_by_run: Run | str | None = None,
         features: dict | None = None,
+        key: str | None = None,
+        kind: str | None = None,
+        source_code: str | None = None,
+        entrypoint: str | None = None,
+        plan: str | Any = None,
+        **ignored: Any,
     ) -> Run:
         """Start (or resume) a run of this script; returns the Run.
 
         `features` annotates the run with values of declared features (`run.features.add_values`),
-        checked before the run starts."""
+        checked before the run starts. `key`, `kind` and `source_code` describe the transform
+        instead of the script file (code without a file: an agent, a function); `entrypoint`
+        names the function run; `plan` is an artifact (or its key or uid) the run follows.
+        lamindb's `space`, `branch`, `pypackages`, `stream_tracking` and `expected_param_types`
+        are taken and have no effect here."""
+        unknown = set(ignored) - _LAMINDB_ONLY
+        if unknown:
+            raise TypeError(f"track() got an unexpected keyword argument {sorted(unknown)[0]!r}")
+        if any(v is not None for k, v in ignored.items() if k in ("space", "branch")):
+            logger.warning("ln.track(): space= and branch= are lamindb permissions this registry does not have: ignored")
+        if plan is not None:
+            plan = _plan_artifact(plan)  # a wrong plan starts no run, saves no transform
+        if key is not None or kind is not None or source_code is not None:
+            if transform is not None:
+                raise ValidationError("track() takes a transform, or key / kind / source_code to describe one, not both")
+            transform = self._described_transform(key, kind, source_code, path)
+        if entrypoint is not None or plan is not None:
+            run = self.track(transform, project=project, params=params, new_run=new_run, path=path,
+                             initiated_by_run=initiated_by_run, features=features)
+            if plan is not None:
+                run.plan = plan
+            run.entrypoint = entrypoint[:255] if entrypoint else run.entrypoint
+            return run.save()  # type: ignore[no-any-return]
         if features is not None:
             from .features import resolve_values
             from .instance import current
@@ -420,6 +466,21 @@ class Context:
         # Absolute: the report is found also after the script changed directory.
         self._guard = RunGuard(run, data_dir().absolute() / "cache" / "run_logs" / f"run_{run.uid}.txt", journal)
         self._guard.install()
+
+    def _described_transform(self, key: str | None, kind: str | None, source_code: str | None, path: str | None) -> Transform:
+        """The transform `track(key=, kind=, source_code=)` describes; what is not given comes
+        from the script, as without them."""
+        from .models import Transform
+
+        script = Path(path).expanduser().resolve() if path else _caller_script()
+        found = script is not None and script.exists()
+        if source_code is None and found:
+            source_code = script.read_text(errors="replace")  # type: ignore[union-attr]
+        if key is None:
+            if not found:
+                raise ValidationError("cannot detect the script being run; pass key='my-analysis' or path='my_script.py'")
+            key = script_key(script)  # type: ignore[arg-type]
+        return Transform(key=key, kind=kind or "script", source_code=source_code, **self._requested).save()
 
     def _resolve_transform(self, transform: str | Transform | None, path: str | None, parent: Run | None = None) -> Transform:
         from . import plugins
