@@ -124,7 +124,9 @@ def infer_status(tasks: list[Task]) -> str:
     failed = [t for t in tasks if t.fields.get("status") == "FAILED"] if "FAILED" in statuses else []
     if any((t.fields.get("error_action") or "TERMINATE") in ("TERMINATE", "FINISH") for t in failed):
         names = {t.fields.get("name") for t in tasks if t.fields.get("status") in ("COMPLETED", "CACHED")}
-        if any(t.fields.get("name") not in names and not _ignored(t, tasks) for t in failed
+        last = max((s for t in tasks if t.fields.get("status") == "COMPLETED"
+                    and isinstance(s := t.fields.get("submit"), dt.datetime)), default=None)
+        if any(t.fields.get("name") not in names and not _ignored(t, last) for t in failed
                if t.fields.get("error_action") != "IGNORE"):
             return "errored"
     if "ABORTED" in statuses:
@@ -132,16 +134,13 @@ def infer_status(tasks: list[Task]) -> str:
     return "completed"
 
 
-def _ignored(failed: Task, tasks: list[Task]) -> bool:
+def _ignored(failed: Task, last_submit: dt.datetime | None) -> bool:
     """Was this failure ignored (`errorStrategy 'ignore'`), when the trace has no error_action
     column (nf-core's default fields)? After a failure that ends the launch ('terminate' or
-    'finish') Nextflow submits no new task: one submitted later means the launch went on."""
+    'finish') Nextflow submits no new task: a completed one submitted later (`last_submit`, the
+    latest) means the launch went on."""
     ended = end_time(failed.fields)
-    if ended is None:
-        return False
-    later = ended + dt.timedelta(seconds=1)
-    return any(isinstance(s := t.fields.get("submit"), dt.datetime) and s > later and t.fields.get("status") == "COMPLETED"
-               for t in tasks)
+    return ended is not None and last_submit is not None and last_submit > ended + dt.timedelta(seconds=1)
 
 
 def end_time(fields: dict[str, Any]) -> dt.datetime | None:
