@@ -194,6 +194,31 @@ def test_track_with_the_server_down_runs_on_and_sync_records_it(outage, tmp_path
     assert ln.Run.filter().count() == 2 and ln.Transform.filter().count() == 2
 
 
+def test_track_of_code_without_a_file_and_a_plan_with_the_server_down_is_journaled(outage, tmp_path):
+    """lamindb's track(key=, source_code=, entrypoint=, plan=) offline: the run goes on and is
+    journaled (without its plan, which cannot be looked up), as a plain track() is."""
+    server, _, _ = outage
+    (tmp_path / "agent.py").write_text(textwrap.dedent("""
+        import lamin_integrations as ln
+        run = ln.track(key="agents/curate", kind="function", source_code="def curate(): ...", entrypoint="curate",
+                       plan="plans/curate.md")
+        print("RUN", run.uid, flush=True)
+        ln.finish()
+    """))
+    server.stop()
+    proc = subprocess.run([sys.executable, str(tmp_path / "agent.py")], cwd=tmp_path, capture_output=True, text=True,
+                          env=python_env(), timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "recorded without its plan" in proc.stderr and "the registry is unavailable" in proc.stderr
+    uid = proc.stdout.split("RUN ")[1].split()[0]
+    server.start()
+    assert cli("sync").returncode == 0
+    run = ln.Run.get(uid)
+    assert (run.transform.key, run.transform.kind, run.transform.source_code) == ("agents/curate", "function",
+                                                                                  "def curate(): ...")
+    assert run.status == "completed"
+
+
 def waiting_job(folder: Path) -> Path:
     """`job.py` in `folder`: a tracked script that prints its run uid, waits for the file it
     returns to appear, then finishes its run and says so."""

@@ -135,4 +135,11 @@ def test_track_takes_a_transform_described_by_key_kind_and_source_and_an_entrypo
     runs, transforms = ln.Run.filter().count(), ln.Transform.filter().count()
     with pytest.raises(ValidationError, match="no artifact has the key or uid 'plans/missing.md'"):
         ln.track(key="agents/other", plan="plans/missing.md")
+    for bad, message in (({"params": "not a dict"}, "params must be a dict"), ({"features": {"nofeature": 1}}, "unknown feature"),
+                         ({"initiated_by_run": "nope"}, "no run with uid")):
+        with pytest.raises(ValidationError, match=message):
+            ln.track(key="agents/other", **bad)
     assert (ln.Run.filter().count(), ln.Transform.filter().count()) == (runs, transforms)  # checked first
+    ln.context.version = "2"  # as for a script: the version of the transform this run makes
+    assert ln.track(key="agents/versioned").transform.version == "2"
+    ln.finish()

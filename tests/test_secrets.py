@@ -406,3 +406,18 @@ def test_secrets_in_a_scripts_source_are_redacted_as_lamindb_does(registry, tmp_
     assert "hunter2" not in transform.source_code and "sk-live-123" not in transform.source_code
     assert 'DB_PASSWORD = "***REDACTED***"' in transform.source_code and "timeout = 30" in transform.source_code
     assert transform.runs.count() == 2
+
+
+def test_an_engine_parameter_that_is_an_object_is_stored_as_a_short_repr_on_every_run():
+    """A job's or task's parameters are stored with every run: an object's repr is cut to 200
+    characters (a workflow's config, stored once, keeps longer text)."""
+    from lamin_integrations.core.jsonutil import param_json, to_json
+
+    class Big:
+        def __repr__(self) -> str:
+            return "Big(" + "x" * 5000 + ")"
+
+    stored = param_json({"obj": Big(), "nested": {"obj": Big()}, "text": "y" * 300})
+    assert len(stored["obj"]) == 200 and stored["obj"].endswith("...") and len(stored["nested"]["obj"]) == 200
+    assert stored["text"] == "y" * 300  # text is a value, not a repr
+    assert len(to_json(Big())) == 5005

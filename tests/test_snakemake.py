@@ -128,12 +128,11 @@ def test_success_records_workflow_jobs_inputs_outputs(registry, workflow):
     assert outputs == {"results/a.upper.txt", "logs/upper_a.log", "benchmarks/upper_a.tsv"}
     [raw_a] = by_name["raw[s=a]"]
     # temp() output: hashed and stored although Snakemake deleted it as soon as its reader ended
-    # (the logger hard-links it as its job ends), and the consumer links the same artifact
+    # (the logger copies it as its job ends), and the consumer links the same artifact
     [temp] = raw_a.output_artifacts.to_list()
     assert temp.key == "results/a.raw.txt" and not (workflow / "results" / "a.raw.txt").exists()
     assert temp.hash is not None and not (temp._aux or {}).get("not_retained")
     assert Path(temp.cache()).read_text() == "raw alpha\n"
-    assert not (workflow / ".snakemake" / "lamin-kept").exists()  # the links are removed once recorded
     assert [a.key for a in up.input_artifacts] == ["results/a.raw.txt"]
     assert up.input_artifacts.one().id == temp.id
     [plots] = by_name["plots"]
@@ -174,7 +173,9 @@ def test_retries_give_one_run_per_attempt_each_with_its_own_log(sqlite_registry,
             resources: n=lambda wildcards, attempt: attempt
             shell: "echo attempt {resources.n} > {log}; if [ {resources.n} = 1 ]; then echo boom >> {log}; exit 1; fi; echo ok > {output}"
     """)
-    snakemake(wd, "--retries", "1")
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    snakemake(wd, "--retries", "1", env=python_env(TMPDIR=str(tmp)))
     [wf] = workflow_runs()
     runs = jobs(wf)["flaky"]
     assert [(r.status, r.params["attempt"], r.reference.rsplit("/", 1)[1]) for r in runs] == [
@@ -185,7 +186,23 @@ def test_retries_give_one_run_per_attempt_each_with_its_own_log(sqlite_registry,
     outputs = {a.key: Path(a.cache()).read_text() for a in runs[1].output_artifacts}
     assert outputs == {"out.txt": "ok\n", "logs/flaky.log": "attempt 2\n"}
     assert failed_log.versions.count() == 2
-    assert not (wd / ".snakemake" / "lamin-kept").exists(), "the copies are removed once recorded"
+    assert not list(tmp.iterdir()), "the copies are removed once recorded"
+
+
+def test_a_failed_attempts_log_too_big_to_copy_is_listed_never_read_with_the_retrys_bytes(sqlite_registry, tmp_path):
+    wd = new_workflow(tmp_path / "biglog", """
+        rule flaky:
+            output: "out.txt"
+            log: "logs/flaky.log"
+            resources: n=lambda wildcards, attempt: attempt
+            shell: "if [ {resources.n} = 1 ]; then head -c 9000000 /dev/zero > {log}; exit 1; fi; echo attempt 2 > {log}; echo ok > {output}"
+    """)
+    snakemake(wd, "--retries", "1")
+    [wf] = workflow_runs()
+    failed, done = jobs(wf)["flaky"]
+    [failed_log] = failed.output_artifacts
+    assert failed_log.key == "logs/flaky.log" and failed_log.hash is None and failed_log._aux["not_retained"]
+    assert {a.key: Path(a.cache()).read_text() for a in done.output_artifacts}["logs/flaky.log"] == "attempt 2\n"
 
 
 def test_quiet_run_still_completes_every_job(sqlite_registry, workflow):
@@ -863,6 +880,37 @@ def test_included_rule_files_are_part_of_the_pipeline_code(sqlite_registry, tmp_
     assert second.transform.id != first.transform.id
     assert second.transform.uid[:12] == first.transform.uid[:12]
     assert second.transform.key == first.transform.key == "inc/Snakefile"
+
+
+def test_temp_outputs_are_stored_whole_named_and_left_alone_for_their_readers(sqlite_registry, tmp_path):
+    """The logger's copy of a temp() output is a copy, not a second link (gzip refuses a file with
+    two links), named so that `.fastq.gz` keeps its whole suffix; the copies go once recorded."""
+    wd = new_workflow(tmp_path / "gz", """
+        rule all:
+            input: "plain.txt.gz", "counts.txt"
+        rule make:
+            output: temp("reads.fastq.gz"), temp("plain.txt")
+            shell: "printf 'ACGT\\n' | gzip -c > {output[0]}; echo 7 > {output[1]}"
+        rule zip:
+            input: "plain.txt"
+            output: "plain.txt.gz"
+            shell: "gzip {input}"
+        rule count:
+            input: "reads.fastq.gz"
+            output: "counts.txt"
+            shell: "zcat {input} | wc -l > {output}"
+    """)
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    proc = snakemake(wd, "--cores", "1", env=python_env(TMPDIR=str(tmp)))
+    assert "other link" not in proc.stderr
+    [wf] = workflow_runs()
+    [make] = jobs(wf)["make"]
+    outputs = {a.key: a for a in make.output_artifacts}
+    assert set(outputs) == {"reads.fastq.gz", "plain.txt"}
+    assert outputs["reads.fastq.gz"].suffix == ".fastq.gz" and outputs["reads.fastq.gz"].hash is not None
+    assert Path(outputs["plain.txt"].cache()).read_text() == "7\n"
+    assert not list(tmp.iterdir())
 
 
 def test_a_temp_input_deleted_before_it_was_recorded_still_links_its_producer(sqlite_registry, tmp_path):

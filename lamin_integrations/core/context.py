@@ -74,7 +74,20 @@ _LAMINDB_ONLY = {"space", "branch", "pypackages", "stream_tracking", "expected_p
 
 
 def _plan_artifact(plan: Any) -> Any:
-    """`track(plan=...)`: an Artifact, or the key or uid of one."""
+    """`track(plan=...)`: an Artifact, or the key or uid of one (None, with a warning, while
+    the registry is unavailable: the run is journaled without it rather than not at all)."""
+    from .journal import is_unavailable
+
+    try:
+        return _find_plan(plan)
+    except Exception as e:
+        if not is_unavailable(e):
+            raise
+        logger.warning("ln.track(plan=...): the registry is unavailable; the run is recorded without its plan")
+        return None
+
+
+def _find_plan(plan: Any) -> Any:
     from .models import Artifact
 
     if isinstance(plan, Artifact):
@@ -244,6 +257,7 @@ class Context:
         if key is not None or kind is not None or source_code is not None:
             if transform is not None:
                 raise ValidationError("track() takes a transform, or key / kind / source_code to describe one, not both")
+            # not saved yet: the run's own checks come first, and offline it is journaled
             transform = self._described_transform(key, kind, source_code, path)
         if entrypoint is not None or plan is not None:
             run = self.track(transform, project=project, params=params, new_run=new_run, path=path,
@@ -251,7 +265,7 @@ class Context:
             if plan is not None:
                 run.plan = plan
             run.entrypoint = entrypoint[:255] if entrypoint else run.entrypoint
-            return run.save()  # type: ignore[no-any-return]
+            return run.save() if run.id is not None else run  # type: ignore[no-any-return]
         if features is not None:
             from .features import resolve_values
             from .instance import current
@@ -286,11 +300,10 @@ class Context:
             run = self._track_offline(RegistryUnavailable(down), transform, project, params, path, initiated_by_run,
                                       remember=False)
             return self._announce(run, self._transform)
-        uid, version, description = (None if mine == activated else mine for mine, activated in
-                                     zip((self.uid, self.version, self.description), self._activated, strict=True))
-        if transform is None and uid is not None:
-            transform = uid  # `ln.context.uid = "..."` then `ln.track()`
-        self._requested = {k: v for k, v in (("version", version), ("description", description)) if v is not None}
+        requested = self._requested_fields()
+        if transform is None and requested.get("uid") is not None:
+            transform = requested["uid"]  # `ln.context.uid = "..."` then `ln.track()`
+        self._requested = {k: v for k, v in requested.items() if k != "uid"}
         if (transform is None or isinstance(transform, str)) and fasttrack.eligible(new_run, project, initiated_by_run) \
                 and not self._requested:
             blocked = _block_signals()  # as in _track: no signal between the insert and the handlers
@@ -480,7 +493,14 @@ class Context:
             if not found:
                 raise ValidationError("cannot detect the script being run; pass key='my-analysis' or path='my_script.py'")
             key = script_key(script)  # type: ignore[arg-type]
-        return Transform(key=key, kind=kind or "script", source_code=source_code, **self._requested).save()
+        requested = {k: v for k, v in self._requested_fields().items() if k != "uid"}
+        return Transform(key=key, kind=kind or "script", source_code=source_code, **requested)
+
+    def _requested_fields(self) -> dict[str, Any]:
+        """`ln.context.uid / version / description` set since the last run was activated."""
+        named = zip(("uid", "version", "description"), (self.uid, self.version, self.description), self._activated,
+                    strict=True)
+        return {name: mine for name, mine, activated in named if mine is not None and mine != activated}
 
     def _resolve_transform(self, transform: str | Transform | None, path: str | None, parent: Run | None = None) -> Transform:
         from . import plugins

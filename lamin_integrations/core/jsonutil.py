@@ -147,7 +147,7 @@ def to_json(value: Any, _depth: int = 0, *, summarise: bool = False) -> Any:
     if isinstance(value, float):
         return value if math.isfinite(value) else str(value)
     if _depth >= MAX_DEPTH:
-        return _repr(value)
+        return _repr(value, summarise)
 
     def deeper(item: Any) -> Any:
         return to_json(item, _depth + 1, summarise=summarise)
@@ -162,7 +162,7 @@ def to_json(value: Any, _depth: int = 0, *, summarise: bool = False) -> Any:
     if isinstance(value, (dt.date, dt.time)):  # a date parameter is found by its ISO text
         return value.isoformat()
     if isinstance(value, type):
-        return _repr(value)
+        return _repr(value, summarise)
     if _is_record(value):
         return f"{value.__class__.__name__}[{value.uid}]"  # __class__: a run not yet loaded says Run
     dump = getattr(value, "model_dump", None)  # a pydantic model (typed flow parameters): its fields
@@ -176,7 +176,7 @@ def to_json(value: Any, _depth: int = 0, *, summarise: bool = False) -> Any:
         return {_clean(str(name)): deeper(getattr(value, name, None)) for name in fields}
     if type(value).__module__ == "numpy" and callable(getattr(value, "item", None)) and getattr(value, "ndim", 1) == 0:
         return deeper(value.item())
-    return _repr(value)
+    return _repr(value, summarise)
 
 
 def _is_record(value: Any) -> bool:
@@ -186,12 +186,16 @@ def _is_record(value: Any) -> bool:
     return (record is not None and isinstance(value, record)) or (lite is not None and isinstance(value, lite))
 
 
-def _repr(value: Any) -> str:
+MAX_PARAM_REPR = 200  # an object's repr, stored with every run of a job or task
+
+
+def _repr(value: Any, short: bool = False) -> str:
     try:
         text = repr(value)
     except Exception as e:  # a broken __repr__ must not break recording
         text = f"<{type(value).__name__}: repr failed: {e}>"
-    return _clean(text[:10_000])
+    limit = MAX_PARAM_REPR if short else 10_000
+    return _clean(text if len(text) <= limit else text[:limit - 3] + "...")
 
 
 def _clean(text: str) -> str:

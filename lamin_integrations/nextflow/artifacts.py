@@ -87,10 +87,16 @@ def record_task_files(files: Any, pipeline: Any, touched: list[tuple[Any, Any]],
         # an outdir outside the launch dir (project space on a cluster): keys start with its name
         outdir_base = base if "://" in files.outdir or _under(files.outdir, base) else os.path.dirname(os.path.abspath(files.outdir))
         artifacts = record_files(outputs=[(pipeline, published, outdir_base)], max_hash_size=files.max_hash_size)[0]
-        by_hash: dict[str, list[tuple[str, Any]]] = {}
+        # the tasks that made each content, and by content and file name (built once: thousands
+        # of published copies may share the bytes of an empty file)
+        by_hash: dict[str, dict[int, tuple[Any, str, Any]]] = {}
+        by_name: dict[tuple[str, str], dict[int, tuple[Any, str, Any]]] = {}
         for work_path, work_artifact in produced.items():
-            if work_artifact.hash:
-                by_hash.setdefault(work_artifact.hash, []).append((work_path, work_artifact))
+            task = producer_run.get(work_path)
+            if work_artifact.hash and task is not None:
+                entry = (task, work_path, work_artifact)
+                by_hash.setdefault(work_artifact.hash, {}).setdefault(task.id, entry)
+                by_name.setdefault((work_artifact.hash, os.path.basename(work_path)), {}).setdefault(task.id, entry)
         changed, made = [], []
         for artifact in artifacts:
             path = given_path(artifact) or ""
@@ -103,7 +109,10 @@ def record_task_files(files: Any, pipeline: Any, touched: list[tuple[Any, Any]],
                 if run is not None:
                     source = {"run": run.uid, "path": target, "how": "symlink"}
             if source is None and artifact.hash in by_hash:
-                found = _producer(path, by_hash[artifact.hash], producer_run)
+                # several tasks made these bytes: the one whose file has the published name, else none
+                tasks = by_hash[artifact.hash]
+                tasks = tasks if len(tasks) == 1 else by_name.get((artifact.hash, os.path.basename(path)), {})
+                found = next(iter(tasks.values())) if len(tasks) == 1 else None
                 if found is not None:
                     run, work_path, work_artifact = found
                     source = {"run": run.uid, "artifact": work_artifact.uid, "path": work_path, "how": "content hash"}
@@ -116,17 +125,6 @@ def record_task_files(files: Any, pipeline: Any, touched: list[tuple[Any, Any]],
         if changed:
             update_all(changed)
         link_recreated(made)  # lineage from the published copy reaches its task
-
-
-def _producer(published: str, candidates: list[tuple[str, Any]], producer_run: dict[str, Any]) -> tuple[Any, str, Any] | None:
-    """The task whose work file a published copy is, by content: when several tasks made these
-    bytes (two samples' identical "no reads trimmed" logs, empty files), the one whose file has
-    the published name; when that does not tell them apart either, none (no guess)."""
-    made = [(run, path, a) for path, a in candidates if (run := producer_run.get(path)) is not None]
-    if len({run.id for run, _, _ in made}) > 1:
-        name = os.path.basename(published)
-        made = [m for m in made if os.path.basename(m[1]) == name]
-    return made[0] if len({run.id for run, _, _ in made}) == 1 else None
 
 
 def _made_after(made: list[tuple[Any, Any]], pipeline: Any) -> list[Any]:

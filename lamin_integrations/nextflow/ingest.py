@@ -844,7 +844,8 @@ def ingest_trace(path: str | os.PathLike, *, report: str | os.PathLike | None = 
             logger.warning("lamin-integrations: %s is the report of another launch (it lists other tasks): not used",
                            sources.report)
             sources.report, report_launch, report_tasks = None, Launch(), []
-        zone = _zone_of_launch(tasks, report_tasks, tz) if timezone_name is None else None
+        # (not for a trace being followed: it is read as it is written, and its report comes at the end)
+        zone = _zone_of_launch(tasks, report_tasks, tz) if timezone_name is None and _trace is None else None
         if zone is not None and sources.report:  # the launch ran in another zone than this machine's: read its text times so
             logger.warning("lamin-integrations: the trace's times are %s (the report's exact times say so), not "
                            "this machine's zone: read as such (--timezone sets the zone)", zone.tzname(None))

@@ -62,7 +62,7 @@ def translate(record: Any) -> dict[str, Any] | None:
     created = float(getattr(record, "created", 0.0) or 0.0)
     get = record.__dict__.get
     if name == "workflow_started":
-        _jobs_by_id.clear()
+        _jobs_by_id.clear()  # a new workflow (this thread only: the filter waits for the workflow's start)
         workflow = live_workflow()
         header = {**_header(workflow), **{k: v for k, v in record.__dict__.items() if v is not None}}
         return {
@@ -229,12 +229,12 @@ _jobs_by_id: dict[int, Any] = {}
 
 def _live_job(jobid: int) -> Any:
     """The Job object behind a jobid, from the live DAG (private API, so guarded)."""
+    global _jobs_by_id
     try:
         job = _jobs_by_id.get(jobid)
-        if job is None:
+        if job is None:  # a new dict swapped in whole: another thread asking meanwhile sees the old one
             dag = live_workflow().dag
-            _jobs_by_id.clear()
-            _jobs_by_id.update({v: k for k, v in list(dag._jobid.items())})
+            _jobs_by_id = {v: k for k, v in list(dag._jobid.items())}
             job = _jobs_by_id.get(jobid)
         return job
     except Exception:

@@ -19,7 +19,9 @@ from .settings import LogHandlerSettings
 
 __all__ = ["LogHandler", "LogHandlerSettings"]
 
-MAX_LOG_COPY_BYTES = 8 * 1024 * 1024  # a failed job's log longer than this is read when the recorder gets to it
+# A failed job's log or a temp() output longer than this is not copied in Snakemake's thread (it
+# would hold the scheduler up): it is read if the recorder gets to it before Snakemake deletes it.
+MAX_KEPT_BYTES = 8 * 1024 * 1024
 
 
 class LogHandler(LogHandlerBase):
@@ -76,8 +78,11 @@ class LogHandler(LogHandlerBase):
         self._launched_by = {k: os.environ[k] for k in (ENV_RUN_UID, ENV_LAMINDB_RUN_UID) if os.environ.get(k)}
         self._saved_env = {k: os.environ.get(k) for k in (ENV_RUN_UID, "LAMIN_INTEGRATIONS_DB", "LAMIN_INTEGRATIONS_STORAGE")}
         run_uid = base62(16)
-        # beside the outputs (hard links need the same file system), one folder per workflow run
-        self._kept = os.path.abspath(os.path.join(".snakemake", "lamin-kept", run_uid))
+        # one folder per workflow run, outside the project (which may be registered storage)
+        import tempfile
+
+        self._kept = os.path.join(tempfile.gettempdir(), f"lamin-integrations-kept-{run_uid}")
+        self._config.kept = self._kept
         # Jobs inherit this, so a script calling ln.track() becomes a child of this workflow.
         os.environ[ENV_RUN_UID] = run_uid
         # ...and records into the same registry as the logger.
@@ -89,13 +94,13 @@ class LogHandler(LogHandlerBase):
 
     def _keep_files(self, record: Any) -> bool:
         """A logger filter, so it runs in Snakemake's thread as it reports a job's end (the
-        listener thread that calls `emit` may come too late): keeps for the recorder, which
-        reads files later in another process, what Snakemake is about to delete.
-
-        - A failed job's logs, copied: with --retries, Snakemake deletes them when the next
-          attempt starts, and that attempt writes its own.
-        - A finished job's temp() outputs, hard-linked (no bytes copied): Snakemake deletes
-          them as soon as their last reader ends.
+        listener thread that calls `emit` may come too late): copies for the recorder, which
+        reads files later in another process, what Snakemake is about to delete. A failed job's
+        logs: with --retries, Snakemake deletes them when the next attempt starts, and that
+        attempt writes its own. A finished job's temp() outputs: Snakemake deletes them as soon
+        as their last reader ends. (Copies, not hard links: a second link to a file makes tools
+        such as gzip refuse it.) Snakemake reports a finished job only when it prints progress:
+        under --quiet, temp() outputs are read when the recorder gets to them, if they are still there.
         """
         try:
             if getattr(record, "event", None) is not None and self._recorder is not None and not self._closed:
@@ -103,30 +108,33 @@ class LogHandler(LogHandlerBase):
 
                 name = event_name(record)
                 if name == "job_error":
-                    record.lamin_copies = self._keep(paths(getattr(record, "log", None)), copy=True)
+                    record.lamin_copies = self._keep(paths(getattr(record, "log", None)), failed=True)
                 elif name == "job_finished":
-                    record.lamin_copies = self._keep(_temp_outputs(getattr(record, "job_id", None)), copy=False)
+                    record.lamin_copies = self._keep(_temp_outputs(getattr(record, "job_id", None)))
         except Exception:  # never in Snakemake's way
             pass
         return True
 
-    def _keep(self, files: list[str], copy: bool) -> dict[str, str]:
+    def _keep(self, files: list[str], failed: bool = False) -> dict[str, Any]:
+        """Copies of `files`, by path. A failed job's log too big to copy maps to its
+        [size, mtime_ns, inode]: it is read later only if a retry has not written over it."""
         import shutil
 
-        kept: dict[str, str] = {}
-        limit = MAX_LOG_COPY_BYTES if copy else self._config.max_hash_bytes
+        kept: dict[str, Any] = {}
         for path in files:
             try:
-                if not os.path.isfile(path) or os.path.islink(path) or (limit is not None and os.path.getsize(path) > limit):
+                if not os.path.isfile(path) or os.path.islink(path):
+                    continue
+                if os.path.getsize(path) > MAX_KEPT_BYTES:
+                    if failed:
+                        st = os.stat(path)
+                        kept[path] = [st.st_size, st.st_mtime_ns, st.st_ino]
                     continue
                 assert self._kept is not None
                 os.makedirs(self._kept, exist_ok=True)
                 self._n_kept += 1
-                dest = os.path.join(self._kept, f"{self._n_kept}{os.path.splitext(path)[1]}")
-                if copy:
-                    shutil.copyfile(path, dest)
-                else:
-                    os.link(path, dest)  # another file system, or links not allowed: not kept
+                dest = os.path.join(self._kept, f"{self._n_kept}-{os.path.basename(path)}")  # the suffix kept whole
+                shutil.copyfile(path, dest)
                 kept[path] = dest
             except OSError:
                 continue
@@ -152,12 +160,7 @@ class LogHandler(LogHandlerBase):
         logging.getLogger("snakemake.logging").removeFilter(self._keep_files)
         try:
             if self._recorder is not None:
-                self._recorder.close()
-                if self._kept is not None:  # what the recorder did not get to in time is not kept longer
-                    import shutil
-
-                    shutil.rmtree(self._kept, ignore_errors=True)
-                    _remove_if_empty(os.path.dirname(self._kept))
+                self._recorder.close()  # the recorder removes the copies folder when it is done
                 for name, value in self._saved_env.items():
                     if value is None:
                         os.environ.pop(name, None)
@@ -197,13 +200,6 @@ def _temp_outputs(jobid: Any) -> list[str]:
 
     job = _live_job(int(jobid)) if jobid is not None else None
     return [str(f) for f in (job.output if job is not None else []) if is_flagged(f, "temp")]
-
-
-def _remove_if_empty(folder: str) -> None:
-    try:
-        os.rmdir(folder)
-    except OSError:
-        pass
 
 
 def _mask_command_line(record: logging.LogRecord) -> bool:

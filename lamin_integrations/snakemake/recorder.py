@@ -43,6 +43,7 @@ class Job:
     open: bool = True
     logs: list[str] = field(default_factory=list)  # also kept when the job is stopped
     copies: dict[str, str] = field(default_factory=dict)  # files Snakemake deletes, as the logger kept them
+    uncopied: set[str] = field(default_factory=set)  # ...and those too big to copy, rewritten since: listed only
 
 
 @dataclass
@@ -53,6 +54,7 @@ class Config:
     max_hash_bytes: int | None = None
     drain_seconds: float = DEFAULT_DRAIN_SECONDS
     record_inputs: bool = True
+    kept: str | None = None  # the logger's folder of copies of files Snakemake deletes (removed at the end)
 
 
 @dataclass
@@ -136,6 +138,10 @@ class Recorder:
             if self.journal is not None and events and (self._back or any(e["event"] == "close" for e in events)):
                 self._sync_at_close()
             if len(events) < len(batch):
+                if self.config.kept:  # what was not recorded by now is not kept longer
+                    import shutil
+
+                    shutil.rmtree(self.config.kept, ignore_errors=True)
                 return
 
     def _process(self, events: list[dict[str, Any]]) -> None:
@@ -151,7 +157,9 @@ class Recorder:
                 self._guarded(getattr(self, "_on_" + name), event)
                 continue
             segment.append(event)
-            if name == "job_info":
+            if name in ("job_info", "job_finished", "job_error"):
+                # a job_info after this jobid's end is the next attempt (--retries): a segment of
+                # its own, else the earlier attempt's end would be matched to it
                 jobids.add(event["jobid"])
         self._guarded(self._segment, segment)
 
@@ -378,8 +386,11 @@ class Recorder:
             # the logger's copies of what Snakemake deletes before we read it (a failed
             # attempt's logs, temp() outputs), keyed by the paths as the job named them
             copies = e.get("copies") or {}
-            job.copies = {path: copies[given] for given in copies
-                          for path in _absolute([given], job.cwd) if os.path.exists(copies[given])}
+            job.copies = {path: copy for given, copy in copies.items() if isinstance(copy, str)
+                          for path in _absolute([given], job.cwd) if os.path.exists(copy)}
+            # a log too big to copy, known by its stat then: read only if no retry wrote over it
+            job.uncopied = {path for given, seen in copies.items() if isinstance(seen, list)
+                            for path in _absolute([given], job.cwd) if _stat_of(path) != seen}
             if e["event"] == "job_finished":
                 outputs.append((job, job.outputs))
                 closing.append((job.run, "completed", _time(e["created"]), {}))
@@ -395,7 +406,7 @@ class Recorder:
                 closing.append((job.run, "aborted" if stopped else "errored", _time(e["created"]),
                                 {"error": error, "engine": e.get("aux") or None}))
         self._record_outputs(outputs)
-        _remove_copies(c for e in ends for c in (e.get("copies") or {}).values())
+        _remove_copies(c for e in ends for c in (e.get("copies") or {}).values() if isinstance(c, str))
         self._record_inputs(new_jobs)
         if earlier:
             from ..core.pipeline import record_files
@@ -493,7 +504,7 @@ class Recorder:
         from ..errors import LaminIntegrationsError
 
         recorded_bare = self._metadata_only([job for job, _ in items]) if self.replaying else set()
-        entries = [(job.run, [p for p in paths if ("://" in p or p in job.copies or os.path.exists(p))
+        entries = [(job.run, [p for p in paths if p not in job.uncopied and ("://" in p or p in job.copies or os.path.exists(p))
                               and (job.run.id, artifact_key(p, job.cwd)) not in recorded_bare], job.cwd)
                    for job, paths in items]
         entries = [e for e in entries if e[1]]
@@ -687,15 +698,22 @@ def _with_includes(source: str | None, snakefile: Path, included: list[str]) -> 
     return "".join(parts)
 
 
+def _stat_of(path: str) -> list[int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return [st.st_size, st.st_mtime_ns, st.st_ino]
+
+
 def _remove_copies(copies: Iterable[str]) -> None:
-    """The logger's copies of files Snakemake deletes, once recorded; their folder too when empty."""
+    """The logger's copies of files Snakemake deletes, once recorded (their folder goes at the end:
+    the logger may be making the next copy in it)."""
     for copy in copies:
-        for remove in (os.remove, os.rmdir):
-            try:
-                remove(copy)
-            except OSError:
-                break
-            copy = os.path.dirname(copy)
+        try:
+            os.remove(copy)
+        except OSError:
+            continue
 
 
 def _absolute(paths: list[str], cwd: str) -> list[str]:
