@@ -189,6 +189,23 @@ def test_retries_give_one_run_per_attempt_each_with_its_own_log(sqlite_registry,
     assert not list(tmp.iterdir()), "the copies are removed once recorded"
 
 
+def test_a_shadow_job_that_succeeds_on_retry_leaves_the_workflow_completed(sqlite_registry, tmp_path):
+    """A shadow rule runs in a spawned Snakemake, whose failure is reported as SpawnedJobError:
+    it belongs to the failed attempt, not to the workflow, which the retry completed."""
+    wd = new_workflow(tmp_path / "shadow", """
+        rule flaky:
+            output: "out.txt"
+            shadow: "minimal"
+            resources: n=lambda wildcards, attempt: attempt
+            shell: "if [ {resources.n} = 1 ]; then exit 1; fi; echo ok > {output}"
+    """)
+    snakemake(wd, "--retries", "1")
+    [wf] = workflow_runs()
+    failed, done = jobs(wf)["flaky"]
+    assert (failed.status, done.status) == ("errored", "completed")
+    assert wf.status == "completed" and not (wf._aux or {}).get("error"), (wf._aux or {}).get("error")
+
+
 def test_a_failed_attempts_log_too_big_to_copy_is_listed_never_read_with_the_retrys_bytes(sqlite_registry, tmp_path):
     wd = new_workflow(tmp_path / "biglog", """
         rule flaky:

@@ -423,6 +423,9 @@ class Recorder:
         if e.get("exception") == "RuleException":
             self.state.errors[e.get("thread")] = e["text"]  # the job_error that follows owns it
             return
+        if e.get("exception") == "SpawnedJobError":  # a job run in a spawned Snakemake (shadow:, group:) failed:
+            self.state.errors.setdefault(e.get("thread"), e["text"])  # its job_error follows; a retry may succeed
+            return
         self.state.workflow_errors.append(e["text"])
         # A job that ran but left an output missing or incomplete (MissingOutputException,
         # IncompleteFilesException) gets only this record, naming it as "Job 2 ...": it failed.
