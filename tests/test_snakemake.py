@@ -163,27 +163,32 @@ def test_failing_rule_with_keep_going(registry, workflow):
     assert "did not complete successfully" in wf._aux["error"]
 
 
+def _retried(folder: Path, first: str, retry: str, directive: str = 'log: "logs/flaky.log"',
+             env: dict | None = None) -> tuple[ln.Run, ln.Run, ln.Run]:
+    """A rule run with --retries 1 that runs `first` then fails, and on the retry runs `retry`
+    and succeeds: the workflow run and its two attempts' runs."""
+    wd = new_workflow(folder, "\n".join([
+        "rule flaky:", '    output: "out.txt"', f"    {directive}", "    resources: n=lambda wildcards, attempt: attempt",
+        f'    shell: "if [ {{resources.n}} = 1 ]; then {first}; exit 1; fi; {retry}; echo ok > {{output}}"', ""]))
+    snakemake(wd, "--retries", "1", env=env)
+    [wf] = workflow_runs()
+    failed, done = jobs(wf)["flaky"]
+    assert [(r.status, r.params["attempt"], r.reference.rsplit("/", 1)[1]) for r in (failed, done)] == [
+        ("errored", 1, "1"), ("completed", 2, "2")]
+    return wf, failed, done
+
+
 def test_retries_give_one_run_per_attempt_each_with_its_own_log(sqlite_registry, tmp_path):
     # Snakemake deletes the failed attempt's log when the retry starts, and the retry writes
     # its own: the logger keeps a copy of it when the attempt fails.
-    wd = new_workflow(tmp_path / "retry", """
-        rule flaky:
-            output: "out.txt"
-            log: "logs/flaky.log"
-            resources: n=lambda wildcards, attempt: attempt
-            shell: "echo attempt {resources.n} > {log}; if [ {resources.n} = 1 ]; then echo boom >> {log}; exit 1; fi; echo ok > {output}"
-    """)
     tmp = tmp_path / "tmp"
     tmp.mkdir()
-    snakemake(wd, "--retries", "1", env=python_env(TMPDIR=str(tmp)))
-    [wf] = workflow_runs()
-    runs = jobs(wf)["flaky"]
-    assert [(r.status, r.params["attempt"], r.reference.rsplit("/", 1)[1]) for r in runs] == [
-        ("errored", 1, "1"), ("completed", 2, "2")]
+    wf, failed, done = _retried(tmp_path / "retry", "echo attempt 1 > {log}; echo boom >> {log}",
+                                "echo attempt 2 > {log}", env=python_env(TMPDIR=str(tmp)))
     assert wf.status == "completed"
-    [failed_log] = runs[0].output_artifacts
+    [failed_log] = failed.output_artifacts
     assert (failed_log.key, Path(failed_log.cache()).read_text()) == ("logs/flaky.log", "attempt 1\nboom\n")
-    outputs = {a.key: Path(a.cache()).read_text() for a in runs[1].output_artifacts}
+    outputs = {a.key: Path(a.cache()).read_text() for a in done.output_artifacts}
     assert outputs == {"out.txt": "ok\n", "logs/flaky.log": "attempt 2\n"}
     assert failed_log.versions.count() == 2
     assert not list(tmp.iterdir()), "the copies are removed once recorded"
@@ -192,31 +197,12 @@ def test_retries_give_one_run_per_attempt_each_with_its_own_log(sqlite_registry,
 def test_a_shadow_job_that_succeeds_on_retry_leaves_the_workflow_completed(sqlite_registry, tmp_path):
     """A shadow rule runs in a spawned Snakemake, whose failure is reported as SpawnedJobError:
     it belongs to the failed attempt, not to the workflow, which the retry completed."""
-    wd = new_workflow(tmp_path / "shadow", """
-        rule flaky:
-            output: "out.txt"
-            shadow: "minimal"
-            resources: n=lambda wildcards, attempt: attempt
-            shell: "if [ {resources.n} = 1 ]; then exit 1; fi; echo ok > {output}"
-    """)
-    snakemake(wd, "--retries", "1")
-    [wf] = workflow_runs()
-    failed, done = jobs(wf)["flaky"]
-    assert (failed.status, done.status) == ("errored", "completed")
+    wf, _, _ = _retried(tmp_path / "shadow", "true", "true", directive='shadow: "minimal"')
     assert wf.status == "completed" and not (wf._aux or {}).get("error"), (wf._aux or {}).get("error")
 
 
 def test_a_failed_attempts_log_too_big_to_copy_is_listed_never_read_with_the_retrys_bytes(sqlite_registry, tmp_path):
-    wd = new_workflow(tmp_path / "biglog", """
-        rule flaky:
-            output: "out.txt"
-            log: "logs/flaky.log"
-            resources: n=lambda wildcards, attempt: attempt
-            shell: "if [ {resources.n} = 1 ]; then head -c 9000000 /dev/zero > {log}; exit 1; fi; echo attempt 2 > {log}; echo ok > {output}"
-    """)
-    snakemake(wd, "--retries", "1")
-    [wf] = workflow_runs()
-    failed, done = jobs(wf)["flaky"]
+    _, failed, done = _retried(tmp_path / "biglog", "head -c 9000000 /dev/zero > {log}", "echo attempt 2 > {log}")
     [failed_log] = failed.output_artifacts
     assert failed_log.key == "logs/flaky.log" and failed_log.hash is None and failed_log._aux["not_retained"]
     assert {a.key: Path(a.cache()).read_text() for a in done.output_artifacts}["logs/flaky.log"] == "attempt 2\n"
