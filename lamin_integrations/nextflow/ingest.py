@@ -17,7 +17,7 @@ import hashlib
 import logging
 import os
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from itertools import chain
 from pathlib import Path
@@ -184,17 +184,23 @@ class TraceFile:
         return isinstance(chars, int) and len(self.head) >= chars and _sha256(self.head[:chars]) == stored.get("sha256")
 
 
+def _task_runs(shorts: Collection[str], not_initiated_by: int | None = None) -> list[Any]:
+    """Task runs of these short hashes. A task's reference is its short hash ("ab/123456") or,
+    with its work dir known, the full hash that starts with those 8 digits: one index range each."""
+    from ..core.references import runs_by_reference
+
+    return runs_by_reference(TASK_REFERENCE, shorts, [short.replace("/", "").lower() for short in shorts],
+                             not_initiated_by=not_initiated_by)
+
+
 def _launch_of(tasks: list[Task]) -> Any:
     """The pipeline run that executed these tasks, for a source that names no launch (a bare
     trace after the weblog recorded the launch): the one launch whose tasks have their hashes.
     CACHED rows are left out: a resume lists the earlier launch's tasks so."""
-    from ..core.references import runs_by_reference
-
     shorts = {h for t in tasks[:50] if (h := t.fields.get("hash")) and t.fields.get("status") != "CACHED"}
     if not shorts:
         return None
-    runs = runs_by_reference(TASK_REFERENCE, shorts, [h.replace("/", "").lower() for h in shorts])
-    launches = {r.initiated_by_run_id for r in runs if (r.params or {}).get("hash") in shorts
+    launches = {r.initiated_by_run_id for r in _task_runs(shorts) if (r.params or {}).get("hash") in shorts
                 and not (r.params or {}).get("cached") and r.initiated_by_run_id is not None}
     if len(launches) != 1:
         return None
@@ -480,16 +486,11 @@ class Recorder:
 
     def _originals(self, cached: list[Task], pipeline: Any) -> dict[str, Any]:
         """Runs already in the registry that first produced a CACHED row's result (same hash)."""
-        from ..core.references import runs_by_reference
-
         shorts = {t.fields["hash"] for t in cached if t.fields.get("hash")}
         if not shorts:
             return {}
         found: dict[str, Any] = {}
-        # A task's reference is its short hash ("ab/123456") or, with its work dir known, the full
-        # hash that starts with those 8 digits: one index range each.
-        prefixes = [short.replace("/", "").lower() for short in shorts]
-        runs = runs_by_reference(TASK_REFERENCE, shorts, prefixes, not_initiated_by=pipeline.id)
+        runs = _task_runs(shorts, not_initiated_by=pipeline.id)
         for run in sorted(runs, key=lambda r: bool((r.params or {}).get("cached"))):  # the execution before a cached copy
             short = (run.params or {}).get("hash")
             if not isinstance(short, str) or short not in shorts:
@@ -509,8 +510,7 @@ class Recorder:
         ran = {t.fields["hash"]: t for t in tasks if t.fields.get("status") == "COMPLETED" and t.fields.get("hash")}
         if not ran or not Run.filter(reference_type=PIPELINE_REFERENCE).exclude(id=pipeline.id).exists():
             return []  # no other launch: nothing can have been recorded as cached before
-        prefixes = [short.replace("/", "").lower() for short in ran]
-        others = [r for r in runs_by_reference(TASK_REFERENCE, ran, prefixes, not_initiated_by=pipeline.id)
+        others = [r for r in _task_runs(ran, not_initiated_by=pipeline.id)
                   if (r.params or {}).get("cached") and not (r._aux or {}).get("cached_from")
                   and (r.params or {}).get("hash") in ran]
         if not others:
@@ -721,8 +721,8 @@ def discover(sources: Sources) -> Sources:
     """Look next to the trace: nf-core puts it in `<outdir>/pipeline_info/`, plain runs in the launch dir."""
     trace = Path(sources.trace).resolve()
     folder = trace.parent
+    stamp = trace.stem.removeprefix("execution_trace").removeprefix("trace")
     if sources.report is None:
-        stamp = trace.stem.removeprefix("execution_trace").removeprefix("trace")
         candidates = sorted(folder.glob("execution_report*.html")) + sorted(folder.glob("report*.html"))
         # Nextflow (since 22.10) and nf-core stamp the trace and the report alike: a report with
         # another stamp is another launch's (the resume running now has none yet).
@@ -730,26 +730,26 @@ def discover(sources: Sources) -> Sources:
         chosen = exact or (candidates if len(candidates) == 1 and not stamp else [])
         sources.report = str(chosen[0]) if chosen else None
     if sources.params is None:
-        stamp = trace.stem.removeprefix("execution_trace").removeprefix("trace")
         found = folder / f"params{stamp}.json"
         sources.params = str(found) if stamp and found.is_file() else None
-    launch_dir = Path(sources.launch_dir) if sources.launch_dir else None
-    if launch_dir is None:
-        for candidate in (folder, folder.parent, folder.parent.parent):
-            if (candidate / ".nextflow.log").exists() or (candidate / ".nextflow").is_dir():
-                launch_dir = candidate
-                break
-    if launch_dir is not None:
-        _in_launch_dir(sources, launch_dir)
+    if sources.launch_dir:
+        _in_launch_dir(sources, Path(sources.launch_dir))
+    else:
+        launch_dir = next((c for c in (folder, folder.parent, folder.parent.parent) if _is_launch_dir(c)), None)
+        if launch_dir is not None:
+            _in_launch_dir(sources, launch_dir)
     if sources.outdir is None and folder.name == "pipeline_info":
         sources.outdir = str(folder.parent)
     return sources
 
 
+def _is_launch_dir(folder: Path) -> bool:
+    """Did Nextflow run here? It leaves its log and its `.nextflow` folder."""
+    return (folder / ".nextflow.log").exists() or (folder / ".nextflow").is_dir()
+
+
 def _in_launch_dir(sources: Sources, launch_dir: Path, work_dir: str | None = None) -> None:
-    """The log, history and work dir of a launch dir (one named by the report only when it is here)."""
-    if not launch_dir.is_dir() or not ((launch_dir / ".nextflow.log").exists() or (launch_dir / ".nextflow").is_dir()):
-        return
+    """The log, history and work dir of a launch dir (`work_dir`: the one the report names)."""
     sources.launch_dir = str(launch_dir)
     if sources.log is None and (launch_dir / ".nextflow.log").exists():
         sources.log = str(launch_dir / ".nextflow.log")
@@ -855,7 +855,8 @@ def ingest_trace(path: str | os.PathLike, *, report: str | os.PathLike | None = 
             report_launch, report_tasks = read_report(sources.report, tz)
         launch.merge(report_launch)
         tasks = merge_tasks(tasks, report_tasks)
-        if discover_files and sources.launch_dir is None and report_launch.launch_dir:
+        if discover_files and sources.launch_dir is None and report_launch.launch_dir \
+                and _is_launch_dir(Path(report_launch.launch_dir)):
             # the outdir elsewhere (a cluster's project space): the report says where the launch ran
             _in_launch_dir(sources, Path(report_launch.launch_dir), report_launch.work_dir)
     if sources.log and os.path.exists(sources.log):  # is it this launch's? The launch dir's current log is its latest launch's
