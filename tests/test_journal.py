@@ -492,3 +492,33 @@ def test_a_sqlite_registry_whose_folder_cannot_be_made_is_unavailable_not_fatal(
     assert (wf.status, job.status, script.status) == ("completed", "completed", "completed")
     assert script.transform.key == "tracked.py" and script.params == {"x": 1}
     assert [a.key for a in job.output_artifacts] == ["out.txt"]
+
+
+def test_snakemake_journals_soon_when_the_sqlite_registry_stays_locked(sqlite_registry, tmp_path):
+    """A registry locked by another process for long (a stuck writer, a stale lock on a network
+    file system): the recorder waits a quarter of the drain time for each write, then journals,
+    so Snakemake does not wait out its drain time at the end. `sync` records it afterwards."""
+    pytest.importorskip("snakemake")
+    wd = tmp_path / "wf"
+    wd.mkdir()
+    (wd / "Snakefile").write_text(WORKFLOW.replace("sleep 3; ", ""))
+    sqlite_registry.dispose()
+    lock = sqlite3.connect(tmp_path / "lineage.db", isolation_level=None)
+    lock.execute("BEGIN EXCLUSIVE")
+    try:
+        proc = subprocess.run([sys.executable, "-m", "snakemake", "--cores", "1", "--logger", "lamin",
+                               "--logger-lamin-drain-seconds", "12"], cwd=wd, env=python_env(),
+                              capture_output=True, text=True, timeout=300)
+    finally:
+        lock.execute("ROLLBACK")
+        lock.close()
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "the registry is unavailable" in proc.stderr and "locked" in proc.stderr, proc.stderr[-3000:]
+    assert "still recording after" not in proc.stderr, proc.stderr[-3000:]
+    assert ln.Run.filter(reference_type="snakemake_id").count() == 0
+    done = cli("sync")
+    assert done.returncode == 0, done.stderr
+    [wf] = ln.Run.filter(reference_type="snakemake_id").to_list()
+    assert wf.status == "completed"
+    assert {r.name: r.status for r in ln.Run.filter(initiated_by_run=wf)} == {
+        "all": "completed", "slow": "completed", "after": "completed"}

@@ -916,6 +916,33 @@ def test_temp_outputs_are_stored_whole_named_and_left_alone_for_their_readers(sq
     assert not list(tmp.iterdir())
 
 
+def test_quiet_runs_still_store_temp_outputs(sqlite_registry, tmp_path):
+    """Under --quiet Snakemake reports no job end, so the logger copies a temp() output when
+    Snakemake says it removes it (logged in every mode): its bytes are stored all the same."""
+    wd = new_workflow(tmp_path / "quiettemp", """
+        rule all:
+            input: "counts.txt"
+        rule make:
+            output: temp("sub/reads.txt")
+            shell: "printf 'a\\nb\\n' > {output}"
+        rule count:
+            input: "sub/reads.txt"
+            output: "counts.txt"
+            shell: "wc -l < {input} > {output}"
+    """)
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    snakemake(wd, "--quiet", env=python_env(TMPDIR=str(tmp)))
+    assert not (wd / "sub" / "reads.txt").exists()
+    [wf] = workflow_runs()
+    [make], [count] = jobs(wf)["make"], jobs(wf)["count"]
+    [reads] = make.output_artifacts.to_list()
+    assert reads.key == "sub/reads.txt" and not (reads._aux or {}).get("not_retained")
+    assert Path(reads.cache()).read_text() == "a\nb\n"
+    assert [a.id for a in count.input_artifacts] == [reads.id]
+    assert not list(tmp.iterdir()), "the copies are removed once recorded"
+
+
 def test_a_temp_input_deleted_before_it_was_recorded_still_links_its_producer(sqlite_registry, tmp_path):
     """A temp() file kept by a failed run and deleted right after the next run's short job
     read it: the job's input is the file as the first run recorded it (by key, same workdir)."""

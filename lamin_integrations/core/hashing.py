@@ -30,6 +30,7 @@ import time
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import NamedTuple
 
 HASH_LENGTH = 22
 CHUNK = 50 * 1024 * 1024  # lamindb's sampling unit
@@ -37,6 +38,25 @@ BLAKE3 = "blake3"
 BLAKE3_DIR = "blake3-dir"
 MODES = ("blake3", "lamindb")
 _MT_THRESHOLD = 64 * 1024 * 1024  # below this, threads cost more than they save
+
+
+class FileState(NamedTuple):
+    """A file's content as far as a stat can tell: the stat cache's key. Adapters compare two
+    of them to know whether a file changed between a job's start and its recording, without
+    reading it; a list of the same three numbers (JSON) is `FileState(*seen)`."""
+
+    size: int
+    mtime_ns: int
+    inode: int
+
+
+def file_state(path: str | os.PathLike[str]) -> FileState | None:
+    """None for a file that is not there (or not readable)."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return FileState(st.st_size, st.st_mtime_ns, st.st_ino)
 
 
 def b64_digest(digest: bytes) -> str:

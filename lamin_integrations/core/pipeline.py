@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import LaminIntegrationsError, NotFoundOnDisk
 
 if TYPE_CHECKING:
+    from .hashing import FileState
     from .models import Artifact, Run
 
 logger = logging.getLogger("lamin_integrations")
@@ -222,10 +223,10 @@ def record_inputs(run: Run, paths: Files, *, workdir: str | os.PathLike | None =
     return record_files(inputs=[(run, paths, workdir)], max_hash_size=max_hash_size)[1]
 
 
-def artifact_as_of(path: str, *, size: int, mtime_ns: int, inode: int) -> Artifact | None:
-    """The artifact of the content a file had when it had this size, mtime and inode, if that
-    content was hashed then (the stat cache remembers it): for a reader that is recorded after
-    the file was already rewritten."""
+def artifact_as_of(path: str, state: FileState) -> Artifact | None:
+    """The artifact of the content a file had in `state`, if that content was hashed then (the
+    stat cache remembers it): for a reader that is recorded after the file was already
+    rewritten."""
     from types import SimpleNamespace
 
     from .artifacts import hash_mode
@@ -233,7 +234,7 @@ def artifact_as_of(path: str, *, size: int, mtime_ns: int, inode: int) -> Artifa
     from .instance import current
     from .models import Artifact
 
-    then = SimpleNamespace(st_size=size, st_mtime_ns=mtime_ns, st_ino=inode)
+    then = SimpleNamespace(st_size=state.size, st_mtime_ns=state.mtime_ns, st_ino=state.inode)
     found = stat_cache().get(str(Path(path).absolute()), then, hash_mode(current()))  # type: ignore[arg-type]
     return Artifact.filter(hash=found[0]).order_by("-id").first() if found else None
 

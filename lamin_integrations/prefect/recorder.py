@@ -29,6 +29,7 @@ from typing import Any
 
 from ..core.context import parent_run_from_env, reset_current_run, set_current_run
 from ..core.context import peek_current_run as get_current_run
+from ..core.hashing import FileState, file_state
 from .values import absent_paths, existing_paths, params_json, resolved
 
 logger = logging.getLogger("lamin_integrations")
@@ -53,9 +54,9 @@ class _Open:
     attempt: int
     token: Any = None
     previous: Any = None
-    # Real paths of input files and their (mtime, size) at the start: returning one unchanged
+    # Real paths of input files and their state at the start: returning one unchanged
     # is no output; returning one the task rewrote (an `out: Path` parameter) is.
-    inputs: dict[str, tuple[int, int, int] | None] = field(default_factory=dict)
+    inputs: dict[str, FileState | None] = field(default_factory=dict)
     params: dict[str, Any] = field(default_factory=dict)  # the task's own parameters
     facts: dict[str, Any] = field(default_factory=dict)  # Prefect facts (attempt, cached, ...)
     deferred: bool = False  # written by the background writer (see writer.py)
@@ -210,16 +211,8 @@ def _record_inputs(entry: _Open, values: Any) -> None:
         record_inputs(entry.run, paths, workdir=os.getcwd())
 
 
-def _stat(path: str) -> tuple[int, int, int] | None:
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    return (st.st_mtime_ns, st.st_size, st.st_ino)
-
-
-def _input_stats(paths: list[str]) -> dict[str, tuple[int, int, int] | None]:
-    return {os.path.realpath(p): _stat(p) for p in paths}
+def _input_stats(paths: list[str]) -> dict[str, FileState | None]:
+    return {os.path.realpath(p): file_state(p) for p in paths}
 
 
 # File times come from the kernel's coarse clock, a few ms behind the time the run started.
@@ -232,9 +225,9 @@ def _written(path: str, entry: _Open) -> bool:
     only listed, is not."""
     real = os.path.realpath(path)
     if real in entry.inputs:
-        return _stat(real) != entry.inputs[real]
-    stat = _stat(real)
-    return stat is not None and stat[0] >= entry.started_ns - _CLOCK_SLACK_NS
+        return file_state(real) != entry.inputs[real]
+    state = file_state(real)
+    return state is not None and state.mtime_ns >= entry.started_ns - _CLOCK_SLACK_NS
 
 
 def _produced(result: Any, entry: _Open, cached: bool = False) -> list[str]:
@@ -242,7 +235,7 @@ def _produced(result: Any, entry: _Open, cached: bool = False) -> list[str]:
     changed in place) and path parameters that did not exist at its start but do now. A
     cache hit made what it returns (recorded as recreated), written now or not."""
     out = [p for p in existing_paths([result]) if cached or _written(p, entry)]
-    out += [p for p in entry.inputs if p not in out and os.path.isfile(p) and _stat(p) != entry.inputs[p]]
+    out += [p for p in entry.inputs if p not in out and os.path.isfile(p) and file_state(p) != entry.inputs[p]]
     out += [p for p in existing_paths(entry.absent) if p not in out]
     return list(dict.fromkeys(out))
 

@@ -28,11 +28,6 @@ from typing import Any
 logger = logging.getLogger("lamin_integrations")
 
 
-def _stat(path: str) -> tuple[int, int, int] | None:
-    from .recorder import _stat as stat
-
-    return stat(path)
-
 LINGER_SECONDS = 0.05  # gather a batch for this long after the first queued item
 MAX_BATCH = 500
 EXIT_FLUSH_SECONDS = 60.0
@@ -43,24 +38,25 @@ class Start:
     run: Any
     inputs: list[str] = field(default_factory=list)
     workdir: str = ""
-    stats: dict[str, Any] = field(default_factory=dict)  # real path -> (mtime_ns, size, inode) at the task's start
+    stats: dict[str, Any] = field(default_factory=dict)  # real path -> its FileState at the task's start
 
     def read(self) -> tuple[list[str], list[tuple[Any, Any]]]:
         """The inputs as the task found them: paths still as they were at its start, and for a
         file it has rewritten since (in place, before this thread got to it) the artifact of
         the content it read, when that content was hashed before; else it is left out rather
         than linked with content the task never read."""
+        from ..core.hashing import file_state
         from ..core.pipeline import artifact_as_of
 
         same, read = [], []
         for path in self.inputs:
             full = os.path.join(self.workdir, path)
             before = self.stats.get(os.path.realpath(full))
-            now = _stat(full)
+            now = file_state(full)
             if before is None or now == before or os.path.isdir(full):
                 same.append(path)
                 continue
-            artifact = artifact_as_of(full, size=before[1], mtime_ns=before[0], inode=before[2])
+            artifact = artifact_as_of(full, before)
             if artifact is not None:
                 read.append((self.run, artifact))
             else:

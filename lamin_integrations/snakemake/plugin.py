@@ -15,6 +15,7 @@ from typing import Any
 
 from snakemake_interface_logger_plugins.base import LogHandlerBase
 
+from ..core.hashing import file_state
 from .settings import LogHandlerSettings
 
 __all__ = ["LogHandler", "LogHandlerSettings"]
@@ -22,6 +23,7 @@ __all__ = ["LogHandler", "LogHandlerSettings"]
 # A failed job's log or a temp() output longer than this is not copied in Snakemake's thread (it
 # would hold the scheduler up): it is read if the recorder gets to it before Snakemake deletes it.
 MAX_KEPT_BYTES = 8 * 1024 * 1024
+_REMOVING = "Removing temporary output "  # Snakemake logs this just before it deletes a temp() output
 
 
 class LogHandler(LogHandlerBase):
@@ -34,6 +36,7 @@ class LogHandler(LogHandlerBase):
         self._skip_warned = False
         self._kept: str | None = None  # the folder of files kept for the recorder (it removes each one it recorded)
         self._n_kept = 0
+        self._copied: dict[str, Any] = {}  # temp() outputs copied at their job's end -> their FileState then
         self._config = _config(self.settings)
         # Snakemake prints its command line, `--logger-lamin-db URL` included, in its banner and log file.
         logging.getLogger("snakemake.logging").addFilter(_mask_command_line)
@@ -51,6 +54,8 @@ class LogHandler(LogHandlerBase):
                 self._skipped(record, e)
                 return
             if event is None:
+                if getattr(record, "lamin_copies", None) and self._recorder is not None:  # a temp() output removed
+                    self._recorder.put({"event": "temp_removed", "created": record.created, "copies": record.lamin_copies})
                 return
             if event["event"] == "workflow_started":
                 if event.get("touch"):  # --touch marks outputs up to date: nothing ran, nothing to record
@@ -99,11 +104,14 @@ class LogHandler(LogHandlerBase):
         logs: with --retries, Snakemake deletes them when the next attempt starts, and that
         attempt writes its own. A finished job's temp() outputs: Snakemake deletes them as soon
         as their last reader ends. (Copies, not hard links: a second link to a file makes tools
-        such as gzip refuse it.) Snakemake reports a finished job only when it prints progress:
-        under --quiet, temp() outputs are read when the recorder gets to them, if they are still there.
+        such as gzip refuse it.) Snakemake reports a finished job only when it prints progress;
+        under --quiet, a temp() output is copied when Snakemake says it removes it, which it
+        logs just before, in every mode.
         """
         try:
-            if getattr(record, "event", None) is not None and self._recorder is not None and not self._closed:
+            if self._recorder is None or self._closed:
+                return True
+            if getattr(record, "event", None) is not None:
                 from .events import event_name, paths
 
                 name = event_name(record)
@@ -111,13 +119,17 @@ class LogHandler(LogHandlerBase):
                     record.lamin_copies = self._keep(paths(getattr(record, "log", None)), failed=True)
                 elif name == "job_finished":
                     record.lamin_copies = self._keep(_temp_outputs(getattr(record, "job_id", None)))
+            elif isinstance(record.msg, str) and record.msg.startswith(_REMOVING):
+                path = os.path.abspath(record.msg[len(_REMOVING):].removesuffix("."))
+                if self._copied.get(path, "not copied") != file_state(path):  # not copied at its job's end
+                    record.lamin_copies = self._keep([path])
         except Exception:  # never in Snakemake's way
             pass
         return True
 
     def _keep(self, files: list[str], failed: bool = False) -> dict[str, Any]:
         """Copies of `files`, by path. A failed job's log too big to copy maps to its
-        [size, mtime_ns, inode]: it is read later only if a retry has not written over it."""
+        FileState: it is read later only if a retry has not written over it."""
         import shutil
 
         kept: dict[str, Any] = {}
@@ -125,10 +137,10 @@ class LogHandler(LogHandlerBase):
             try:
                 if not os.path.isfile(path) or os.path.islink(path):
                     continue
-                if os.path.getsize(path) > MAX_KEPT_BYTES:
-                    if failed:
-                        st = os.stat(path)
-                        kept[path] = [st.st_size, st.st_mtime_ns, st.st_ino]
+                state = file_state(path)
+                if state is None or state.size > MAX_KEPT_BYTES:
+                    if failed and state is not None:
+                        kept[path] = state  # a list in JSON
                     continue
                 assert self._kept is not None
                 os.makedirs(self._kept, exist_ok=True)
@@ -136,6 +148,8 @@ class LogHandler(LogHandlerBase):
                 dest = os.path.join(self._kept, f"{self._n_kept}-{os.path.basename(path)}")  # the suffix kept whole
                 shutil.copyfile(path, dest)
                 kept[path] = dest
+                if not failed:
+                    self._copied[os.path.abspath(path)] = state
             except OSError:
                 continue
         return kept

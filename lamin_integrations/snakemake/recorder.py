@@ -28,11 +28,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..core.hashing import FileState, file_state
+
 logger = logging.getLogger("lamin_integrations")
 
 _STOP = object()
 _FAILED_JOB = re.compile(r"^Job (\d+) ", re.MULTILINE)
 DEFAULT_DRAIN_SECONDS = 120
+WRITE_SECONDS = 30.0  # the longest one write waits for a locked SQLite registry
 
 
 @dataclass
@@ -44,6 +47,7 @@ class Job:
     logs: list[str] = field(default_factory=list)  # also kept when the job is stopped
     copies: dict[str, str] = field(default_factory=dict)  # files Snakemake deletes, as the logger kept them
     uncopied: set[str] = field(default_factory=set)  # ...and those too big to copy, rewritten since: listed only
+    stored: set[str] = field(default_factory=set)  # outputs recorded before the job's end (temp() ones, under --quiet)
 
 
 @dataclass
@@ -63,6 +67,7 @@ class State:
 
     workflow_id: str = ""
     jobs: dict[int, Job] = field(default_factory=dict)
+    producers: dict[str, Job] = field(default_factory=dict)  # output path -> the job that writes it (latest attempt)
     attempts: dict[int, int] = field(default_factory=dict)
     errors: dict[Any, str] = field(default_factory=dict)  # emitting thread -> last error text
     workflow_errors: list[str] = field(default_factory=list)
@@ -120,6 +125,16 @@ class Recorder:
     # -- the worker side -------------------------------------------------------------------
 
     def _loop(self) -> None:
+        from ..core.instance import write_budget
+
+        # A registry locked for long (a stuck writer, a stale lock on a network file system) is
+        # unavailable after a quarter of the drain time: the workflow is journaled, and Snakemake
+        # does not wait out the drain time at its end. (Each write would else wait SQLite's busy
+        # timeout, eight times over.)
+        with write_budget(min(WRITE_SECONDS, max(1.0, self.config.drain_seconds / 4))):
+            self._loop_events()
+
+    def _loop_events(self) -> None:
         while True:
             batch = [self._queue.get()]
             while True:  # take whatever else is waiting: many jobs are then recorded at once
@@ -324,11 +339,13 @@ class Recorder:
 
         if self.workflow_run is None:
             return
-        infos, ends = [], []
+        infos, ends, removed = [], [], []
         for e in events:  # state first, in order: an error text belongs to the job_error after it
             name = e["event"]
             if name == "job_info":
                 infos.append(e)
+            elif name == "temp_removed":
+                removed.append(e)
             elif name in ("job_finished", "job_error"):
                 if name == "job_error" and not again:
                     e["error_text"] = self.state.errors.pop(e.get("thread"), None)
@@ -362,6 +379,7 @@ class Recorder:
             cwd = e["cwd"]
             job = Job(run, _absolute(e["output"] + e["log"] + e["benchmark"], cwd), cwd, logs=_absolute(e["log"], cwd))
             self.state.jobs[jobid] = job
+            self.state.producers.update((p, job) for p in job.outputs)
             new_jobs.append((job, _absolute(e["input"], cwd) if self.config.record_inputs else []))
             unsaved.append(job)
         if unsaved and self.replaying:  # job runs written before the registry went away are kept
@@ -389,8 +407,8 @@ class Recorder:
             job.copies = {path: copy for given, copy in copies.items() if isinstance(copy, str)
                           for path in _absolute([given], job.cwd) if os.path.exists(copy)}
             # a log too big to copy, known by its stat then: read only if no retry wrote over it
-            job.uncopied = {path for given, seen in copies.items() if isinstance(seen, list)
-                            for path in _absolute([given], job.cwd) if _stat_of(path) != seen}
+            job.uncopied = {path for given, seen in copies.items() if isinstance(seen, list | tuple)
+                            for path in _absolute([given], job.cwd) if file_state(path) != FileState(*seen)}
             if e["event"] == "job_finished":
                 outputs.append((job, job.outputs))
                 closing.append((job.run, "completed", _time(e["created"]), {}))
@@ -405,8 +423,9 @@ class Recorder:
                 stopped = any(f"<Signals.{name}:" in error for name in ("SIGINT", "SIGTERM"))
                 closing.append((job.run, "aborted" if stopped else "errored", _time(e["created"]),
                                 {"error": error, "engine": e.get("aux") or None}))
+        outputs += self._removed_temp(removed)
         self._record_outputs(outputs)
-        _remove_copies(c for e in ends for c in (e.get("copies") or {}).values() if isinstance(c, str))
+        _remove_copies(c for e in ends + removed for c in (e.get("copies") or {}).values() if isinstance(c, str))
         self._record_inputs(new_jobs)
         if earlier:
             from ..core.pipeline import record_files
@@ -418,6 +437,19 @@ class Recorder:
             close_runs(closing)
         for job in closed:
             job.open = False
+
+    def _removed_temp(self, removed: list[dict[str, Any]]) -> list[tuple[Job, list[str]]]:
+        """temp() outputs that Snakemake removed before their job's end was reported (--quiet
+        reports none): stored now, from the logger's copies, as outputs of the open job."""
+        out = []
+        for e in removed:
+            for path, copy in (e.get("copies") or {}).items():
+                job = self.state.producers.get(path)
+                if job is not None and job.open and path not in job.stored and os.path.exists(copy):
+                    job.copies[path] = copy
+                    job.stored.add(path)
+                    out.append((job, [path]))
+        return out
 
     def _on_error(self, e: dict[str, Any]) -> None:
         if e.get("exception") == "RuleException":
@@ -482,7 +514,7 @@ class Recorder:
                     or (s.no_finish_events and not (s.interrupted or s.terminating or s.lost) and _wrote_outputs(job))
                     or (s.lost and _wrote_outputs(job) and _marked_finished(job))]
         stopped = [job for job in still_open if job not in finished]
-        self._record_outputs([(job, job.outputs) for job in finished])
+        self._record_outputs([(job, [p for p in job.outputs if p not in job.stored]) for job in finished])
         close_runs([(job.run, "completed", None, {"end_time": "workflow end (no job_finished event)"})
                     for job in finished])
         # what the stopped jobs logged so far explains where they were
@@ -699,14 +731,6 @@ def _with_includes(source: str | None, snakefile: Path, included: list[str]) -> 
         name = os.path.relpath(path, snakefile.parent)
         parts.append(f"\n# ---- include: {name} ----\n{text}")
     return "".join(parts)
-
-
-def _stat_of(path: str) -> list[int] | None:
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    return [st.st_size, st.st_mtime_ns, st.st_ino]
 
 
 def _remove_copies(copies: Iterable[str]) -> None:
