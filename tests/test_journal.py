@@ -522,3 +522,43 @@ def test_snakemake_journals_soon_when_the_sqlite_registry_stays_locked(sqlite_re
     assert wf.status == "completed"
     assert {r.name: r.status for r in ln.Run.filter(initiated_by_run=wf)} == {
         "all": "completed", "slow": "completed", "after": "completed"}
+
+
+def _running(pid: int) -> bool:
+    try:
+        return "\nState:\tZ" not in Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+
+
+def test_a_recorder_still_busy_after_the_drain_time_lets_go_of_snakemakes_output(sqlite_registry, tmp_path):
+    """Snakemake waits its drain time for the recorder, then exits; the recorder finishes in the
+    background. A caller that reads Snakemake's output to its end (`| tee`, CI) must not wait for
+    it too: the recorder moves its output to a file when the drain time is over."""
+    pytest.importorskip("snakemake")
+    import re
+
+    wd = tmp_path / "wf"
+    wd.mkdir()
+    (wd / "Snakefile").write_text(WORKFLOW.replace("sleep 3; ", ""))
+    sqlite_registry.dispose()
+    lock = sqlite3.connect(tmp_path / "lineage.db", isolation_level=None)
+    lock.execute("BEGIN EXCLUSIVE")  # the recorder's last try at the end waits for it
+    try:
+        proc = subprocess.Popen([sys.executable, "-m", "snakemake", "--cores", "1", "--logger", "lamin",
+                                 "--logger-lamin-drain-seconds", "0"], cwd=wd, env=python_env(),
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        _, err = proc.communicate(timeout=120)  # both pipes at their end
+        found = re.search(r"finishing in the background \(pid (\d+), messages in (.+)\)", err)
+        assert found, err[-3000:]
+        pid, log = int(found[1]), Path(found[2])
+        assert _running(pid), "the pipes ended only when the recorder did"
+        _wait_for(lambda: not _running(pid))
+    finally:
+        lock.execute("ROLLBACK")
+        lock.close()
+    assert proc.returncode == 0
+    assert log.exists() and log.parent.parent == Path(os.environ["LAMIN_INTEGRATIONS_HOME"])
+    assert cli("sync").returncode == 0
+    [wf] = ln.Run.filter(reference_type="snakemake_id").to_list()
+    assert wf.status == "completed"

@@ -153,6 +153,38 @@ def test_retries_are_one_run_and_failure_after_retries_is_errored(work: Path) ->
     ok = ln.Run.get(transform__key="retry-flow:flaky")
     assert ok.status == "completed" and facts(ok)["attempt"] == 2
     assert len(runs(reference_type="prefect_task_run")) == 2  # one run per task run, not per attempt
+    # each failed attempt's error is kept, not only the last one's
+    assert facts(ok)["failed_attempts"] == [{"attempt": 1, "error": "ValueError: first attempt fails"}]
+    assert facts(failed)["failed_attempts"] == [{"attempt": 1, "error": "ValueError: boom 1"}]
+
+
+@task(retries=2, retry_delay_seconds=0.2)
+def flaky_later(tag: str) -> str:
+    FLAKY_CALLS[tag] = FLAKY_CALLS.get(tag, 0) + 1
+    if FLAKY_CALLS[tag] < 3:
+        raise OSError(f"attempt {FLAKY_CALLS[tag]}: disk not ready")
+    return "ok"
+
+
+@flow
+def delayed_retry_flow(tag: str) -> str:
+    return flaky_later(tag)
+
+
+def test_a_delayed_retry_keeps_each_failed_attempts_error(work: Path) -> None:
+    """A retry after a delay starts outside the engine's exception handling: the errors come
+    from Prefect's own log line about each failed attempt (at its default level, INFO)."""
+    task_runs = logging.getLogger("prefect.task_runs")
+    level = task_runs.level
+    task_runs.setLevel(logging.INFO)  # (setLevel: it also clears the logger's cache of levels)
+    try:
+        assert delayed_retry_flow(f"{work}/later") == "ok"
+    finally:
+        task_runs.setLevel(level)
+    run = ln.Run.get(transform__key="delayed-retry-flow:flaky_later")
+    assert run.status == "completed" and facts(run)["attempt"] == 3
+    assert facts(run)["failed_attempts"] == [{"attempt": 1, "error": "OSError: attempt 1: disk not ready"},
+                                             {"attempt": 2, "error": "OSError: attempt 2: disk not ready"}]
 
 
 @task(cache_policy=prefect.cache_policies.INPUTS, persist_result=True)

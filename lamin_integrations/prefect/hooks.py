@@ -141,9 +141,22 @@ class _QuietHooks(logging.Filter):
         return not ("'lamin_" in message and (message.startswith("Running hook") or message.startswith("Hook ")))
 
 
+def _failed_attempt(record: logging.LogRecord) -> bool:
+    """A logger filter that keeps the error of a task run's attempt that Prefect retries (see
+    `recorder.task_attempt_failed`)."""
+    if isinstance(record.msg, str) and record.msg.startswith("Task run failed with %s") and "Retry" in record.msg:
+        args = record.args if isinstance(record.args, tuple) else ()
+        try:
+            recorder.task_attempt_failed(getattr(record, "task_run_id", None), args[1] if len(args) > 1 else None)
+        except Exception as e:  # never in the flow's way
+            logger.debug("could not keep a failed attempt's error: %s", e)
+    return True
+
+
 _QUIET = _QuietHooks()
 for _name in ("prefect.flow_runs", "prefect.task_runs", "prefect.engine"):
     logging.getLogger(_name).addFilter(_QUIET)
+logging.getLogger("prefect.task_runs").addFilter(_failed_attempt)
 
 
 FLOW_HOOKS: dict[str, Callable[..., None]] = {

@@ -646,6 +646,22 @@ def _flow_name(parent: Any) -> str | None:
     return None
 
 
+def task_attempt_failed(task_run_id: Any, error: Any) -> None:
+    """An attempt failed and will be retried: its error goes into the run's facts, which the
+    next attempt's start writes. (No hook sees that failure: Prefect retries the task run in
+    place, through AwaitingRetry or Retrying, states with no error. The engine logs the
+    exception, with the task run's id, just before; or the retry starts while it handles it.)"""
+    entry = state.open.get(str(task_run_id))
+    if entry is None:
+        return
+    if isinstance(error, BaseException):
+        text = f"{type(error).__name__}: {error}"
+    else:  # a failed state returned by the task
+        text = str(getattr(error, "message", None) or getattr(error, "name", None) or error)
+    failed = [*entry.facts.get("failed_attempts", []), {"attempt": entry.attempt, "error": text[:2000]}]
+    entry.facts = {**entry.facts, "failed_attempts": failed}
+
+
 def task_started(task: Any, task_run: Any, state_obj: Any) -> None:
     from prefect.context import TaskRunContext
 
@@ -661,6 +677,11 @@ def task_started(task: Any, task_run: Any, state_obj: Any) -> None:
     if entry is not None:
         # a retry (next attempt), or the duplicate running hook of a crash (same attempt)
         if attempt > entry.attempt:
+            failed = entry.facts.get("failed_attempts") or [{}]
+            if failed[-1].get("attempt") != entry.attempt and sys.exc_info()[1] is not None:
+                # Prefect's INFO line about it was not logged (a higher logging level); an
+                # immediate retry starts while the engine still handles the attempt's exception
+                task_attempt_failed(ref, sys.exc_info()[1])
             entry.attempt = attempt
             entry.facts = {**entry.facts, "attempt": attempt}
             if entry.deferred:

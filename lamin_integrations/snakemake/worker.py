@@ -15,6 +15,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import asdict
 from typing import IO, Any
@@ -56,8 +57,31 @@ class Remote:
         try:
             self.proc.wait(self.config.drain_seconds)
         except subprocess.TimeoutExpired:
+            # (it moves its output to a file now: see `serve`)
+            log = detached_log(self.proc.pid)
             sys.stderr.write(f"lamin-integrations: still recording after {self.config.drain_seconds:g} s; "
-                             f"finishing in the background (pid {self.proc.pid})\n")
+                             f"finishing in the background (pid {self.proc.pid}, messages in {log})\n")
+
+
+def detached_log(pid: int) -> str:
+    from ..core.settings import data_dir
+
+    return str(data_dir() / "logs" / f"snakemake-recorder-{pid}.log")
+
+
+def _detach() -> None:
+    """Snakemake stopped waiting for this process: its output goes to a file from now on."""
+    path = detached_log(os.getpid())
+    try:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    except OSError:
+        fd = os.open(os.devnull, os.O_WRONLY)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    os.close(fd)
 
 
 def serve(stream: IO[str]) -> None:
@@ -69,7 +93,15 @@ def serve(stream: IO[str]) -> None:
             event = json.loads(line)
         except ValueError:
             continue
-        closed = closed or event.get("event") == "close"
+        if event.get("event") == "close" and not closed:
+            # Snakemake waits drain_seconds for us, then goes. Our stdout and stderr are its own:
+            # a caller reading them to their end (`snakemake ... | tee log`, a CI step) would
+            # wait for us too, so then they go to a file.
+            left = float(event.get("created") or time.time()) + recorder.config.drain_seconds - time.time()
+            timer = threading.Timer(max(0.0, left), _detach)
+            timer.daemon = True
+            timer.start()
+            closed = True
         recorder.put(event)
     if not closed:
         recorder.put({"event": "lost", "created": time.time()})
