@@ -567,6 +567,33 @@ def test_a_flow_in_a_git_repository_records_the_commit_of_its_code(work: Path) -
     assert "uncommitted changes (the code itself is not in the commit)" in uncommitted.describe(return_str=True)
 
 
+def test_a_flow_journaled_while_the_registry_is_unavailable_keeps_the_commit_of_its_code(work: Path) -> None:
+    """The journal carries what a flow run written at once has: its git state and its
+    transform's link to the file at that commit."""
+    repo = work / "repo"
+    repo.mkdir()
+    (repo / "flow.py").write_text("from lamin_integrations.prefect import flow\n@flow\ndef offline_flow() -> int:\n"
+                                  "    return 1\nif __name__ == '__main__':\n    offline_flow()\n")
+    git = ["git", "-C", str(repo), "-c", "user.email=a@b", "-c", "user.name=a"]
+    for args in (["init", "-q"], ["add", "."], ["commit", "-qm", "one"]):
+        subprocess.run(git + args, check=True, capture_output=True)
+    head = subprocess.run(git + ["rev-parse", "HEAD"], check=True, capture_output=True, text=True).stdout.strip()
+    broken = work / "broken.db"
+    broken.write_bytes(b"not a database, " * 512)  # unavailable: its runs are journaled
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}
+    env["LAMIN_INTEGRATIONS_DB"] = f"sqlite:///{broken}"
+    proc = subprocess.run([sys.executable, "flow.py"], capture_output=True, text=True, cwd=repo, env=env, timeout=180)
+    assert proc.returncode == 0 and "journal" in proc.stderr, proc.stderr[-2000:]
+    broken.unlink()
+    synced = subprocess.run([str(Path(sys.executable).with_name("lamin-integrations")), "sync"], capture_output=True, text=True,
+                            env=env, timeout=180)
+    assert synced.returncode == 0, synced.stderr[-2000:]
+    query = ("import lamin_integrations as ln; r = ln.Run.get(reference_type='prefect_flow_run'); "
+             "print(r._aux['git']['commit'], r._aux['git']['dirty'], r.transform.reference)")
+    shown = subprocess.run([sys.executable, "-c", query], capture_output=True, text=True, env=env, timeout=180)
+    assert shown.stdout.split() == [head, "False", f"{head}:flow.py"], shown.stderr[-2000:]
+
+
 @task
 def write_report(text: str, out: Path) -> Path:
     out.write_text(text)

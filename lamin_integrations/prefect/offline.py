@@ -72,7 +72,7 @@ def _transform_of(run: Any) -> dict[str, Any]:
     if t.id is not None:
         return {"uid": t.uid, "key": t.key, "kind": t.kind}
     return {"key": t.key, "kind": t.kind, "version": t.version, "source_code": t.source_code,
-            "description": t.description}
+            "description": t.description, "reference": t.reference, "reference_type": t.reference_type}
 
 
 def _parent_uid_of(run: Any) -> str | None:
@@ -92,7 +92,7 @@ def start_event(run: Any, parent_uid: str | None, inputs: list[str], workdir: st
             "run": {"name": run.name, "params": run.params, "reference": run.reference,
                     "reference_type": run.reference_type, "parent_uid": parent_uid,
                     "started_at": _iso(run.started_at), "host": run.host, "pid": run.pid,
-                    "entrypoint": run.entrypoint},
+                    "entrypoint": run.entrypoint, "git": (run._aux or {}).get("git")},
             "inputs": inputs, "workdir": workdir}
 
 
@@ -220,13 +220,17 @@ def flow_started(flow: Any, flow_run: Any, state_obj: Any) -> None:
             if inputs:
                 _append(entry.run.uid, [start_event(entry.run, _parent_uid_of(entry.run), inputs, os.getcwd())])
         return
+    git, (reference, reference_type) = recorder._code(flow.fn)  # as a flow run written at once has them
     transform = Transform(key=str(flow.name)[:1024], kind="pipeline", version=flow.version,
-                          source_code=recorder._source(flow.fn), description=flow.description)
+                          source_code=recorder._source(flow.fn), description=flow.description,
+                          reference=reference, reference_type=reference_type)
     params = recorder._with_facts(params_json(flow_run.parameters), recorder._flow_facts(flow_run, attempt))
     parent_uid = _flow_parent_uid(flow_run)
     run = Run(transform, name=(flow_run.name or "")[:150] or None, params=params, reference=ref, reference_type=FLOW_RUN,
               status="started", uid=base62(16), started_at=now(), entrypoint=getattr(flow, "_entrypoint", None))
     run.host, run.pid = state.host, os.getpid()
+    if git:
+        run._aux = {"git": git}
     entry = _Open(run, attempt, offline=True, parent_uid=parent_uid)
     values = list((flow_run.parameters or {}).values())
     inputs = existing_paths(values)
@@ -471,7 +475,8 @@ def _create(uid: str, start: dict[str, Any]) -> Any:
     if transform is None:
         transform = Transform(key=described.get("key") or "prefect", kind=described.get("kind") or "step",
                               version=described.get("version"), source_code=described.get("source_code"),
-                              description=described.get("description")).save()
+                              description=described.get("description"), reference=described.get("reference"),
+                              reference_type=described.get("reference_type")).save()
     parent_uid = fields.get("parent_uid")
     parent = Run.filter(uid=parent_uid).one_or_none() if parent_uid else None
     run = Run(transform, name=fields.get("name"), params=fields.get("params"), reference=fields.get("reference"),
@@ -479,7 +484,7 @@ def _create(uid: str, start: dict[str, Any]) -> Any:
               entrypoint=fields.get("entrypoint"))
     run.started_at = dt.datetime.fromisoformat(fields["started_at"])
     run.host, run.pid = fields.get("host"), fields.get("pid")
-    aux: dict[str, Any] = {"journaled": True}
+    aux: dict[str, Any] = {"journaled": True, **({"git": fields["git"]} if fields.get("git") else {})}
     if parent_uid and parent is None:
         aux["initiated_by_run_uid"] = parent_uid  # not in this registry: say who it was
     run._aux = aux
