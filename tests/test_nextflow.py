@@ -1071,6 +1071,44 @@ def test_a_resume_beside_the_earlier_launch_is_not_merged_into_it(registry, tmp_
     assert resumed.started_at.date() == dt.date(2024, 3, 5)  # its own rows' times, not the cached rows'
 
 
+def test_an_original_ingested_after_its_resume_made_what_the_resumes_cached_rows_stand_for(registry, tmp_path):
+    """Ingest order does not decide who made a file. The resume, ingested first, recorded its
+    CACHED rows' work files and the published copies; the original launch, which ran those
+    tasks, is then their creator, and the resume's cached rows re-creators."""
+    root = launch_dir(tmp_path)
+    resume = _resume_beside(root)
+    resumed = ingest_trace(resume, timezone_name="UTC")
+    original = ingest_trace(trace_of(root), timezone_name="UTC")
+    align = next(r for r in tasks_of(original).values() if r.params["hash"] == "5e/6f7a8b")
+    cached = next(r for r in tasks_of(resumed).values() if r.params["hash"] == "5e/6f7a8b")
+    bam = ln.Artifact.get(key="work/5e/6f7a8b9c0d1e2f3a4b5c6d7e8f9a0b/a.bam")
+    assert bam.run_id == align.id and cached in bam.recreating_runs.to_list()
+    assert bam in align.output_artifacts.to_list()
+    published = ln.Artifact.get(key="results/align/a.bam")
+    assert published.run_id == original.id and published._aux["published_from"]["run"] == align.uid
+    assert resumed in published.recreating_runs.to_list() and original not in published.recreating_runs.to_list()
+
+
+@pytest.mark.parametrize("own_times", [True, False])
+def test_a_published_file_written_after_a_later_launch_began_is_not_this_launchs_output(registry, tmp_path, own_times):
+    """Launches share results/: a file there written after the next launch in this launch dir
+    (its history line) began is that launch's, even before it is ingested. Unless the file times
+    are not the launches' own (the trace too is newer: the folder was copied), which say nothing."""
+    root = launch_dir(tmp_path)
+    _resume_beside(root)
+    late = root / "results" / "late.txt"
+    late.write_text("written by the resume\n")
+    if own_times:  # as Nextflow left them
+        then = dt.datetime(2024, 3, 4, 22, 10, tzinfo=UTC).timestamp()
+        for path in [trace_of(root), *(root / "results").rglob("*")]:
+            os.utime(path, (then, then), follow_symlinks=False)
+        later = dt.datetime(2024, 3, 5, 9, 30, tzinfo=UTC).timestamp()  # after the resume began (09:00)
+        os.utime(late, (later, later))
+    run = ingest_trace(trace_of(root), timezone_name="UTC")
+    keys = {a.key for a in run.output_artifacts}
+    assert ("results/late.txt" not in keys) is own_times and "results/align/a.bam" in keys
+
+
 def test_nf_core_params_file_is_found_beside_the_trace_with_secrets_masked(registry, tmp_path):
     root = launch_dir(tmp_path)
     info = root / "results" / "pipeline_info"

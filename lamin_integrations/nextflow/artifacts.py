@@ -80,6 +80,8 @@ def record_task_files(files: Any, pipeline: Any, touched: list[tuple[Any, Any]],
             published = [p for p in published if p not in skipped]
         if launch_hashes is not None:
             published = [p for p in published if _published_by(p, launch_hashes)]
+        if files.next_launch_at is not None:
+            published = _before(published, files.next_launch_at)
         later = _published_later(published, pipeline, files.max_hash_size)
         published = [p for p in published if p not in later]
         if not published:
@@ -127,6 +129,37 @@ def record_task_files(files: Any, pipeline: Any, touched: list[tuple[Any, Any]],
         link_recreated(made)  # lineage from the published copy reaches its task
 
 
+def adopt_cached(pairs: list[tuple[Any, Any]], pipeline: Any) -> None:
+    """(cached row of a resume ingested first, this launch's task run that ran it): the files the
+    cached rows were recorded as making (their task's work files, and the copies their launch
+    published) were made by this launch. They become its outputs; the resume's runs stay their
+    re-creators. Ingest order then does not decide who made a file."""
+    from ..core.bulk import update_all
+    from ..core.models import Artifact
+    from ..core.pipeline import link_recreated
+
+    originals = {placeholder.id: (placeholder, original) for placeholder, original in pairs}
+    by_uid = {placeholder.uid: (placeholder, original) for placeholder, original in pairs}
+    moved, recreated = [], []
+    for artifact in Artifact.filter(run_id__in=list(originals)):
+        placeholder, original = originals[artifact.run_id]
+        artifact.run = original
+        moved.append(artifact)
+        recreated.append((placeholder, artifact))
+    resumes = {placeholder.initiated_by_run_id for placeholder, _ in pairs} - {None, pipeline.id}
+    for artifact in Artifact.filter(run_id__in=list(resumes)):  # the copies those launches published
+        source = (artifact._aux or {}).get("published_from") or {}
+        if source.get("run") in by_uid:
+            placeholder, original = by_uid[source["run"]]
+            recreated.append((artifact.run, artifact))
+            artifact.run = pipeline
+            artifact._aux = {**artifact._aux, "published_from": {**source, "run": original.uid}}
+            moved.append(artifact)
+    if moved:
+        update_all(moved)
+        link_recreated(recreated)
+
+
 def _made_after(made: list[tuple[Any, Any]], pipeline: Any) -> list[Any]:
     """Published files recorded as another launch's outputs whose content this launch's task made
     after that launch ended: the earlier launch was ingested after its resume wrote them over the
@@ -161,6 +194,25 @@ def _published_by(path: str, launch_hashes: set[str]) -> bool:
             return short_hash(found) in launch_hashes
         folder = os.path.dirname(folder)
     return True  # not into a work dir
+
+
+def _before(paths: list[str], next_launch_at: dt.datetime) -> list[str]:
+    """Launches in one launch dir share its results folder, and do not overlap (Nextflow locks
+    the dir): a file published (its link or copy written) after the next launch there began is
+    that launch's, whether it is ingested yet or not."""
+    limit = _utc(next_launch_at).timestamp()
+    kept: list[str] = []
+    later: list[str] = []
+    for path in paths:
+        try:
+            (later if "://" not in path and os.lstat(path).st_mtime > limit else kept).append(path)
+        except OSError:
+            kept.append(path)
+    if later:
+        logger.warning("lamin-integrations: %d published file(s) written after the next launch in this launch dir "
+                       "began (%s) are not this launch's outputs, e.g. %s", len(later), _utc(next_launch_at).isoformat(),
+                       later[0])
+    return kept
 
 
 def _published_later(paths: list[str], pipeline: Any, max_hash_size: int | None) -> set[str]:

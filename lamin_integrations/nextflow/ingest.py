@@ -44,6 +44,7 @@ class Files:
     base: str | None = None  # artifact keys are relative to this (the launch dir)
     max_hash_size: int | None = None
     moved_from: str | None = None  # the launch dir the files name, when the launch is now at `base`
+    next_launch_at: dt.datetime | None = None  # when the next launch in this launch dir began (its history line)
 
     def here(self, path: str) -> str:
         """A path named by the launch's files (the log's work dirs, staging commands) where it
@@ -423,7 +424,10 @@ class Recorder:
             update_all(changed)
         placeholders = self._placeholders_of(pipeline, new_tasks + ran)
         if placeholders:
-            update_all(placeholders)
+            from .artifacts import adopt_cached
+
+            update_all([placeholder for placeholder, _ in placeholders])
+            adopt_cached(placeholders, pipeline)  # before this launch's files are recorded
         if cached_from:
             aux = dict(pipeline._aux or {})
             aux["cached_tasks"] = {**aux.get("cached_tasks", {}), **cached_from}
@@ -500,10 +504,11 @@ class Recorder:
                 found.setdefault(run.reference, run)
         return found
 
-    def _placeholders_of(self, pipeline: Any, tasks: list[Task]) -> list[Any]:
+    def _placeholders_of(self, pipeline: Any, tasks: list[Task]) -> list[tuple[Any, Any]]:
         """Cached rows of other launches recorded before this launch, which ran their tasks, was
         ingested (a resume ingested first): each gets `_aux.cached_from`, the uid of its task run
-        here, as a resume ingested after its original gets `_aux.cached_tasks`. Returns them."""
+        here, as a resume ingested after its original gets `_aux.cached_tasks`. Returns them,
+        each with its task run here."""
         from ..core.models import Run
         from ..core.references import runs_by_reference
 
@@ -526,7 +531,7 @@ class Recorder:
                                     and placeholder.reference != original.reference):
                 continue  # the same 8 hex digits, another task
             placeholder._aux = {**(placeholder._aux or {}), "cached_from": original.uid}
-            linked.append(placeholder)
+            linked.append((placeholder, original))
         return linked
 
     def _new_task_run(self, task: Task, pipeline: Any, version: str | None) -> Any:
@@ -878,16 +883,22 @@ def ingest_trace(path: str | os.PathLike, *, report: str | os.PathLike | None = 
         or [t.fields["submit"] for t in tasks if t.fields.get("submit") is not None]
     if sources.log:
         launch.merge(read_log(sources.log, tz, min(submits) if submits else None))
+    next_launch_at = None
     if sources.history:
-        chosen = pick_history(read_history(sources.history, tz), given.run_name or launch.run_name,
+        launches = read_history(sources.history, tz)
+        chosen = pick_history(launches, given.run_name or launch.run_name,
                               given.session_id or launch.session_id, min(submits) if submits else None)
         if chosen is not None:
             launch.merge(chosen)
+            later = launches[launches.index(chosen) + 1:]
+            next_launch_at = next((h.started_at for h in later if h.started_at is not None), None)
+            if next_launch_at is not None and not _written_before(sources.trace, next_launch_at):
+                next_launch_at = None  # file times are not the launches' own (the folder was copied)
     launch = given.merge(launch)
     if not final:  # still running: whatever a history or log line says about an outcome is not this yet
         launch.status, launch.finished_at, launch.error = None, None, None
     launch.launch_dir = launch.launch_dir or _launch_dir_named(launch, sources) or sources.launch_dir
-    files = Files(base=_base(launch.launch_dir, sources), max_hash_size=max_hash_size)
+    files = Files(base=_base(launch.launch_dir, sources), max_hash_size=max_hash_size, next_launch_at=next_launch_at)
     recorded = launch.launch_dir
     if recorded and files.base != recorded and "://" not in recorded and not os.path.isdir(recorded):
         files.moved_from = recorded  # the launch ran there; its files are here now
@@ -897,6 +908,13 @@ def ingest_trace(path: str | os.PathLike, *, report: str | os.PathLike | None = 
     run = Recorder(files).record(launch, tasks, final=final, identity=identity)
     run.__dict__["_ingest_sources"] = sources
     return run
+
+
+def _written_before(path: str, when: dt.datetime) -> bool:
+    try:
+        return os.stat(path).st_mtime < (when if when.tzinfo else when.replace(tzinfo=dt.UTC)).timestamp()
+    except OSError:
+        return False
 
 
 def _zone_of_launch(tasks: list[Task], report_tasks: list[Task], tz: dt.tzinfo | None) -> dt.tzinfo | None:
