@@ -845,6 +845,31 @@ def test_a_segment_that_fails_part_way_is_recorded_once(sqlite_registry, tmp_pat
     assert wf.status == "completed" and wf._aux["jobs"] == {"completed": 2}
 
 
+def test_a_retry_reported_in_the_same_batch_as_its_failed_attempt_keeps_the_attempts_apart(sqlite_registry, tmp_path):
+    """A recorder behind Snakemake takes an attempt's failure and its retry in one batch: the
+    retry's job_info (same jobid) starts a new run after the failed one, and each end closes its
+    own attempt (the retry's end once closed the failed attempt, and the error went to the retry)."""
+    from lamin_integrations.snakemake.recorder import Config, Recorder
+
+    (tmp_path / "Snakefile").write_text("rule flaky:\n    output: 'out.txt'\n")
+    (tmp_path / "out.txt").write_text("ok\n")
+    recorder = Recorder(Config(), "wfRunUidForTest03", replay=True)
+    base = {"created": time.time(), "cwd": str(tmp_path)}
+    info = dict(base, event="job_info", jobid=1, rule="flaky", message=None, input=[], output=["out.txt"], log=[],
+                benchmark=[], wildcards={}, threads=1, resources={}, reason=None, priority=None, shellcmd=None,
+                params=None)
+    recorder._process([
+        dict(base, event="workflow_started", workflow_id=str(uuid.uuid4()), snakefile=str(tmp_path / "Snakefile"),
+             configfiles=[], cmd="snakemake --retries 1", snakemake_version="9", host="h", user="u", config={}),
+        dict(info, attempt=1), dict(base, event="job_error", jobid=1, log=[], message=None, aux={}, thread=None),
+        dict(info, attempt=2), dict(base, event="job_finished", jobid=1), dict(base, event="close")])
+    [wf] = workflow_runs()
+    runs = ln.Run.filter(initiated_by_run=wf).order_by("id").to_list()
+    assert [(r.params["attempt"], r.status) for r in runs] == [(1, "errored"), (2, "completed")]
+    assert [[a.key for a in r.output_artifacts] for r in runs] == [[], ["out.txt"]]
+    assert wf.status == "completed" and wf._aux["jobs"] == {"completed": 1}  # a job, counted by its last attempt
+
+
 def test_a_job_that_leaves_an_output_missing_failed(sqlite_registry, tmp_path):
     """MissingOutputException comes as an `error` record only (no job_error): the job errored,
     it was not stopped by the end of the workflow."""
