@@ -194,6 +194,23 @@ def test_retries_give_one_run_per_attempt_each_with_its_own_log(sqlite_registry,
     assert not list(tmp.iterdir()), "the copies are removed once recorded"
 
 
+def test_copies_left_by_a_killed_recorder_are_removed_by_the_next_workflow(sqlite_registry, tmp_path):
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    left = tmp / f"lamin-integrations-kept-{gone.pid}-killedRecorder01"  # its recorder was SIGKILLed
+    busy = tmp / f"lamin-integrations-kept-{os.getpid()}-liveRecorder0001"  # still recording
+    for folder in (left, busy):
+        folder.mkdir()
+        (folder / "1-sample.bam").write_bytes(b"x" * 1000)
+    wd = new_workflow(tmp_path / "next", 'rule a:\n    output: "a.txt"\n    shell: "echo a > {output}"\n')
+    snakemake(wd, env=python_env(TMPDIR=str(tmp)))
+    assert [p.name for p in tmp.iterdir()] == [busy.name]
+    [wf] = workflow_runs()
+    assert wf.status == "completed"
+
+
 def test_a_shadow_job_that_succeeds_on_retry_leaves_the_workflow_completed(sqlite_registry, tmp_path):
     """A shadow rule runs in a spawned Snakemake, whose failure is reported as SpawnedJobError:
     it belongs to the failed attempt, not to the workflow, which the retry completed."""

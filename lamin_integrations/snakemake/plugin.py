@@ -73,7 +73,7 @@ class LogHandler(LogHandlerBase):
     def _start(self) -> None:
         from ..core.context import ENV_LAMINDB_RUN_UID, ENV_RUN_UID
         from ..core.uids import base62
-        from .worker import Remote
+        from .worker import Remote, remove_orphaned_kept
 
         if self._recorder is not None:
             return
@@ -83,11 +83,6 @@ class LogHandler(LogHandlerBase):
         self._launched_by = {k: os.environ[k] for k in (ENV_RUN_UID, ENV_LAMINDB_RUN_UID) if os.environ.get(k)}
         self._saved_env = {k: os.environ.get(k) for k in (ENV_RUN_UID, "LAMIN_INTEGRATIONS_DB", "LAMIN_INTEGRATIONS_STORAGE")}
         run_uid = base62(16)
-        # one folder per workflow run, outside the project (which may be registered storage)
-        import tempfile
-
-        self._kept = os.path.join(tempfile.gettempdir(), f"lamin-integrations-kept-{run_uid}")
-        self._config.kept = self._kept
         # Jobs inherit this, so a script calling ln.track() becomes a child of this workflow.
         os.environ[ENV_RUN_UID] = run_uid
         # ...and records into the same registry as the logger.
@@ -95,7 +90,12 @@ class LogHandler(LogHandlerBase):
             os.environ["LAMIN_INTEGRATIONS_DB"] = self._config.db
         if self._config.storage:
             os.environ["LAMIN_INTEGRATIONS_STORAGE"] = self._config.storage
+        try:
+            remove_orphaned_kept()
+        except OSError:
+            pass
         self._recorder = Remote(self._config, run_uid)
+        self._kept = self._config.kept
 
     def _keep_files(self, record: Any) -> bool:
         """A logger filter, so it runs in Snakemake's thread as it reports a job's end (the

@@ -33,6 +33,9 @@ class Remote:
             text=True, encoding="utf-8", bufsize=1, start_new_session=True,
         )
         self.alive = True
+        # one folder per workflow run, outside the project (which may be registered storage),
+        # named by the process that removes it
+        config.kept = kept_folder(self.proc.pid, run_uid)
         self._write({"config": asdict(config), "run_uid": run_uid})
 
     def _write(self, payload: dict[str, Any]) -> None:
@@ -61,6 +64,35 @@ class Remote:
             log = detached_log(self.proc.pid)
             sys.stderr.write(f"lamin-integrations: still recording after {self.config.drain_seconds:g} s; "
                              f"finishing in the background (pid {self.proc.pid}, messages in {log})\n")
+
+
+KEPT_PREFIX = "lamin-integrations-kept-"
+
+
+def kept_folder(pid: int, run_uid: str) -> str:
+    import tempfile
+
+    return os.path.join(tempfile.gettempdir(), f"{KEPT_PREFIX}{pid}-{run_uid}")
+
+
+def remove_orphaned_kept() -> None:
+    """A recorder killed (SIGKILL, OOM, a cluster job's time limit) before it removed its folder
+    of kept copies left it behind: removed once its process is gone, by the next workflow's
+    logger, so temp() copies do not pile up in /tmp."""
+    import glob
+    import shutil
+    import tempfile
+
+    for folder in glob.glob(os.path.join(tempfile.gettempdir(), f"{KEPT_PREFIX}*-*")):
+        pid = os.path.basename(folder)[len(KEPT_PREFIX):].split("-", 1)[0]
+        if not pid.isdigit():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            shutil.rmtree(folder, ignore_errors=True)
+        except OSError:
+            pass  # alive, another user's
 
 
 def detached_log(pid: int) -> str:
