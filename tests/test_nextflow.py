@@ -196,6 +196,42 @@ def test_ingest_with_discovered_report_log_history_work_dir_and_outdir(registry,
     assert f"recreated by run nf-demo/align:ALIGN (ALIGN (a)) [{align_a.uid}" in result.output
 
 
+def test_the_pipeline_runs_inputs_are_what_its_tasks_staged_from_outside_and_the_files_its_params_name(
+        registry, tmp_path):
+    """As nf-lamin and nf-prov count a launch's inputs (staged from outside the work dir), plus
+    the files its parameters name: nf-core pipelines read their samplesheet in the main
+    process, so no task stages it. The execution report is the run's report, as nf-lamin keeps it."""
+    root = launch_dir(tmp_path)
+    (root / "samples.csv").write_text("sample,fastq\na,data/a.fastq\nb,data/b.fastq\n")  # --input on the command line
+    (root / "assets").mkdir()
+    (root / "assets" / "mqc.yml").write_text("title: demo\n")
+    (root / "assets" / "extra.tsv").write_text("x\t1\n")
+    (root / "results" / "pipeline_info" / f"params_{STAMP}.json").write_text(json.dumps({
+        "input": "samples.csv", "outdir": "results", "fasta": "data/ref.fa", "multiqc_config": "assets/mqc.yml",
+        "nested": {"extra": [str(root / "assets" / "extra.tsv")]},
+        # not files of this machine's launch dir, folders, globs, the launch's own outputs
+        "missing": "nope.txt", "reads": "data/*.fastq", "igenomes_base": "s3://ngi-igenomes/igenomes", "data_dir": "data",
+        "in_work": "work/3f/a1b2c3d4e5f60718293a4b5c6d7e8f/a_fastqc.txt", "in_results": "results/align/a.bam",
+        "hostile": "../" * 40 + "etc/nonexistent"}))
+    run = ingest_trace(trace_of(root), timezone_name="UTC")
+    inputs = {a.key: a for a in run.input_artifacts}
+    assert set(inputs) == {"samples.csv", "assets/mqc.yml", "assets/extra.tsv",  # named by params
+                           "data/a.fastq", "data/b.fastq", "data/ref.fa"}  # staged into tasks from outside work/
+    assert tasks_of(run)["3"].input_artifacts.filter(key="data/ref.fa").one() == inputs["data/ref.fa"]  # one artifact
+    assert run.report.kind == "__lamindb_run__" and run.report.description.startswith("Nextflow execution report")
+    report = root / "results" / "pipeline_info" / f"execution_report_{STAMP}.html"
+    assert Path(run.report.cache()).read_bytes() == report.read_bytes()
+    assert run.report not in run.output_artifacts.to_list()
+    # a published result's lineage reaches the samplesheet the pipeline read
+    published = run.output_artifacts.get(key="results/align/a.bam")
+    assert inputs["samples.csv"] in ln.lineage.upstream(published).artifacts
+    before = (ln.Artifact.filter(kind="__lamindb_run__").count(), ln.Artifact.filter().count(), run.input_artifacts.count())
+    again = ingest_trace(trace_of(root), timezone_name="UTC")
+    assert again.id == run.id and again.report_id == run.report_id
+    assert (ln.Artifact.filter(kind="__lamindb_run__").count(), ln.Artifact.filter().count(),
+            again.input_artifacts.count()) == before == (1, before[1], 6)
+
+
 def test_a_launch_folder_moved_off_the_machine_it_ran_on_keeps_its_task_files(registry, tmp_path, caplog):
     # the log, the staging commands and the links name /nf/launch, where it ran; it is here now
     root = launch_dir(tmp_path, moved=True)
@@ -470,7 +506,8 @@ def test_ingest_with_files_failing_midway_removes_the_files_it_had_copied(regist
                                       "--outdir", str(root / "results"), "--timezone", "UTC"])
     assert result.exit_code == 0, result.output
     stored = registry_state(registry)[1]
-    assert len(stored) == ln.Artifact.filter().count() > len(before[1]), "one stored copy per artifact"
+    hidden = ln.Artifact.filter(kind="__lamindb_run__").count()  # the execution report, the run's report
+    assert hidden == 1 and len(stored) == ln.Artifact.filter().count() + hidden > len(before[1]), "one copy per artifact"
 
 
 # -- weblog ---------------------------------------------------------------------------------------
@@ -554,6 +591,8 @@ def test_serve_records_task_files_from_the_work_dir_the_run_reports(server, tmp_
     assert out.key == "work/3f/a1b2c3d4e5f60718293a4b5c6d7e8f/a_fastqc.txt"
     assert tasks["6"] in out.input_of_runs.to_list() and tasks["6"].input_artifacts.count() == 4
     assert {a.key for a in tasks["3"].input_artifacts} == {"data/a.fastq", "data/ref.fa"}
+    pipeline = ln.Run.get(reference="tender_turing", reference_type="nextflow_id")
+    assert {a.key for a in pipeline.input_artifacts} == {"data/a.fastq", "data/b.fastq", "data/ref.fa"}
 
 
 def test_serve_without_files_or_an_unreadable_work_dir_records_runs_only(registry, tmp_path):

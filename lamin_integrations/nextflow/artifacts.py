@@ -3,7 +3,10 @@
 A file staged into a task from another task's work dir is that task's output artifact, so
 the two task runs are linked. Published files (`--outdir`) are outputs of the pipeline run;
 the task that produced one is found by symlink target (publishDir's default mode) or by
-content hash, and named in the artifact's `_aux["published_from"]`.
+content hash, and named in the artifact's `_aux["published_from"]`. The pipeline run's inputs
+are what came from outside: files staged into its tasks from outside the work dir (as nf-lamin
+and nf-prov count them) and the files its parameters name (a samplesheet the pipeline itself
+reads is staged into no task).
 """
 
 from __future__ import annotations
@@ -22,14 +25,15 @@ SKIP_PUBLISHED = ("pipeline_info",)  # Nextflow's own reports, not results
 
 
 def record_task_files(files: Any, pipeline: Any, touched: list[tuple[Any, Any]], by_work_dir: dict[str, Any],
-                      launch_hashes: set[str] | None = None) -> None:
+                      launch_hashes: set[str] | None = None, named: list[str] = ()) -> None:
     """`launch_hashes`: the short hashes of this launch's tasks; a published link into the work
     dir of any other task was published by another launch (a resume of this one, ingested
-    later or earlier), not by this one."""
+    later or earlier), not by this one. `named`: the files the launch's parameters name."""
     from ..core.bulk import update_all
     from ..core.pipeline import given_path, link_recreated, record_files
 
     base = files.base
+    external: set[str] = set()  # staged into a task from outside the work dir: an input of the pipeline
     produced: dict[str, Any] = {}  # realpath of an output -> its artifact
     producer_run: dict[str, Any] = {}  # realpath of an output -> the task run
     if files.work_dir:
@@ -61,10 +65,18 @@ def record_task_files(files: Any, pipeline: Any, touched: list[tuple[Any, Any]],
                     links.append((run, produced[known]))
                 elif "://" in staged or os.path.exists(staged):
                     others.append(staged)
+                    if not _inside(staged, files.work_dir):
+                        external.add(staged)
             if others:
                 entries.append((run, others, base))
         if links or entries:
-            record_files(inputs=entries, links=links, max_hash_size=files.max_hash_size)
+            inputs = record_files(inputs=entries, links=links, max_hash_size=files.max_hash_size)[1]
+            pipeline_links = {a.id: (pipeline, a) for a in inputs if given_path(a) in external}
+            if pipeline_links:
+                record_files(links=list(pipeline_links.values()))
+    named = [p for p in named if p not in external and not _inside(p, files.work_dir) and not _inside(p, files.outdir)]
+    if named:
+        record_files(inputs=[(pipeline, named, base)], max_hash_size=files.max_hash_size)
     if files.outdir:
         try:
             published = published_files(files.outdir, SKIP_PUBLISHED) if is_dir(files.outdir) else []
@@ -127,6 +139,59 @@ def record_task_files(files: Any, pipeline: Any, touched: list[tuple[Any, Any]],
         if changed:
             update_all(changed)
         link_recreated(made)  # lineage from the published copy reaches its task
+
+
+def named_files(params: dict[str, Any] | None, command_line: str | None, launch_dir: str | None) -> list[str]:
+    """The local files the launch's parameters name (`--input samplesheet.csv`, a params file's
+    `fasta`), relative to the launch dir as Nextflow reads them. Folders, URLs and globs are
+    left out: a folder may be a whole reference, a remote file would be fetched to be hashed."""
+    from .files import parse_run_command
+
+    values: list[str] = []
+
+    def collect(value: Any, depth: int = 0) -> None:
+        if isinstance(value, str):
+            values.append(value)
+        elif isinstance(value, dict) and depth < 3:
+            for v in value.values():
+                collect(v, depth + 1)
+        elif isinstance(value, list) and depth < 3:
+            for v in value:
+                collect(v, depth + 1)
+
+    collect(params or {})
+    collect(parse_run_command(command_line)[2])
+    found: dict[str, str] = {}
+    for value in values[:10_000]:
+        if not value or len(value) > 4096 or "://" in value or "\n" in value or "\0" in value or any(c in value for c in "*?{["):
+            continue
+        path = value if os.path.isabs(value) or not launch_dir else os.path.join(launch_dir, value)
+        try:
+            if os.path.isfile(path):
+                found.setdefault(os.path.realpath(path), os.path.normpath(path))
+        except (OSError, ValueError):
+            continue
+    return list(found.values())
+
+
+def record_report(path: str, pipeline: Any) -> None:
+    """The execution report becomes the pipeline run's `report`, as nf-lamin does (a hidden
+    `__lamindb_run__` artifact, not an output): unless the run has another report already."""
+    from ..core.models import Artifact
+
+    current = pipeline.report
+    if current is not None and not (current.description or "").startswith("Nextflow execution report"):
+        return
+    try:
+        artifact = Artifact(path, description=f"Nextflow execution report of run {pipeline.uid}", kind="__lamindb_run__")
+    except OSError as e:
+        logger.warning("lamin-integrations: not keeping the execution report %s: %s", path, e)
+        return
+    artifact.__dict__["_no_lineage"] = True  # about the run, not an output of it
+    artifact.save()
+    if pipeline.report_id != artifact.id:
+        pipeline.report = artifact
+        pipeline.save()
 
 
 def adopt_cached(pairs: list[tuple[Any, Any]], pipeline: Any) -> None:
@@ -249,6 +314,15 @@ def _under(path: str, folder: str | None) -> bool:
         return False
     inside = os.path.relpath(os.path.abspath(path), os.path.abspath(folder))
     return inside == os.curdir or not inside.startswith(os.pardir)
+
+
+def _inside(path: str, folder: str | None) -> bool:
+    """Is `path` in `folder` (both URLs, or local paths compared where links lead)?"""
+    if not folder:
+        return False
+    if "://" in folder or "://" in path:
+        return path.startswith(folder.rstrip("/") + "/")
+    return _under(os.path.realpath(path), os.path.realpath(folder))
 
 
 def _run_of(path: str, by_work_dir: dict[str, Any]) -> Any:

@@ -359,8 +359,15 @@ def _run_command(command: str | None) -> tuple[str | None, str | None]:
     Options are skipped with their values as Nextflow reads them, so `run -profile docker
     nf-core/rnaseq -r 3.14.0` gives ("nf-core/rnaseq", "3.14.0"), not the profile's name.
     """
+    pipeline, revision, _ = parse_run_command(command)
+    return pipeline, revision
+
+
+def parse_run_command(command: str | None) -> tuple[str | None, str | None, dict[str, str]]:
+    """(pipeline, revision, the pipeline parameters given as `--name value` or `--name=value`)."""
+    params: dict[str, str] = {}
     if not command:
-        return None, None
+        return None, None, params
     import shlex
 
     try:
@@ -368,7 +375,7 @@ def _run_command(command: str | None) -> tuple[str | None, str | None]:
     except ValueError:
         words = command.split()
     if "run" not in words:
-        return None, None
+        return None, None, params
     pipeline = revision = None
     rest = words[words.index("run") + 1:]
     i = 0
@@ -378,9 +385,14 @@ def _run_command(command: str | None) -> tuple[str | None, str | None]:
         has_next = i < len(rest)
         if word in ("-r", "-revision") and has_next:
             revision = rest[i]
-        if word in _VALUE_OPTIONS or (word.startswith("--") and "=" not in word):
+        if word.startswith("--") and "=" in word:
+            name, _, value = word[2:].partition("=")
+            params[name] = value
+        elif word in _VALUE_OPTIONS or word.startswith("--"):
             # a pipeline parameter `--name value` (or a flag when another option follows)
             if has_next and (word in _VALUE_OPTIONS or not rest[i].startswith("-")):
+                if word.startswith("--"):
+                    params[word[2:]] = rest[i]
                 i += 1
         elif word in _OPTIONAL_VALUE:
             if has_next and not rest[i].startswith("-"):
@@ -390,7 +402,7 @@ def _run_command(command: str | None) -> tuple[str | None, str | None]:
                 i += 1
         elif not word.startswith("-") and pipeline is None:
             pipeline = word
-    return pipeline, revision
+    return pipeline, revision, params
 
 
 def pick_history(launches: list[Launch], run_name: str | None, session_id: str | None,

@@ -45,6 +45,7 @@ class Files:
     max_hash_size: int | None = None
     moved_from: str | None = None  # the launch dir the files name, when the launch is now at `base`
     next_launch_at: dt.datetime | None = None  # when the next launch in this launch dir began (its history line)
+    report: str | None = None  # the execution report: kept as the pipeline run's report
 
     def here(self, path: str) -> str:
         """A path named by the launch's files (the log's work dirs, staging commands) where it
@@ -231,6 +232,7 @@ class Recorder:
     def __init__(self, files: Files | None = None):
         self.files = files or Files()
         self.steps: dict[tuple[str, str, str | None], Any] = {}  # (pipeline key, process, version)
+        self.named: set[tuple[int, str]] = set()  # (pipeline run, file named by its params) recorded
 
     def record(self, launch: Launch, tasks: list[Task], *, final: bool = True, identity: TraceFile | None = None) -> Any:
         from ..core.instance import current
@@ -240,6 +242,7 @@ class Recorder:
                 return self._record(launch, tasks, final=final, identity=identity)
         except BaseException:
             self.steps.clear()  # transforms made in the rolled-back transaction do not exist
+            self.named.clear()
             raise
 
     # -- pipeline -------------------------------------------------------------------------------
@@ -436,13 +439,20 @@ class Recorder:
         if self.files.work_dir or self.files.outdir:
             from dataclasses import replace
 
-            from .artifacts import record_task_files
+            from .artifacts import named_files, record_task_files
 
             files = replace(self.files, base=self.files.base or launch.launch_dir)  # the weblog knows the launch dir
             hashes = {t.fields["hash"] for t in tasks if t.fields.get("hash")}
             hashes |= {h for r in existing.values() if isinstance(h := (r.params or {}).get("hash"), str)}
+            # (the weblog records a launch again at each event: its named files once)
+            named = [p for p in named_files(launch.params, launch.command_line, files.base) if (pipeline.id, p) not in self.named]
             record_task_files(files, pipeline, touched, by_work_dir=self._work_dir_runs(pipeline, existing),
-                              launch_hashes=hashes)
+                              launch_hashes=hashes, named=named)
+            self.named.update((pipeline.id, p) for p in named)
+        if self.files.report:
+            from .artifacts import record_report
+
+            record_report(self.files.report, pipeline)
         pipeline.__dict__["_ingest_counts"] = {"new": len(new) + len(new_tasks), "updated": len(changed), "cached": len(cached_from)}
         return pipeline
 
@@ -903,7 +913,7 @@ def ingest_trace(path: str | os.PathLike, *, report: str | os.PathLike | None = 
     if recorded and files.base != recorded and "://" not in recorded and not os.path.isdir(recorded):
         files.moved_from = recorded  # the launch ran there; its files are here now
     if record_files:
-        files.work_dir, files.outdir = sources.work_dir, sources.outdir
+        files.work_dir, files.outdir, files.report = sources.work_dir, sources.outdir, sources.report
     identity = TraceFile(str(Path(sources.trace).resolve()), trace.head)
     run = Recorder(files).record(launch, tasks, final=final, identity=identity)
     run.__dict__["_ingest_sources"] = sources
