@@ -196,40 +196,41 @@ def test_ingest_with_discovered_report_log_history_work_dir_and_outdir(registry,
     assert f"recreated by run nf-demo/align:ALIGN (ALIGN (a)) [{align_a.uid}" in result.output
 
 
-def test_the_pipeline_runs_inputs_are_what_its_tasks_staged_from_outside_and_the_files_its_params_name(
-        registry, tmp_path):
-    """As nf-lamin and nf-prov count a launch's inputs (staged from outside the work dir), plus
-    the files its parameters name: nf-core pipelines read their samplesheet in the main
-    process, so no task stages it. The execution report is the run's report, as nf-lamin keeps it."""
+def test_files_the_parameters_name_that_no_task_read_are_inputs_of_the_pipeline_run(registry, tmp_path):
+    """nf-core pipelines read their samplesheet in the main process: no task stages it, yet every
+    result comes from it. A named file a task read stays that task's input only (linked to the
+    pipeline run too, every result would be downstream of one sample's reads). The execution
+    report is the run's report, as nf-lamin keeps it."""
     root = launch_dir(tmp_path)
     (root / "samples.csv").write_text("sample,fastq\na,data/a.fastq\nb,data/b.fastq\n")  # --input on the command line
     (root / "assets").mkdir()
     (root / "assets" / "mqc.yml").write_text("title: demo\n")
     (root / "assets" / "extra.tsv").write_text("x\t1\n")
     (root / "results" / "pipeline_info" / f"params_{STAMP}.json").write_text(json.dumps({
-        "input": "samples.csv", "outdir": "results", "fasta": "data/ref.fa", "multiqc_config": "assets/mqc.yml",
+        "input": "samples.csv", "outdir": "results", "multiqc_config": "assets/mqc.yml",
         "nested": {"extra": [str(root / "assets" / "extra.tsv")]},
+        "fasta": "data/ref.fa", "reads": "data/a.fastq",  # staged into tasks: theirs
         # not files of this machine's launch dir, folders, globs, the launch's own outputs
-        "missing": "nope.txt", "reads": "data/*.fastq", "igenomes_base": "s3://ngi-igenomes/igenomes", "data_dir": "data",
+        "missing": "nope.txt", "glob": "data/*.fastq", "igenomes_base": "s3://ngi-igenomes/igenomes", "data_dir": "data",
         "in_work": "work/3f/a1b2c3d4e5f60718293a4b5c6d7e8f/a_fastqc.txt", "in_results": "results/align/a.bam",
         "hostile": "../" * 40 + "etc/nonexistent"}))
     run = ingest_trace(trace_of(root), timezone_name="UTC")
     inputs = {a.key: a for a in run.input_artifacts}
-    assert set(inputs) == {"samples.csv", "assets/mqc.yml", "assets/extra.tsv",  # named by params
-                           "data/a.fastq", "data/b.fastq", "data/ref.fa"}  # staged into tasks from outside work/
-    assert tasks_of(run)["3"].input_artifacts.filter(key="data/ref.fa").one() == inputs["data/ref.fa"]  # one artifact
+    assert set(inputs) == {"samples.csv", "assets/mqc.yml", "assets/extra.tsv"}
     assert run.report.kind == "__lamindb_run__" and run.report.description.startswith("Nextflow execution report")
     report = root / "results" / "pipeline_info" / f"execution_report_{STAMP}.html"
     assert Path(run.report.cache()).read_bytes() == report.read_bytes()
     assert run.report not in run.output_artifacts.to_list()
-    # a published result's lineage reaches the samplesheet the pipeline read
+    # a published result's lineage reaches the samplesheet, and only the reads it came from
     published = run.output_artifacts.get(key="results/align/a.bam")
-    assert inputs["samples.csv"] in ln.lineage.upstream(published).artifacts
+    up = {a.key for a in ln.lineage.upstream(published).artifacts}
+    assert {"samples.csv", "data/a.fastq", "data/ref.fa"} <= up and "data/b.fastq" not in up
+    assert run not in ln.lineage.downstream(ln.Artifact.get(key="data/b.fastq"), follow_initiated_by=False).runs
     before = (ln.Artifact.filter(kind="__lamindb_run__").count(), ln.Artifact.filter().count(), run.input_artifacts.count())
     again = ingest_trace(trace_of(root), timezone_name="UTC")
     assert again.id == run.id and again.report_id == run.report_id
     assert (ln.Artifact.filter(kind="__lamindb_run__").count(), ln.Artifact.filter().count(),
-            again.input_artifacts.count()) == before == (1, before[1], 6)
+            again.input_artifacts.count()) == before == (1, before[1], 3)
 
 
 def test_a_launch_folder_moved_off_the_machine_it_ran_on_keeps_its_task_files(registry, tmp_path, caplog):
@@ -592,7 +593,7 @@ def test_serve_records_task_files_from_the_work_dir_the_run_reports(server, tmp_
     assert tasks["6"] in out.input_of_runs.to_list() and tasks["6"].input_artifacts.count() == 4
     assert {a.key for a in tasks["3"].input_artifacts} == {"data/a.fastq", "data/ref.fa"}
     pipeline = ln.Run.get(reference="tender_turing", reference_type="nextflow_id")
-    assert {a.key for a in pipeline.input_artifacts} == {"data/a.fastq", "data/b.fastq", "data/ref.fa"}
+    assert pipeline.input_artifacts.count() == 0  # its parameters name samples.csv and ref.fa, not there
 
 
 def test_serve_without_files_or_an_unreadable_work_dir_records_runs_only(registry, tmp_path):

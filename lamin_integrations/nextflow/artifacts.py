@@ -3,10 +3,9 @@
 A file staged into a task from another task's work dir is that task's output artifact, so
 the two task runs are linked. Published files (`--outdir`) are outputs of the pipeline run;
 the task that produced one is found by symlink target (publishDir's default mode) or by
-content hash, and named in the artifact's `_aux["published_from"]`. The pipeline run's inputs
-are what came from outside: files staged into its tasks from outside the work dir (as nf-lamin
-and nf-prov count them) and the files its parameters name (a samplesheet the pipeline itself
-reads is staged into no task).
+content hash, and named in the artifact's `_aux["published_from"]`. The files the launch's
+parameters name that none of its tasks read (a samplesheet the pipeline itself reads) are
+inputs of the pipeline run.
 """
 
 from __future__ import annotations
@@ -33,7 +32,6 @@ def record_task_files(files: Any, pipeline: Any, touched: list[tuple[Any, Any]],
     from ..core.pipeline import given_path, link_recreated, record_files
 
     base = files.base
-    external: set[str] = set()  # staged into a task from outside the work dir: an input of the pipeline
     produced: dict[str, Any] = {}  # realpath of an output -> its artifact
     producer_run: dict[str, Any] = {}  # realpath of an output -> the task run
     if files.work_dir:
@@ -65,16 +63,12 @@ def record_task_files(files: Any, pipeline: Any, touched: list[tuple[Any, Any]],
                     links.append((run, produced[known]))
                 elif "://" in staged or os.path.exists(staged):
                     others.append(staged)
-                    if not _inside(staged, files.work_dir):
-                        external.add(staged)
             if others:
                 entries.append((run, others, base))
         if links or entries:
-            inputs = record_files(inputs=entries, links=links, max_hash_size=files.max_hash_size)[1]
-            pipeline_links = {a.id: (pipeline, a) for a in inputs if given_path(a) in external}
-            if pipeline_links:
-                record_files(links=list(pipeline_links.values()))
-    named = [p for p in named if p not in external and not _inside(p, files.work_dir) and not _inside(p, files.outdir)]
+            record_files(inputs=entries, links=links, max_hash_size=files.max_hash_size)
+    named = _read_by_no_task([p for p in named if not _inside(p, files.work_dir) and not _inside(p, files.outdir)],
+                             pipeline, base, files.max_hash_size)
     if named:
         record_files(inputs=[(pipeline, named, base)], max_hash_size=files.max_hash_size)
     if files.outdir:
@@ -139,6 +133,37 @@ def record_task_files(files: Any, pipeline: Any, touched: list[tuple[Any, Any]],
         if changed:
             update_all(changed)
         link_recreated(made)  # lineage from the published copy reaches its task
+
+
+def _read_by_no_task(paths: list[str], pipeline: Any, base: str | None, max_hash_size: int | None) -> list[str]:
+    """The files among `paths` that no task of the launch (nor the run a cached task stands for)
+    has as an input. A file a task read is that task's input: linked to the pipeline run too, it
+    would put every result of the launch downstream of it (a genome, one sample's reads)."""
+    if not paths:
+        return []
+    from ..core.hashing import hash_file
+    from ..core.match import DISTINCT_BYTES
+    from ..core.models import Artifact
+    from ..core.pipeline import artifact_key
+
+    used = Artifact.filter(input_of_runs__initiated_by_run_id=pipeline.id).to_list()
+    originals = list(((pipeline._aux or {}).get("cached_tasks") or {}).values())
+    if originals:
+        used += Artifact.filter(input_of_runs__uid__in=originals).to_list()
+    hashes, keys = {a.hash for a in used if a.hash}, {a.key for a in used if a.key}
+    kept = []
+    for path in paths:
+        try:
+            if artifact_key(path, base) in keys:
+                continue
+            size = os.path.getsize(path)  # a few bytes are no fingerprint: such a file is matched by its key only
+            if size >= DISTINCT_BYTES and (max_hash_size is None or size <= max_hash_size) \
+                    and hash_file(path, pipeline._db.hash_mode)[0] in hashes:
+                continue
+        except (OSError, ValueError):
+            continue
+        kept.append(path)
+    return kept
 
 
 def named_files(params: dict[str, Any] | None, command_line: str | None, launch_dir: str | None) -> list[str]:

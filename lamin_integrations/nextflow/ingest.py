@@ -444,8 +444,9 @@ class Recorder:
             files = replace(self.files, base=self.files.base or launch.launch_dir)  # the weblog knows the launch dir
             hashes = {t.fields["hash"] for t in tasks if t.fields.get("hash")}
             hashes |= {h for r in existing.values() if isinstance(h := (r.params or {}).get("hash"), str)}
-            # (the weblog records a launch again at each event: its named files once)
-            named = [p for p in named_files(launch.params, launch.command_line, files.base) if (pipeline.id, p) not in self.named]
+            # once every task is known (the weblog records a launch again at each event: then once)
+            named = [p for p in named_files(launch.params, launch.command_line, files.base)
+                     if (pipeline.id, p) not in self.named] if final else []
             record_task_files(files, pipeline, touched, by_work_dir=self._work_dir_runs(pipeline, existing),
                               launch_hashes=hashes, named=named)
             self.named.update((pipeline.id, p) for p in named)
