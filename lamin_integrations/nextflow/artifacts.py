@@ -24,7 +24,7 @@ SKIP_PUBLISHED = ("pipeline_info",)  # Nextflow's own reports, not results
 
 
 def record_task_files(files: Any, pipeline: Any, touched: list[tuple[Any, Any]], by_work_dir: dict[str, Any],
-                      launch_hashes: set[str] | None = None, named: list[str] = ()) -> None:
+                      launch_hashes: set[str] | None = None, named: list[str] | None = None) -> None:
     """`launch_hashes`: the short hashes of this launch's tasks; a published link into the work
     dir of any other task was published by another launch (a resume of this one, ingested
     later or earlier), not by this one. `named`: the files the launch's parameters name."""
@@ -67,7 +67,7 @@ def record_task_files(files: Any, pipeline: Any, touched: list[tuple[Any, Any]],
                 entries.append((run, others, base))
         if links or entries:
             record_files(inputs=entries, links=links, max_hash_size=files.max_hash_size)
-    named = _read_by_no_task([p for p in named if not _inside(p, files.work_dir) and not _inside(p, files.outdir)],
+    named = _read_by_no_task([p for p in named or [] if not _inside(p, files.work_dir) and not _inside(p, files.outdir)],
                              pipeline, base, files.max_hash_size)
     if named:
         record_files(inputs=[(pipeline, named, base)], max_hash_size=files.max_hash_size)
