@@ -6,8 +6,10 @@ The PostgreSQL server is started once per session on loopback (tests/servers.py)
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -30,7 +32,9 @@ REPO = Path(__file__).resolve().parents[1]
 
 # Prefect reads its settings when first imported: a throw-away home before any test module
 # imports it. Its server is started only by modules that use `prefect_api`.
-os.environ.setdefault("PREFECT_HOME", tempfile.mkdtemp(prefix="prefect-home-"))
+if "PREFECT_HOME" not in os.environ:
+    os.environ["PREFECT_HOME"] = tempfile.mkdtemp(prefix="prefect-home-")
+    atexit.register(shutil.rmtree, os.environ["PREFECT_HOME"], ignore_errors=True)  # one per session, not left in /tmp
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
